@@ -1,0 +1,31 @@
+//! `exodus`: one command for every rung of the stack. This file only parses
+//! arguments and hands each subcommand to its module in `commands/`.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// exodus: a hardware-neutral AI inference stack.
+#[derive(Parser)]
+#[command(name = "exodus", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print every number format (bits, range, block size, special values),
+    /// optionally with its measured quantization error.
+    Formats(commands::formats::Args),
+    /// Convert a raw little-endian array between f32 and any format.
+    Convert(commands::convert::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Formats(args) => commands::formats::run(&args),
+        Command::Convert(args) => commands::convert::run(&args),
+    }
+}

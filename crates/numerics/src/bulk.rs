@@ -1,0 +1,168 @@
+//! Bulk conversions between `f32` slices and element-format codes, with
+//! run-time SIMD dispatch (see [`crate::cpu`]).
+//!
+//! Codes are stored unpacked: one byte per code for formats of 8 bits or
+//! fewer (FP6/FP4 codes in the low bits; use [`crate::pack`] to pack them),
+//! two little-endian bytes for f16/bf16, four for f32. Slices may start at
+//! any address; lengths need not be a multiple of the vector width.
+
+use std::sync::OnceLock;
+
+use half::{bf16, f16};
+
+use crate::cpu::{self, SimdLevel};
+use crate::element::{encode_bf16, encode_f16, ElementFormat};
+use crate::error::{NumericsError, Result};
+use crate::rounding::{EncodeOptions, Rounding};
+
+/// The 256-entry decode table of an 8-bit-or-narrower format.
+pub fn decode_table(format: ElementFormat) -> Option<&'static [f32; 256]> {
+    static TABLES: [OnceLock<[f32; 256]>; 10] = [const { OnceLock::new() }; 10];
+    let index = ElementFormat::ALL.iter().position(|f| *f == format)?;
+    if format.bits() > 8 {
+        return None;
+    }
+    Some(TABLES[index].get_or_init(|| std::array::from_fn(|c| format.decode(c as u32))))
+}
+
+fn check_len(format: ElementFormat, values: usize, bytes: usize) -> Result<()> {
+    let expected = values * format.unpacked_bytes();
+    if bytes != expected {
+        return Err(NumericsError::LengthMismatch {
+            format: format.name(),
+            what: "code buffer",
+            expected,
+            got: bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Decode `dst.len()` codes from `src` on the active SIMD level.
+pub fn decode(format: ElementFormat, src: &[u8], dst: &mut [f32]) -> Result<()> {
+    decode_with(cpu::active(), format, src, dst)
+}
+
+/// Decode on a given SIMD level (an unsupported level runs the scalar path).
+pub fn decode_with(level: SimdLevel, format: ElementFormat, src: &[u8], dst: &mut [f32]) -> Result<()> {
+    check_len(format, dst.len(), src.len())?;
+    if level == SimdLevel::Avx2 && level.is_supported() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::simd::x86;
+            match format {
+                ElementFormat::F16 => return Ok(x86::decode_f16(src, dst)),
+                ElementFormat::Bf16 => return Ok(x86::decode_bf16(src, dst)),
+                ElementFormat::E8M0 => return Ok(x86::decode_e8m0(src, dst)),
+                ElementFormat::HiF8 => {
+                    if let Some(table) = decode_table(format) {
+                        return Ok(x86::decode_table(table, src, dst));
+                    }
+                }
+                _ => {
+                    if let Some(m) = format.minifloat() {
+                        return Ok(x86::decode_minifloat(m, src, dst));
+                    }
+                }
+            }
+        }
+    }
+    if level == SimdLevel::Neon && level.is_supported() {
+        #[cfg(target_arch = "aarch64")]
+        {
+            if let Some(m) = format.minifloat() {
+                return Ok(crate::simd::neon::decode_minifloat(m, src, dst));
+            }
+            if format == ElementFormat::Bf16 {
+                return Ok(crate::simd::neon::decode_bf16(src, dst));
+            }
+        }
+    }
+    decode_scalar(format, src, dst);
+    Ok(())
+}
+
+fn decode_scalar(format: ElementFormat, src: &[u8], dst: &mut [f32]) {
+    match format {
+        ElementFormat::F32 => {
+            for (o, c) in dst.iter_mut().zip(src.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        ElementFormat::F16 => {
+            for (o, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        ElementFormat::Bf16 => {
+            for (o, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        _ => {
+            if let Some(table) = decode_table(format) {
+                for (o, &c) in dst.iter_mut().zip(src) {
+                    *o = table[c as usize];
+                }
+            }
+        }
+    }
+}
+
+/// Encode `src` into `dst` (`src.len()` codes) on the active SIMD level.
+pub fn encode(format: ElementFormat, src: &[f32], dst: &mut [u8], opts: EncodeOptions) -> Result<()> {
+    encode_with(cpu::active(), format, src, dst, opts)
+}
+
+/// Encode on a given SIMD level (an unsupported level runs the scalar path).
+pub fn encode_with(
+    level: SimdLevel,
+    format: ElementFormat,
+    src: &[f32],
+    dst: &mut [u8],
+    opts: EncodeOptions,
+) -> Result<()> {
+    check_len(format, src.len(), dst.len())?;
+    if level == SimdLevel::Avx2 && level.is_supported() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::simd::x86;
+            match format {
+                ElementFormat::F16 => return Ok(x86::encode_f16(opts.overflow, src, dst)),
+                ElementFormat::Bf16 => return Ok(x86::encode_bf16(opts.overflow, src, dst)),
+                _ => {
+                    if let (Some(m), Rounding::NearestEven) = (format.minifloat(), opts.rounding) {
+                        return Ok(x86::encode_minifloat(m, opts.overflow, src, dst));
+                    }
+                }
+            }
+        }
+    }
+    encode_scalar(format, src, dst, opts);
+    Ok(())
+}
+
+fn encode_scalar(format: ElementFormat, src: &[f32], dst: &mut [u8], opts: EncodeOptions) {
+    match format {
+        ElementFormat::F32 => {
+            for (o, x) in dst.chunks_exact_mut(4).zip(src) {
+                o.copy_from_slice(&x.to_le_bytes());
+            }
+        }
+        ElementFormat::F16 => {
+            for (o, &x) in dst.chunks_exact_mut(2).zip(src) {
+                o.copy_from_slice(&encode_f16(x, opts.overflow).to_le_bytes());
+            }
+        }
+        ElementFormat::Bf16 => {
+            for (o, &x) in dst.chunks_exact_mut(2).zip(src) {
+                o.copy_from_slice(&encode_bf16(x, opts.overflow).to_le_bytes());
+            }
+        }
+        _ => {
+            for (o, &x) in dst.iter_mut().zip(src) {
+                *o = format.encode(x, opts) as u8;
+            }
+        }
+    }
+}
