@@ -13,7 +13,7 @@ use half::{bf16, f16};
 use crate::cpu::{self, SimdLevel};
 use crate::element::{encode_bf16, encode_f16, ElementFormat};
 use crate::error::{NumericsError, Result};
-use crate::rounding::{EncodeOptions, Rounding};
+use crate::rounding::EncodeOptions;
 
 /// The 256-entry decode table of an 8-bit-or-narrower format.
 pub fn decode_table(format: ElementFormat) -> Option<&'static [f32; 256]> {
@@ -44,7 +44,12 @@ pub fn decode(format: ElementFormat, src: &[u8], dst: &mut [f32]) -> Result<()> 
 }
 
 /// Decode on a given SIMD level (an unsupported level runs the scalar path).
-pub fn decode_with(level: SimdLevel, format: ElementFormat, src: &[u8], dst: &mut [f32]) -> Result<()> {
+pub fn decode_with(
+    level: SimdLevel,
+    format: ElementFormat,
+    src: &[u8],
+    dst: &mut [f32],
+) -> Result<()> {
     check_len(format, dst.len(), src.len())?;
     if level == SimdLevel::Avx2 && level.is_supported() {
         #[cfg(target_arch = "x86_64")]
@@ -110,7 +115,12 @@ fn decode_scalar(format: ElementFormat, src: &[u8], dst: &mut [f32]) {
 }
 
 /// Encode `src` into `dst` (`src.len()` codes) on the active SIMD level.
-pub fn encode(format: ElementFormat, src: &[f32], dst: &mut [u8], opts: EncodeOptions) -> Result<()> {
+pub fn encode(
+    format: ElementFormat,
+    src: &[f32],
+    dst: &mut [u8],
+    opts: EncodeOptions,
+) -> Result<()> {
     encode_with(cpu::active(), format, src, dst, opts)
 }
 
@@ -131,7 +141,9 @@ pub fn encode_with(
                 ElementFormat::F16 => return Ok(x86::encode_f16(opts.overflow, src, dst)),
                 ElementFormat::Bf16 => return Ok(x86::encode_bf16(opts.overflow, src, dst)),
                 _ => {
-                    if let (Some(m), Rounding::NearestEven) = (format.minifloat(), opts.rounding) {
+                    if let (Some(m), crate::rounding::Rounding::NearestEven) =
+                        (format.minifloat(), opts.rounding)
+                    {
                         return Ok(x86::encode_minifloat(m, opts.overflow, src, dst));
                     }
                 }

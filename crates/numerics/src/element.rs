@@ -119,7 +119,12 @@ impl ElementFormat {
 pub fn encode_f16(x: f32, overflow: Overflow) -> u16 {
     let h = f16::from_f32(x);
     if overflow == Overflow::Saturate && h.is_infinite() {
-        if x.is_sign_negative() { f16::MIN } else { f16::MAX }.to_bits()
+        if x.is_sign_negative() {
+            f16::MIN
+        } else {
+            f16::MAX
+        }
+        .to_bits()
     } else {
         h.to_bits()
     }
@@ -129,7 +134,12 @@ pub fn encode_f16(x: f32, overflow: Overflow) -> u16 {
 pub fn encode_bf16(x: f32, overflow: Overflow) -> u16 {
     let h = bf16::from_f32(x);
     if overflow == Overflow::Saturate && h.is_infinite() {
-        if x.is_sign_negative() { bf16::MIN } else { bf16::MAX }.to_bits()
+        if x.is_sign_negative() {
+            bf16::MIN
+        } else {
+            bf16::MAX
+        }
+        .to_bits()
     } else {
         h.to_bits()
     }

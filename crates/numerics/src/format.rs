@@ -86,7 +86,10 @@ pub struct FormatInfo {
 impl Format {
     /// Every format, in the order of the command-line documentation.
     pub fn all() -> Vec<Format> {
-        let mut all: Vec<Format> = ElementFormat::ALL.iter().map(|&e| Format::Element(e)).collect();
+        let mut all: Vec<Format> = ElementFormat::ALL
+            .iter()
+            .map(|&e| Format::Element(e))
+            .collect();
         all.extend(MxElement::ALL.iter().map(|&e| Format::Mx(e)));
         all.push(Format::Fp8Block128);
         all.extend(GgufBlockType::ALL.iter().map(|&t| Format::Gguf(t)));
@@ -202,7 +205,8 @@ impl Format {
                         fp8_block::Scales::Ue8m0(s) => crate::e8m0::decode(s[t]),
                     };
                     out[..4].copy_from_slice(&scale.to_le_bytes());
-                    out[4..].copy_from_slice(&q.values[t * fp8_block::TILE..(t + 1) * fp8_block::TILE]);
+                    out[4..]
+                        .copy_from_slice(&q.values[t * fp8_block::TILE..(t + 1) * fp8_block::TILE]);
                 }
                 Ok(())
             }
@@ -263,35 +267,55 @@ impl Format {
 
     /// The description printed by `exodus formats`.
     pub fn info(self) -> FormatInfo {
-        let per_32 = |bytes_per_block: usize, block: usize| bytes_per_block as f64 * 32.0 / block as f64;
-        let from_minifloat = |m: &minifloat::MiniFloat, kind, block: usize, bytes_per_32: f64| FormatInfo {
-            name: self.name(),
-            kind,
-            bits_per_value: bytes_per_32 * 8.0 / 32.0,
-            exp_bits: Some(m.exp_bits),
-            man_bits: Some(m.man_bits),
-            bias: Some(m.bias),
-            max_finite: m.max_finite(),
-            min_normal: Some(m.min_normal()),
-            min_subnormal: Some(m.min_subnormal()),
-            block_size: block,
-            bytes_per_32,
-            has_inf: m.has_inf(),
-            has_nan: m.has_nan() || kind == "mx",
-            can_quantize: true,
-        };
+        let per_32 =
+            |bytes_per_block: usize, block: usize| bytes_per_block as f64 * 32.0 / block as f64;
+        let from_minifloat =
+            |m: &minifloat::MiniFloat, kind, block: usize, bytes_per_32: f64| FormatInfo {
+                name: self.name(),
+                kind,
+                bits_per_value: bytes_per_32 * 8.0 / 32.0,
+                exp_bits: Some(m.exp_bits),
+                man_bits: Some(m.man_bits),
+                bias: Some(m.bias),
+                max_finite: m.max_finite(),
+                min_normal: Some(m.min_normal()),
+                min_subnormal: Some(m.min_subnormal()),
+                block_size: block,
+                bytes_per_32,
+                has_inf: m.has_inf(),
+                has_nan: m.has_nan() || kind == "mx",
+                can_quantize: true,
+            };
         match self {
             Format::Element(e) => {
                 if let Some(m) = e.minifloat() {
                     return from_minifloat(m, "element", 1, e.bits() as f64 * 4.0);
                 }
                 let (exp_bits, man_bits, bias, max, min_normal, min_sub, inf) = match e {
-                    ElementFormat::F32 => (8, 23, 127, f32::MAX as f64, 2f64.powi(-126), 2f64.powi(-149), true),
-                    ElementFormat::F16 => (5, 10, 15, 65504.0, 2f64.powi(-14), 2f64.powi(-24), true),
-                    ElementFormat::Bf16 => {
-                        (8, 7, 127, half::bf16::MAX.to_f64(), 2f64.powi(-126), 2f64.powi(-133), true)
+                    ElementFormat::F32 => (
+                        8,
+                        23,
+                        127,
+                        f32::MAX as f64,
+                        2f64.powi(-126),
+                        2f64.powi(-149),
+                        true,
+                    ),
+                    ElementFormat::F16 => {
+                        (5, 10, 15, 65504.0, 2f64.powi(-14), 2f64.powi(-24), true)
                     }
-                    ElementFormat::E8M0 => (8, 0, 127, 2f64.powi(127), 2f64.powi(-127), f64::NAN, false),
+                    ElementFormat::Bf16 => (
+                        8,
+                        7,
+                        127,
+                        half::bf16::MAX.to_f64(),
+                        2f64.powi(-126),
+                        2f64.powi(-133),
+                        true,
+                    ),
+                    ElementFormat::E8M0 => {
+                        (8, 0, 127, 2f64.powi(127), 2f64.powi(-127), f64::NAN, false)
+                    }
                     _ => (4, 3, 15, 32768.0, 2f64.powi(-15), 2f64.powi(-22), true), // HiF8 (tapered)
                 };
                 FormatInfo {
@@ -384,12 +408,18 @@ mod tests {
         let names = "f32 f16 bf16 fp8-e4m3 fp8-e5m2 fp6-e2m3 fp6-e3m2 fp4-e2m1 e8m0 hif8 \
             mxfp8-e4m3 mxfp8-e5m2 mxfp6-e2m3 mxfp6-e3m2 mxfp4 mxint8 fp8-block128 \
             q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k q8_k";
-        let parsed: Vec<Format> = names.split_whitespace().map(|n| n.parse().unwrap()).collect();
+        let parsed: Vec<Format> = names
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
         assert_eq!(parsed, Format::all());
         for f in parsed {
             assert_eq!(f.to_string().parse::<Format>().unwrap(), f);
         }
-        assert!(matches!("q4_9".parse::<Format>(), Err(NumericsError::UnknownFormat(_))));
+        assert!(matches!(
+            "q4_9".parse::<Format>(),
+            Err(NumericsError::UnknownFormat(_))
+        ));
     }
 
     #[test]

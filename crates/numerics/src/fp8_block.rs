@@ -95,13 +95,23 @@ pub fn tile_scale(amax: f32, format: ScaleFormat) -> f32 {
 }
 
 /// Quantize a `rows x cols` weight matrix with 128x128 tiles.
-pub fn quantize_weight(src: &[f32], rows: usize, cols: usize, format: ScaleFormat) -> Result<BlockFp8> {
+pub fn quantize_weight(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    format: ScaleFormat,
+) -> Result<BlockFp8> {
     quantize_tiled(src, rows, cols, TILE, TILE, format)
 }
 
 /// Quantize `rows x cols` activations with 1x128 tiles (one scale per token
 /// per 128 channels).
-pub fn quantize_activation(src: &[f32], rows: usize, cols: usize, format: ScaleFormat) -> Result<BlockFp8> {
+pub fn quantize_activation(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    format: ScaleFormat,
+) -> Result<BlockFp8> {
     quantize_tiled(src, rows, cols, 1, TILE, format)
 }
 
@@ -138,7 +148,11 @@ pub fn quantize_tiled(
                     amax = amax.max(x.abs());
                 }
             }
-            let s = if any_nan { f32::NAN } else { tile_scale(amax, format) };
+            let s = if any_nan {
+                f32::NAN
+            } else {
+                tile_scale(amax, format)
+            };
             for r in row_range.clone() {
                 let span = r * cols + col_range.start..r * cols + col_range.end;
                 for (v, &x) in values[span.clone()].iter_mut().zip(&src[span]) {
@@ -223,7 +237,9 @@ mod tests {
     #[test]
     fn weight_tiles_with_ragged_edges() {
         let (rows, cols) = (130, 200);
-        let x: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0).collect();
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0)
+            .collect();
         for format in [ScaleFormat::F32, ScaleFormat::Ue8m0] {
             let q = quantize_weight(&x, rows, cols, format).unwrap();
             assert_eq!(q.scales.len(), 2 * 2);

@@ -89,7 +89,8 @@ pub fn fields(code: u8) -> Fields {
     } else {
         let magnitude_bits = dot as u32 - 1;
         let negative = exp_bits_value >> magnitude_bits & 1 == 1;
-        let magnitude = (1i32 << magnitude_bits) + (exp_bits_value as i32 & ((1 << magnitude_bits) - 1));
+        let magnitude =
+            (1i32 << magnitude_bits) + (exp_bits_value as i32 & ((1 << magnitude_bits) - 1));
         if negative {
             -magnitude
         } else {

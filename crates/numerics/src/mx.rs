@@ -221,7 +221,12 @@ impl MxElement {
 
     /// Dequantize on a given SIMD level (an unsupported level, or an element
     /// type without a SIMD kernel, runs the scalar path).
-    pub fn dequantize_with(self, level: crate::cpu::SimdLevel, src: &[u8], dst: &mut [f32]) -> Result<()> {
+    pub fn dequantize_with(
+        self,
+        level: crate::cpu::SimdLevel,
+        src: &[u8],
+        dst: &mut [f32],
+    ) -> Result<()> {
         self.check_lengths(dst.len(), src.len())?;
         #[cfg(target_arch = "x86_64")]
         if level == crate::cpu::SimdLevel::Avx2 && level.is_supported() {

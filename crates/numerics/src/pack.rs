@@ -86,7 +86,9 @@ mod tests {
     fn round_trip_every_width_and_length() {
         for bits in [4u32, 6, 8] {
             for n in 0..70usize {
-                let codes: Vec<u8> = (0..n).map(|i| ((i * 37 + 11) % (1 << bits)) as u8).collect();
+                let codes: Vec<u8> = (0..n)
+                    .map(|i| ((i * 37 + 11) % (1 << bits)) as u8)
+                    .collect();
                 let mut packed = vec![0u8; packed_len(bits, n)];
                 pack(bits, &codes, &mut packed).unwrap();
                 let mut back = vec![0u8; n];

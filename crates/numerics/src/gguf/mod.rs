@@ -86,7 +86,12 @@ pub fn dequantize(t: GgufBlockType, _src: &[u8], _dst: &mut [f32]) -> Result<()>
 }
 
 /// Dequantize on a given level.
-pub fn dequantize_with(_level: crate::cpu::SimdLevel, t: GgufBlockType, src: &[u8], dst: &mut [f32]) -> Result<()> {
+pub fn dequantize_with(
+    _level: crate::cpu::SimdLevel,
+    t: GgufBlockType,
+    src: &[u8],
+    dst: &mut [f32],
+) -> Result<()> {
     dequantize(t, src, dst)
 }
 

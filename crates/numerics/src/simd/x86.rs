@@ -71,7 +71,10 @@ unsafe fn decode_minifloat_avx2(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
         let bytes = unsafe { _mm_loadl_epi64(s.as_ptr().cast()) };
         let v = _mm256_and_si256(_mm256_cvtepu8_epi32(bytes), code_mask);
         let mag = _mm256_and_si256(v, mag_mask);
-        let sign = _mm256_sll_epi32(_mm256_and_si256(v, sign_bit), _mm_cvtsi32_si128(k.sign_shift));
+        let sign = _mm256_sll_epi32(
+            _mm256_and_si256(v, sign_bit),
+            _mm_cvtsi32_si128(k.sign_shift),
+        );
         let placed = _mm256_sll_epi32(mag, _mm_cvtsi32_si128(k.shift));
         let value = _mm256_mul_ps(_mm256_castsi256_ps(placed), scale);
         let mut bits = _mm256_or_si256(_mm256_castps_si256(value), sign);
@@ -125,7 +128,8 @@ unsafe fn encode_minifloat_avx2(m: &MiniFloat, overflow: Overflow, src: &[f32], 
     let max_code = _mm256_set1_epi32(m.max_finite_code() as i32);
     let inf_bits = _mm256_set1_epi32(0x7f80_0000);
     // f32::NAN is positive, so this is the bare NaN code (0 for FP6/FP4).
-    let nan_code = _mm256_set1_epi32(m.encode(f32::NAN, crate::rounding::EncodeOptions::SATURATE) as i32);
+    let nan_code =
+        _mm256_set1_epi32(m.encode(f32::NAN, crate::rounding::EncodeOptions::SATURATE) as i32);
     let over_code = {
         let opts = crate::rounding::EncodeOptions {
             rounding: crate::rounding::Rounding::NearestEven,
@@ -158,7 +162,8 @@ unsafe fn encode_minifloat_avx2(m: &MiniFloat, overflow: Overflow, src: &[f32], 
         let packed8 = _mm256_packus_epi16(packed16, packed16);
         let lo = _mm256_castsi256_si128(packed8);
         let hi = _mm256_extracti128_si256::<1>(packed8);
-        let word = (_mm_cvtsi128_si32(lo) as u32 as u64) | ((_mm_cvtsi128_si32(hi) as u32 as u64) << 32);
+        let word =
+            (_mm_cvtsi128_si32(lo) as u32 as u64) | ((_mm_cvtsi128_si32(hi) as u32 as u64) << 32);
         d.copy_from_slice(&word.to_le_bytes());
     }
 }
@@ -222,7 +227,10 @@ pub(crate) fn decode_f16(src: &[u8], dst: &mut [f32]) {
     let main = n - n % 8;
     // SAFETY: the caller checked AVX2/F16C support.
     unsafe { decode_f16_f16c(&src[..main * 2], &mut dst[..main]) };
-    for (o, c) in dst[main..n].iter_mut().zip(src[main * 2..n * 2].chunks_exact(2)) {
+    for (o, c) in dst[main..n]
+        .iter_mut()
+        .zip(src[main * 2..n * 2].chunks_exact(2))
+    {
         *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
     }
 }
@@ -275,7 +283,10 @@ pub(crate) fn decode_bf16(src: &[u8], dst: &mut [f32]) {
     let main = n - n % 8;
     // SAFETY: the caller checked AVX2 support.
     unsafe { decode_bf16_avx2(&src[..main * 2], &mut dst[..main]) };
-    for (o, c) in dst[main..n].iter_mut().zip(src[main * 2..n * 2].chunks_exact(2)) {
+    for (o, c) in dst[main..n]
+        .iter_mut()
+        .zip(src[main * 2..n * 2].chunks_exact(2))
+    {
         *o = half::bf16::from_le_bytes([c[0], c[1]]).to_f32();
     }
 }
@@ -358,7 +369,10 @@ unsafe fn mx_dequantize_fp4_avx2(src: &[u8], dst: &mut [f32]) {
         let first = _mm_unpacklo_epi8(lo, hi); // elements 0..16
         let second = _mm_unpackhi_epi8(lo, hi); // elements 16..32
         for (i, codes16) in [first, second].into_iter().enumerate() {
-            for (j, codes8) in [codes16, _mm_srli_si128::<8>(codes16)].into_iter().enumerate() {
+            for (j, codes8) in [codes16, _mm_srli_si128::<8>(codes16)]
+                .into_iter()
+                .enumerate()
+            {
                 let codes = _mm256_cvtepu8_epi32(codes8);
                 let value = _mm256_permutevar8x32_ps(table, codes); // uses the low 3 bits
                 let sign = _mm256_slli_epi32::<28>(_mm256_and_si256(codes, sign_of_code));
@@ -388,6 +402,11 @@ unsafe fn scale_in_place_avx2(values: &mut [f32], scale: f32) {
     let s = _mm256_set1_ps(scale);
     for chunk in values.chunks_exact_mut(8) {
         // SAFETY: 8 floats in and out.
-        unsafe { _mm256_storeu_ps(chunk.as_mut_ptr(), _mm256_mul_ps(_mm256_loadu_ps(chunk.as_ptr()), s)) };
+        unsafe {
+            _mm256_storeu_ps(
+                chunk.as_mut_ptr(),
+                _mm256_mul_ps(_mm256_loadu_ps(chunk.as_ptr()), s),
+            )
+        };
     }
 }
