@@ -51,40 +51,42 @@ pub fn decode_with(
     dst: &mut [f32],
 ) -> Result<()> {
     check_len(format, dst.len(), src.len())?;
-    if level == SimdLevel::Avx2 && level.is_supported() {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::simd::x86;
-            match format {
-                ElementFormat::F16 => return Ok(x86::decode_f16(src, dst)),
-                ElementFormat::Bf16 => return Ok(x86::decode_bf16(src, dst)),
-                ElementFormat::E8M0 => return Ok(x86::decode_e8m0(src, dst)),
-                ElementFormat::HiF8 => {
-                    if let Some(table) = decode_table(format) {
-                        return Ok(x86::decode_table(table, src, dst));
-                    }
-                }
-                _ => {
-                    if let Some(m) = format.minifloat() {
-                        return Ok(x86::decode_minifloat(m, src, dst));
-                    }
-                }
-            }
-        }
+    if !(level.is_supported() && decode_simd(level, format, src, dst)) {
+        decode_scalar(format, src, dst);
     }
-    if level == SimdLevel::Neon && level.is_supported() {
-        #[cfg(target_arch = "aarch64")]
-        {
-            if let Some(m) = format.minifloat() {
-                return Ok(crate::simd::neon::decode_minifloat(m, src, dst));
-            }
-            if format == ElementFormat::Bf16 {
-                return Ok(crate::simd::neon::decode_bf16(src, dst));
-            }
-        }
-    }
-    decode_scalar(format, src, dst);
     Ok(())
+}
+
+/// Run the SIMD decoder of `level` for `format`, if there is one; `false`
+/// means nothing was written.
+#[allow(unused_variables)]
+fn decode_simd(level: SimdLevel, format: ElementFormat, src: &[u8], dst: &mut [f32]) -> bool {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => {
+            use crate::simd::x86;
+            match (format, format.minifloat(), decode_table(format)) {
+                (ElementFormat::F16, _, _) => x86::decode_f16(src, dst),
+                (ElementFormat::Bf16, _, _) => x86::decode_bf16(src, dst),
+                (ElementFormat::E8M0, _, _) => x86::decode_e8m0(src, dst),
+                (_, Some(m), _) => x86::decode_minifloat(m, src, dst),
+                (ElementFormat::HiF8, _, Some(table)) => x86::decode_table(table, src, dst),
+                _ => return false,
+            }
+            true
+        }
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::Neon => {
+            use crate::simd::neon;
+            match (format, format.minifloat()) {
+                (ElementFormat::Bf16, _) => neon::decode_bf16(src, dst),
+                (_, Some(m)) => neon::decode_minifloat(m, src, dst),
+                _ => return false,
+            }
+            true
+        }
+        _ => false,
+    }
 }
 
 fn decode_scalar(format: ElementFormat, src: &[u8], dst: &mut [f32]) {
@@ -133,25 +135,39 @@ pub fn encode_with(
     opts: EncodeOptions,
 ) -> Result<()> {
     check_len(format, src.len(), dst.len())?;
-    if level == SimdLevel::Avx2 && level.is_supported() {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use crate::simd::x86;
-            match format {
-                ElementFormat::F16 => return Ok(x86::encode_f16(opts.overflow, src, dst)),
-                ElementFormat::Bf16 => return Ok(x86::encode_bf16(opts.overflow, src, dst)),
-                _ => {
-                    if let (Some(m), crate::rounding::Rounding::NearestEven) =
-                        (format.minifloat(), opts.rounding)
-                    {
-                        return Ok(x86::encode_minifloat(m, opts.overflow, src, dst));
-                    }
-                }
-            }
-        }
+    if !(level.is_supported() && encode_simd(level, format, src, dst, opts)) {
+        encode_scalar(format, src, dst, opts);
     }
-    encode_scalar(format, src, dst, opts);
     Ok(())
+}
+
+/// Run the SIMD encoder of `level` for `format` and `opts`, if there is
+/// one; `false` means nothing was written.
+#[allow(unused_variables)]
+fn encode_simd(
+    level: SimdLevel,
+    format: ElementFormat,
+    src: &[f32],
+    dst: &mut [u8],
+    opts: EncodeOptions,
+) -> bool {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => {
+            use crate::rounding::Rounding;
+            use crate::simd::x86;
+            match (format, format.minifloat(), opts.rounding) {
+                (ElementFormat::F16, _, _) => x86::encode_f16(opts.overflow, src, dst),
+                (ElementFormat::Bf16, _, _) => x86::encode_bf16(opts.overflow, src, dst),
+                (_, Some(m), Rounding::NearestEven) => {
+                    x86::encode_minifloat(m, opts.overflow, src, dst)
+                }
+                _ => return false,
+            }
+            true
+        }
+        _ => false,
+    }
 }
 
 fn encode_scalar(format: ElementFormat, src: &[f32], dst: &mut [u8], opts: EncodeOptions) {

@@ -230,12 +230,15 @@ impl MxElement {
         self.check_lengths(dst.len(), src.len())?;
         #[cfg(target_arch = "x86_64")]
         if level == crate::cpu::SimdLevel::Avx2 && level.is_supported() {
-            match self {
-                MxElement::Fp4E2M1 => return Ok(crate::simd::x86::mx_dequantize_fp4(src, dst)),
-                MxElement::Fp8E4M3 | MxElement::Fp8E5M2 => {
-                    if let Some(m) = self.minifloat() {
-                        return Ok(crate::simd::x86::mx_dequantize_fp8(m, src, dst));
-                    }
+            use crate::simd::x86;
+            match (self, self.minifloat()) {
+                (MxElement::Fp4E2M1, _) => {
+                    x86::mx_dequantize_fp4(src, dst);
+                    return Ok(());
+                }
+                (MxElement::Fp8E4M3 | MxElement::Fp8E5M2, Some(m)) => {
+                    x86::mx_dequantize_fp8(m, src, dst);
+                    return Ok(());
                 }
                 _ => {}
             }

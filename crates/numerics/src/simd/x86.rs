@@ -123,7 +123,7 @@ unsafe fn encode_minifloat_avx2(m: &MiniFloat, overflow: Overflow, src: &[f32], 
     let round_half = _mm256_set1_epi32((1 << (shift - 1)) - 1);
     let one = _mm256_set1_epi32(1);
     let rebias = _mm256_set1_epi32((127 - m.bias) << man);
-    let min_normal = _mm256_set1_epi32(((m.emin() + 127) << 23) as i32);
+    let min_normal = _mm256_set1_epi32((m.emin() + 127) << 23);
     let magic = _mm256_set1_ps(crate::minifloat::pow2(m.emin() - man + 23) as f32);
     let max_code = _mm256_set1_epi32(m.max_finite_code() as i32);
     let inf_bits = _mm256_set1_epi32(0x7f80_0000);
