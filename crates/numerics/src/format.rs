@@ -318,13 +318,15 @@ impl Format {
                     }
                     _ => (4, 3, 15, 32768.0, 2f64.powi(-15), 2f64.powi(-22), true), // HiF8 (tapered)
                 };
+                // HiF8 is tapered: 0-4 exponent and 1-3 mantissa bits, no bias.
+                let tapered = e == ElementFormat::HiF8;
                 FormatInfo {
                     name: self.name(),
                     kind: "element",
                     bits_per_value: e.bits() as f64,
-                    exp_bits: Some(exp_bits),
-                    man_bits: Some(man_bits),
-                    bias: Some(bias),
+                    exp_bits: (!tapered).then_some(exp_bits),
+                    man_bits: (!tapered).then_some(man_bits),
+                    bias: (!tapered).then_some(bias),
                     max_finite: max,
                     min_normal: Some(min_normal),
                     min_subnormal: (!min_sub.is_nan()).then_some(min_sub),

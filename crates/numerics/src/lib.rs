@@ -14,18 +14,26 @@
 //!   quantize/dequantize.
 //!
 //! ```
-//! use exodus_numerics::{EncodeOptions, ElementFormat, Format};
+//! use exodus_numerics::mx::ScaleRule;
+//! use exodus_numerics::{EncodeOptions, ElementFormat, Format, QuantizeOptions};
 //!
 //! let e4m3 = ElementFormat::Fp8E4M3;
 //! let code = e4m3.encode(300.0, EncodeOptions::SATURATE);
 //! assert_eq!(e4m3.decode(code), 288.0); // 3 mantissa bits: 256, 288, 320, ...
 //!
 //! let mxfp4: Format = "mxfp4".parse()?;
-//! let x: Vec<f32> = (0..32).map(|i| i as f32 / 8.0).collect();
+//! let x: Vec<f32> = (0..32).map(|i| i as f32 / 8.0).collect(); // 0 ..= 3.875
 //! let bytes = mxfp4.quantize(&x, &Default::default())?;
 //! assert_eq!(bytes.len(), 17); // one E8M0 scale + 32 packed 4-bit codes
 //! let y = mxfp4.dequantize(&bytes, x.len())?;
-//! assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() <= 0.25));
+//! // The OCP scale rule picks 2^(floor(log2 3.875) - 2) = 0.5, so the grid
+//! // tops out at 6 * 0.5 = 3.0 and the largest inputs clip:
+//! assert_eq!(y[31], 3.0);
+//! // The round-up rule picks 2^ceil(log2(3.875 / 6)) = 1 and clips nothing.
+//! let ceil = QuantizeOptions { scale_rule: ScaleRule::Ceil, ..Default::default() };
+//! let y = mxfp4.dequantize(&mxfp4.quantize(&x, &ceil)?, x.len())?;
+//! assert_eq!(y[31], 4.0);
+//! assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() <= 0.5));
 //! # Ok::<(), exodus_numerics::NumericsError>(())
 //! ```
 //!

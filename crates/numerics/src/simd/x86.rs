@@ -12,37 +12,11 @@ use std::arch::x86_64::*;
 use crate::minifloat::{MiniFloat, Specials};
 use crate::rounding::Overflow;
 
-/// The constants of the arithmetic minifloat decoder.
-struct DecodeConsts {
-    code_mask: i32,
-    mag_mask: i32,
-    sign_bit: i32,
-    sign_shift: i32,
-    shift: i32,
-    scale: f32,
-    exp_mask: i32,
-    man_mask: i32,
-}
-
-impl DecodeConsts {
-    fn new(m: &MiniFloat) -> Self {
-        let mag_bits = m.exp_bits + m.man_bits;
-        Self {
-            code_mask: m.code_mask() as i32,
-            mag_mask: (1 << mag_bits) - 1,
-            sign_bit: 1 << mag_bits,
-            sign_shift: 31 - mag_bits as i32,
-            shift: 23 - m.man_bits as i32,
-            scale: crate::minifloat::pow2(127 - m.bias) as f32,
-            exp_mask: ((1 << m.exp_bits) - 1) << m.man_bits,
-            man_mask: (1 << m.man_bits) - 1,
-        }
-    }
-}
-
-/// Decode one-code-per-byte minifloats to f32: the code's magnitude bits
-/// are placed in an f32's exponent/mantissa and rescaled by `2^(127-bias)`,
-/// which also turns f32 subnormals into the format's subnormals exactly.
+/// Decode one-code-per-byte minifloats to f32. Normal codes: the
+/// magnitude bits are placed in an f32's exponent/mantissa fields and the
+/// exponent is rebiased with an integer add. Subnormal codes (exponent
+/// field 0): the mantissa is converted to float and scaled by the subnormal
+/// step. No f32 subnormal is ever formed, so no slow microcode assists.
 pub(crate) fn decode_minifloat(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
     let n = src.len().min(dst.len());
     let main = n - n % 8;
@@ -56,41 +30,45 @@ pub(crate) fn decode_minifloat(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn decode_minifloat_avx2(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
-    let k = DecodeConsts::new(m);
-    let code_mask = _mm256_set1_epi32(k.code_mask);
-    let mag_mask = _mm256_set1_epi32(k.mag_mask);
-    let sign_bit = _mm256_set1_epi32(k.sign_bit);
-    let scale = _mm256_set1_ps(k.scale);
-    let exp_mask = _mm256_set1_epi32(k.exp_mask);
-    let man_mask = _mm256_set1_epi32(k.man_mask);
+    let mag_bits = m.exp_bits + m.man_bits;
+    let code_mask = _mm256_set1_epi32(m.code_mask() as i32);
+    let mag_mask = _mm256_set1_epi32((1 << mag_bits) - 1);
+    let sign_bit = _mm256_set1_epi32(1 << mag_bits);
+    let sign_shift = _mm_cvtsi32_si128(31 - mag_bits as i32);
+    let place_shift = _mm_cvtsi32_si128(23 - m.man_bits as i32);
+    let rebias = _mm256_set1_epi32((127 - m.bias) << 23);
+    let subnormal_step =
+        _mm256_set1_ps(crate::minifloat::pow2(m.emin() - m.man_bits as i32) as f32);
+    let exp_mask = _mm256_set1_epi32(((1 << m.exp_bits) - 1) << m.man_bits);
+    let man_mask = _mm256_set1_epi32((1 << m.man_bits) - 1);
     let qnan = _mm256_set1_epi32(0x7fc0_0000);
     let inf = _mm256_set1_epi32(0x7f80_0000);
     let zero = _mm256_setzero_si256();
     for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
-        // SAFETY: `s` holds 8 bytes and `d` 8 floats; unaligned access.
+        // SAFETY: `s` holds 8 bytes; unaligned load.
         let bytes = unsafe { _mm_loadl_epi64(s.as_ptr().cast()) };
         let v = _mm256_and_si256(_mm256_cvtepu8_epi32(bytes), code_mask);
         let mag = _mm256_and_si256(v, mag_mask);
-        let sign = _mm256_sll_epi32(
-            _mm256_and_si256(v, sign_bit),
-            _mm_cvtsi32_si128(k.sign_shift),
-        );
-        let placed = _mm256_sll_epi32(mag, _mm_cvtsi32_si128(k.shift));
-        let value = _mm256_mul_ps(_mm256_castsi256_ps(placed), scale);
-        let mut bits = _mm256_or_si256(_mm256_castps_si256(value), sign);
+        let sign = _mm256_sll_epi32(_mm256_and_si256(v, sign_bit), sign_shift);
+        let exp_field = _mm256_and_si256(mag, exp_mask);
+        let normal = _mm256_add_epi32(_mm256_sll_epi32(mag, place_shift), rebias);
+        let man = _mm256_and_si256(mag, man_mask);
+        let subnormal = _mm256_castps_si256(_mm256_mul_ps(_mm256_cvtepi32_ps(man), subnormal_step));
+        let mut bits = _mm256_blendv_epi8(normal, subnormal, _mm256_cmpeq_epi32(exp_field, zero));
         match m.specials {
             Specials::None => {}
             Specials::NanOnly => {
                 let is_nan = _mm256_cmpeq_epi32(mag, mag_mask);
-                bits = _mm256_blendv_epi8(bits, _mm256_or_si256(qnan, sign), is_nan);
+                bits = _mm256_blendv_epi8(bits, qnan, is_nan);
             }
             Specials::Ieee => {
-                let top = _mm256_cmpeq_epi32(_mm256_and_si256(mag, exp_mask), exp_mask);
-                let man_zero = _mm256_cmpeq_epi32(_mm256_and_si256(mag, man_mask), zero);
+                let top = _mm256_cmpeq_epi32(exp_field, exp_mask);
+                let man_zero = _mm256_cmpeq_epi32(man, zero);
                 let special = _mm256_blendv_epi8(qnan, inf, man_zero);
-                bits = _mm256_blendv_epi8(bits, _mm256_or_si256(special, sign), top);
+                bits = _mm256_blendv_epi8(bits, special, top);
             }
         }
+        bits = _mm256_or_si256(bits, sign);
         // SAFETY: `d` holds 8 floats.
         unsafe { _mm256_storeu_ps(d.as_mut_ptr(), _mm256_castsi256_ps(bits)) };
     }
