@@ -37,7 +37,10 @@
 //! Dequantization multiplies the decoded element by the decoded scale in
 //! `f32`.
 
+use crate::bulk;
+use crate::cpu::SimdLevel;
 use crate::e8m0;
+use crate::element::ElementFormat;
 use crate::error::{NumericsError, Result};
 use crate::minifloat::{self, floor_log2, pow2, MiniFloat};
 use crate::pack::{self, packed_len};
@@ -183,8 +186,32 @@ impl MxElement {
         k.clamp(-e8m0::BIAS, e8m0::BIAS)
     }
 
+    /// The element format, `None` for MXINT8.
+    pub fn element_format(self) -> Option<ElementFormat> {
+        match self {
+            MxElement::Fp8E4M3 => Some(ElementFormat::Fp8E4M3),
+            MxElement::Fp8E5M2 => Some(ElementFormat::Fp8E5M2),
+            MxElement::Fp6E2M3 => Some(ElementFormat::Fp6E2M3),
+            MxElement::Fp6E3M2 => Some(ElementFormat::Fp6E3M2),
+            MxElement::Fp4E2M1 => Some(ElementFormat::Fp4E2M1),
+            MxElement::Int8 => None,
+        }
+    }
+
     /// Quantize one block of 32 values into `out` (`block_bytes` long).
-    fn quantize_block(self, rule: ScaleRule, src: &[f32], out: &mut [u8]) -> Result<()> {
+    ///
+    /// The scalar level is the reference: each element is divided by the
+    /// scale in f64 and rounded once. Other levels multiply by `2^-k` in f32
+    /// (exact, except for results below f32's normal range, which are far
+    /// below every element type's smallest step and encode to a signed zero
+    /// either way) and use the SIMD element encoder.
+    fn quantize_block(
+        self,
+        level: SimdLevel,
+        rule: ScaleRule,
+        src: &[f32],
+        out: &mut [u8],
+    ) -> Result<()> {
         let mut codes = [0u8; BLOCK];
         if src.iter().any(|x| !x.is_finite()) {
             out[0] = e8m0::NAN;
@@ -192,23 +219,44 @@ impl MxElement {
             let amax = src.iter().fold(0.0f32, |m, x| m.max(x.abs()));
             let k = self.shared_exponent(amax, rule);
             out[0] = (k + e8m0::BIAS) as u8;
-            let inv = pow2(-k);
-            for (code, &x) in codes.iter_mut().zip(src) {
-                *code = self.encode_element(x as f64 * inv);
+            match self.element_format() {
+                Some(format) if level != SimdLevel::Scalar => {
+                    let inv = pow2(-k) as f32;
+                    let scaled: [f32; BLOCK] = std::array::from_fn(|i| src[i] * inv);
+                    bulk::encode_with(level, format, &scaled, &mut codes, EncodeOptions::SATURATE)?;
+                }
+                _ => {
+                    let inv = pow2(-k);
+                    for (code, &x) in codes.iter_mut().zip(src) {
+                        *code = self.encode_element(x as f64 * inv);
+                    }
+                }
             }
         }
         pack::pack(self.bits(), &codes, &mut out[1..])
     }
 
-    /// Quantize `src` (a whole number of 32-element blocks) into `dst`.
+    /// Quantize `src` (a whole number of 32-element blocks) into `dst` on
+    /// the active SIMD level.
     pub fn quantize(self, rule: ScaleRule, src: &[f32], dst: &mut [u8]) -> Result<()> {
+        self.quantize_with(crate::cpu::active(), rule, src, dst)
+    }
+
+    /// Quantize on a given SIMD level (bit-identical on every level).
+    pub fn quantize_with(
+        self,
+        level: SimdLevel,
+        rule: ScaleRule,
+        src: &[f32],
+        dst: &mut [u8],
+    ) -> Result<()> {
         let blocks = self.check_lengths(src.len(), dst.len())?;
         for (block, out) in src
             .chunks_exact(BLOCK)
             .zip(dst.chunks_exact_mut(self.block_bytes()))
             .take(blocks)
         {
-            self.quantize_block(rule, block, out)?;
+            self.quantize_block(level, rule, block, out)?;
         }
         Ok(())
     }
@@ -221,15 +269,10 @@ impl MxElement {
 
     /// Dequantize on a given SIMD level (an unsupported level, or an element
     /// type without a SIMD kernel, runs the scalar path).
-    pub fn dequantize_with(
-        self,
-        level: crate::cpu::SimdLevel,
-        src: &[u8],
-        dst: &mut [f32],
-    ) -> Result<()> {
+    pub fn dequantize_with(self, level: SimdLevel, src: &[u8], dst: &mut [f32]) -> Result<()> {
         self.check_lengths(dst.len(), src.len())?;
         #[cfg(target_arch = "x86_64")]
-        if level == crate::cpu::SimdLevel::Avx2 && level.is_supported() {
+        if level == SimdLevel::Avx2 && level.is_supported() {
             use crate::simd::x86;
             match (self, self.minifloat()) {
                 (MxElement::Fp4E2M1, _) => {

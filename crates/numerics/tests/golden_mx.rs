@@ -17,20 +17,22 @@ fn quantize_matches_the_spec_reference() {
     for e in MxElement::ALL {
         for (rule, rule_name) in [(ScaleRule::Floor, "floor"), (ScaleRule::Ceil, "ceil")] {
             let want = read_data(&format!("mx/{}-{rule_name}.bin", e.name()));
-            let mut got = vec![0u8; want.len()];
-            e.quantize(rule, &x, &mut got).unwrap();
-            for (b, (g, w)) in got
-                .chunks(e.block_bytes())
-                .zip(want.chunks(e.block_bytes()))
-                .enumerate()
-            {
-                assert_eq!(
-                    g,
-                    w,
-                    "{} {rule_name}: block {b} ({:?}...)",
-                    e.name(),
-                    &x[b * 32..b * 32 + 4]
-                );
+            for level in SimdLevel::supported() {
+                let mut got = vec![0u8; want.len()];
+                e.quantize_with(level, rule, &x, &mut got).unwrap();
+                for (b, (g, w)) in got
+                    .chunks(e.block_bytes())
+                    .zip(want.chunks(e.block_bytes()))
+                    .enumerate()
+                {
+                    assert_eq!(
+                        g,
+                        w,
+                        "{} {rule_name} {level:?}: block {b} ({:?}...)",
+                        e.name(),
+                        &x[b * 32..b * 32 + 4]
+                    );
+                }
             }
         }
     }
@@ -95,6 +97,33 @@ fn dequantize_inverts_quantize_within_the_element_precision() {
                 assert!(
                     (a as f64 - b as f64).abs() <= bound || overflowed,
                     "{} block {block}: {a} -> {b}",
+                    e.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn quantize_is_the_same_on_every_level_for_wide_random_blocks() {
+    // Random finite bit patterns (every binade, subnormals included) and
+    // blocks mixing tiny and huge values.
+    let mut x: Vec<f32> = random_f32("bits", 21, 32 * 4096, 0, 0)
+        .into_iter()
+        .map(|v| if v.is_finite() { v } else { 1.5 })
+        .collect();
+    x.extend(random_f32("range", 22, 32 * 4096, -140, 127));
+    for e in MxElement::ALL {
+        for rule in [ScaleRule::Floor, ScaleRule::Ceil] {
+            let mut want = vec![0u8; x.len() / 32 * e.block_bytes()];
+            e.quantize_with(SimdLevel::Scalar, rule, &x, &mut want)
+                .unwrap();
+            for level in SimdLevel::supported() {
+                let mut got = vec![0u8; want.len()];
+                e.quantize_with(level, rule, &x, &mut got).unwrap();
+                assert!(
+                    got == want,
+                    "{} {rule:?} {level:?} differs from the scalar reference",
                     e.name()
                 );
             }

@@ -28,49 +28,83 @@ pub(crate) fn decode_minifloat(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn decode_minifloat_avx2(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
-    let mag_bits = m.exp_bits + m.man_bits;
-    let code_mask = _mm256_set1_epi32(m.code_mask() as i32);
-    let mag_mask = _mm256_set1_epi32((1 << mag_bits) - 1);
-    let sign_bit = _mm256_set1_epi32(1 << mag_bits);
-    let sign_shift = _mm_cvtsi32_si128(31 - mag_bits as i32);
-    let place_shift = _mm_cvtsi32_si128(23 - m.man_bits as i32);
-    let rebias = _mm256_set1_epi32((127 - m.bias) << 23);
-    let subnormal_step =
-        _mm256_set1_ps(crate::minifloat::pow2(m.emin() - m.man_bits as i32) as f32);
-    let exp_mask = _mm256_set1_epi32(((1 << m.exp_bits) - 1) << m.man_bits);
-    let man_mask = _mm256_set1_epi32((1 << m.man_bits) - 1);
-    let qnan = _mm256_set1_epi32(0x7fc0_0000);
-    let inf = _mm256_set1_epi32(0x7f80_0000);
-    let zero = _mm256_setzero_si256();
-    for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
-        // SAFETY: `s` holds 8 bytes; unaligned load.
-        let bytes = unsafe { _mm_loadl_epi64(s.as_ptr().cast()) };
-        let v = _mm256_and_si256(_mm256_cvtepu8_epi32(bytes), code_mask);
-        let mag = _mm256_and_si256(v, mag_mask);
-        let sign = _mm256_sll_epi32(_mm256_and_si256(v, sign_bit), sign_shift);
-        let exp_field = _mm256_and_si256(mag, exp_mask);
-        let normal = _mm256_add_epi32(_mm256_sll_epi32(mag, place_shift), rebias);
-        let man = _mm256_and_si256(mag, man_mask);
-        let subnormal = _mm256_castps_si256(_mm256_mul_ps(_mm256_cvtepi32_ps(man), subnormal_step));
+/// Vector constants of the minifloat decoder, built once per call.
+#[derive(Clone, Copy)]
+struct MiniFloatDecoder {
+    specials: Specials,
+    code_mask: __m256i,
+    mag_mask: __m256i,
+    sign_bit: __m256i,
+    sign_shift: __m128i,
+    place_shift: __m128i,
+    rebias: __m256i,
+    subnormal_step: __m256,
+    exp_mask: __m256i,
+    man_mask: __m256i,
+}
+
+impl MiniFloatDecoder {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn new(m: &MiniFloat) -> Self {
+        let mag_bits = m.exp_bits + m.man_bits;
+        Self {
+            specials: m.specials,
+            code_mask: _mm256_set1_epi32(m.code_mask() as i32),
+            mag_mask: _mm256_set1_epi32((1 << mag_bits) - 1),
+            sign_bit: _mm256_set1_epi32(1 << mag_bits),
+            sign_shift: _mm_cvtsi32_si128(31 - mag_bits as i32),
+            place_shift: _mm_cvtsi32_si128(23 - m.man_bits as i32),
+            rebias: _mm256_set1_epi32((127 - m.bias) << 23),
+            subnormal_step: _mm256_set1_ps(
+                crate::minifloat::pow2(m.emin() - m.man_bits as i32) as f32
+            ),
+            exp_mask: _mm256_set1_epi32(((1 << m.exp_bits) - 1) << m.man_bits),
+            man_mask: _mm256_set1_epi32((1 << m.man_bits) - 1),
+        }
+    }
+
+    /// Decode the 8 codes in the low 8 bytes of `bytes`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn decode8(&self, bytes: __m128i) -> __m256 {
+        let qnan = _mm256_set1_epi32(0x7fc0_0000);
+        let inf = _mm256_set1_epi32(0x7f80_0000);
+        let zero = _mm256_setzero_si256();
+        let v = _mm256_and_si256(_mm256_cvtepu8_epi32(bytes), self.code_mask);
+        let mag = _mm256_and_si256(v, self.mag_mask);
+        let sign = _mm256_sll_epi32(_mm256_and_si256(v, self.sign_bit), self.sign_shift);
+        let exp_field = _mm256_and_si256(mag, self.exp_mask);
+        let normal = _mm256_add_epi32(_mm256_sll_epi32(mag, self.place_shift), self.rebias);
+        let man = _mm256_and_si256(mag, self.man_mask);
+        let subnormal =
+            _mm256_castps_si256(_mm256_mul_ps(_mm256_cvtepi32_ps(man), self.subnormal_step));
         let mut bits = _mm256_blendv_epi8(normal, subnormal, _mm256_cmpeq_epi32(exp_field, zero));
-        match m.specials {
+        match self.specials {
             Specials::None => {}
             Specials::NanOnly => {
-                let is_nan = _mm256_cmpeq_epi32(mag, mag_mask);
+                let is_nan = _mm256_cmpeq_epi32(mag, self.mag_mask);
                 bits = _mm256_blendv_epi8(bits, qnan, is_nan);
             }
             Specials::Ieee => {
-                let top = _mm256_cmpeq_epi32(exp_field, exp_mask);
+                let top = _mm256_cmpeq_epi32(exp_field, self.exp_mask);
                 let man_zero = _mm256_cmpeq_epi32(man, zero);
                 let special = _mm256_blendv_epi8(qnan, inf, man_zero);
                 bits = _mm256_blendv_epi8(bits, special, top);
             }
         }
-        bits = _mm256_or_si256(bits, sign);
-        // SAFETY: `d` holds 8 floats.
-        unsafe { _mm256_storeu_ps(d.as_mut_ptr(), _mm256_castsi256_ps(bits)) };
+        _mm256_castsi256_ps(_mm256_or_si256(bits, sign))
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn decode_minifloat_avx2(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
+    let decoder = MiniFloatDecoder::new(m);
+    for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
+        // SAFETY: `s` holds 8 bytes and `d` 8 floats; unaligned access.
+        unsafe {
+            let v = decoder.decode8(_mm_loadl_epi64(s.as_ptr().cast()));
+            _mm256_storeu_ps(d.as_mut_ptr(), v);
+        }
     }
 }
 
@@ -363,28 +397,25 @@ unsafe fn mx_dequantize_fp4_avx2(src: &[u8], dst: &mut [f32]) {
     }
 }
 
-/// MXFP8 blocks (scale byte + 32 codes) to f32: the arithmetic FP8 decoder
-/// followed by one multiply by the block scale.
+/// MXFP8 blocks (scale byte + 32 codes) to f32: the FP8 decoder and one
+/// multiply by the block scale.
 pub(crate) fn mx_dequantize_fp8(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
-    for (block, out) in src.chunks_exact(33).zip(dst.chunks_exact_mut(32)) {
-        // SAFETY: the caller checked AVX2 support; 32 codes, 32 floats.
-        unsafe {
-            decode_minifloat_avx2(m, &block[1..], out);
-            scale_in_place_avx2(out, crate::e8m0::decode(block[0]));
-        }
-    }
+    // SAFETY: the caller checked AVX2 support and the lengths (33 bytes per
+    // 32 values).
+    unsafe { mx_dequantize_fp8_avx2(m, src, dst) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scale_in_place_avx2(values: &mut [f32], scale: f32) {
-    let s = _mm256_set1_ps(scale);
-    for chunk in values.chunks_exact_mut(8) {
-        // SAFETY: 8 floats in and out.
-        unsafe {
-            _mm256_storeu_ps(
-                chunk.as_mut_ptr(),
-                _mm256_mul_ps(_mm256_loadu_ps(chunk.as_ptr()), s),
-            )
-        };
+unsafe fn mx_dequantize_fp8_avx2(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
+    let decoder = MiniFloatDecoder::new(m);
+    for (block, out) in src.chunks_exact(33).zip(dst.chunks_exact_mut(32)) {
+        let scale = _mm256_set1_ps(crate::e8m0::decode(block[0]));
+        for (codes, o) in block[1..].chunks_exact(8).zip(out.chunks_exact_mut(8)) {
+            // SAFETY: 8 codes in, 8 floats out.
+            unsafe {
+                let v = decoder.decode8(_mm_loadl_epi64(codes.as_ptr().cast()));
+                _mm256_storeu_ps(o.as_mut_ptr(), _mm256_mul_ps(v, scale));
+            }
+        }
     }
 }
