@@ -18,6 +18,36 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Print the value of every code of one element format of 8 bits or
+    /// fewer (e.g. `--codes hif8`) as a 16-column grid, rows = high nibble.
+    #[arg(long, value_name = "FORMAT")]
+    codes: Option<String>,
+}
+
+/// The `--codes` grid.
+fn print_codes(name: &str) -> anyhow::Result<()> {
+    let format: Format = name.parse()?;
+    let Format::Element(element) = format else {
+        anyhow::bail!("--codes takes an element format, not the block format {format}");
+    };
+    if element.bits() > 8 {
+        anyhow::bail!("--codes takes a format of 8 bits or fewer; {format} has {}", element.bits());
+    }
+    let count = 1u32 << element.bits();
+    print!("{:>4}", "");
+    for low in 0..16.min(count) {
+        print!(" {:>11}", format!("x{low:X}"));
+    }
+    println!();
+    for high in 0..count.div_ceil(16) {
+        print!("{:>4}", format!("{high:X}x"));
+        for low in 0..16.min(count) {
+            let v = element.decode(high * 16 + low);
+            print!(" {:>11}", format!("{v}"));
+        }
+        println!();
+    }
+    Ok(())
 }
 
 fn fmt_num(v: Option<f64>) -> String {
@@ -43,6 +73,9 @@ fn measure(format: Format, data: &[f32]) -> anyhow::Result<Option<f64>> {
 
 /// Run the subcommand.
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    if let Some(name) = &args.codes {
+        return print_codes(name);
+    }
     let n = (args.samples / 256).max(1) * 256;
     let normal = sample::normal(n, 1);
     let heavy = sample::heavy_tailed(n, 2);
