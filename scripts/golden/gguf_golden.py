@@ -2,16 +2,16 @@
 """Golden fixtures for the GGUF block codecs of exodus-numerics.
 
 Reference: the PyPI `gguf` package (`gguf.quants`, tested with 0.19.0) and
-numpy. Run from the crate root:
+numpy. Run from the repository root:
 
     python3 scripts/golden/gguf_golden.py            # all fixtures (runs cargo once)
     python3 scripts/golden/gguf_golden.py --no-cargo # keep the kq_* files as they are
     python3 scripts/golden/gguf_golden.py --model PATH/SmolLM2-135M-Instruct.Q4_1.gguf
 
-Output goes to tests/data/gguf/. All binary files are little-endian.
+Output goes to crates/numerics/tests/data/gguf/. All binary files are little-endian.
 
 Random numbers come from splitmix64 (the same generator as
-tests/common/mod.rs):  state += 0x9E3779B97F4A7C15; z = state;
+tests/gguf_common/mod.rs):  state += 0x9E3779B97F4A7C15; z = state;
 z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9; z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
 return z ^ (z >> 31)  (all wrapping u64). Float test data is stored in the
 files, so Rust never has to reproduce Python's floating-point math.
