@@ -19,6 +19,7 @@ Files written (all little-endian):
 - random_encode.json: sha256 per 65536-value chunk of the codes of random
   f32 inputs made by splitmix64 (see `random_f32`), same modes.
 - mx/inputs.f32 and mx/<format>-<rule>.bin: see mx_reference.py.
+- fp8_block/<case>.f32 and <case>-<scale>.bin: see block_fp8_reference.py.
 """
 import hashlib
 import json
@@ -30,6 +31,7 @@ import en_dtypes
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+import block_fp8_reference  # noqa: E402
 import mx_reference  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "numerics", "tests", "data")
@@ -133,6 +135,7 @@ def main():
         json.dump(random, f, indent=1)
 
     mx_reference.write_goldens(os.path.join(OUT, "mx"))
+    block_fp8_reference.write_goldens(os.path.join(OUT, "fp8_block"))
     print("wrote", os.path.normpath(OUT))
 
 

@@ -14,7 +14,9 @@
 //! an all-zero tile gets `s = 1`; a NaN or Inf in a tile makes `s` NaN and
 //! so the whole tile decodes to NaN.
 
+use crate::bulk;
 use crate::e8m0;
+use crate::element::ElementFormat;
 use crate::error::{NumericsError, Result};
 use crate::minifloat::{floor_log2, pow2, FP8_E4M3};
 use crate::rounding::EncodeOptions;
@@ -136,6 +138,7 @@ pub fn quantize_tiled(
     let grid_cols = cols.div_ceil(tile_cols);
     let mut values = vec![0u8; src.len()];
     let mut scale_f32 = Vec::with_capacity(grid_rows * grid_cols);
+    let mut scaled = Vec::with_capacity(tile_cols.min(cols));
     for tr in 0..grid_rows {
         let row_range = tr * tile_rows..((tr + 1) * tile_rows).min(rows);
         for tc in 0..grid_cols {
@@ -155,9 +158,14 @@ pub fn quantize_tiled(
             };
             for r in row_range.clone() {
                 let span = r * cols + col_range.start..r * cols + col_range.end;
-                for (v, &x) in values[span.clone()].iter_mut().zip(&src[span]) {
-                    *v = FP8_E4M3.encode(x / s, EncodeOptions::SATURATE);
-                }
+                scaled.clear();
+                scaled.extend(src[span.clone()].iter().map(|&x| x / s));
+                bulk::encode(
+                    ElementFormat::Fp8E4M3,
+                    &scaled,
+                    &mut values[span],
+                    EncodeOptions::SATURATE,
+                )?;
             }
             scale_f32.push(s);
         }

@@ -6,9 +6,9 @@
 
 mod gguf_common;
 
-use gguf_common::{assert_same_f32, f32s, fixture, hex, read, sha256};
 use exodus_numerics::cpu::SimdLevel;
 use exodus_numerics::gguf::{dequantize_with, quantize, GgufBlockType};
+use gguf_common::{assert_same_f32, f32s, fixture, hex, read, sha256};
 
 fn by_name(name: &str) -> GgufBlockType {
     GgufBlockType::ALL

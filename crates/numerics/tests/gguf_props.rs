@@ -6,12 +6,12 @@
 
 mod gguf_common;
 
-use gguf_common::{assert_same_f32, SplitMix64};
 use exodus_numerics::cpu::SimdLevel;
 use exodus_numerics::gguf::{
     dequantize, dequantize_with, quantize, quantize_error_budget, GgufBlockType,
 };
 use exodus_numerics::NumericsError;
+use gguf_common::{assert_same_f32, SplitMix64};
 
 const COUNTS: [usize; 7] = [0, 1, 2, 3, 7, 64, 65];
 

@@ -31,7 +31,10 @@ fn print_codes(name: &str) -> anyhow::Result<()> {
         anyhow::bail!("--codes takes an element format, not the block format {format}");
     };
     if element.bits() > 8 {
-        anyhow::bail!("--codes takes a format of 8 bits or fewer; {format} has {}", element.bits());
+        anyhow::bail!(
+            "--codes takes a format of 8 bits or fewer; {format} has {}",
+            element.bits()
+        );
     }
     let count = 1u32 << element.bits();
     print!("{:>4}", "");

@@ -180,30 +180,6 @@ unsafe fn encode_minifloat_avx2(m: &MiniFloat, overflow: Overflow, src: &[f32], 
     }
 }
 
-/// Decode bytes through a 256-entry table (HiF8, anything without a closed form).
-pub(crate) fn decode_table(table: &[f32; 256], src: &[u8], dst: &mut [f32]) {
-    let n = src.len().min(dst.len());
-    let main = n - n % 8;
-    // SAFETY: the caller checked AVX2 support; indices are bytes, so every
-    // gather stays inside the 256-entry table.
-    unsafe { decode_table_avx2(table, &src[..main], &mut dst[..main]) };
-    for (o, &c) in dst[main..n].iter_mut().zip(&src[main..n]) {
-        *o = table[c as usize];
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn decode_table_avx2(table: &[f32; 256], src: &[u8], dst: &mut [f32]) {
-    for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
-        // SAFETY: 8 bytes in, 8 floats out; gather indices are 0..=255.
-        unsafe {
-            let idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(s.as_ptr().cast()));
-            let v = _mm256_i32gather_ps::<4>(table.as_ptr(), idx);
-            _mm256_storeu_ps(d.as_mut_ptr(), v);
-        }
-    }
-}
-
 /// E8M0 codes to f32: `code << 23`, with code 0 (`2^-127`, an f32
 /// subnormal) and 0xFF (NaN) patched.
 pub(crate) fn decode_e8m0(src: &[u8], dst: &mut [f32]) {
