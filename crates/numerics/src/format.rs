@@ -118,7 +118,7 @@ impl Format {
 
     fn check_whole_blocks(self, values: usize) -> Result<usize> {
         let block = self.block_elems();
-        if values % block != 0 {
+        if !values.is_multiple_of(block) {
             return Err(NumericsError::RaggedBlocks {
                 format: self.name(),
                 len: values,
@@ -152,7 +152,7 @@ impl Format {
             Format::Fp8Block128 => (4 + fp8_block::TILE, fp8_block::TILE),
             Format::Gguf(t) => (t.block_bytes(), t.block_elems()),
         };
-        if bytes % block_bytes != 0 {
+        if !bytes.is_multiple_of(block_bytes) {
             return Err(NumericsError::RaggedBytes {
                 format: self.name(),
                 len: bytes,

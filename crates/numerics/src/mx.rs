@@ -311,7 +311,7 @@ impl MxElement {
 
     /// Number of blocks, after checking that `values` and `bytes` agree.
     pub fn check_lengths(self, values: usize, bytes: usize) -> Result<usize> {
-        if values % BLOCK != 0 {
+        if !values.is_multiple_of(BLOCK) {
             return Err(NumericsError::RaggedBlocks {
                 format: self.name(),
                 len: values,
