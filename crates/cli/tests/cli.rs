@@ -1,0 +1,229 @@
+//! The `exodus` binary end to end: real processes, real files, pipes.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use exodus_numerics::{Format, QuantizeOptions};
+
+fn exodus(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exodus"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("exodus starts");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("exodus runs")
+}
+
+fn f32_bytes(x: &[f32]) -> Vec<u8> {
+    x.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn sample(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919 % 1000) as f32 / 250.0 - 2.0) * if i % 7 == 0 { 30.0 } else { 1.0 })
+        .collect()
+}
+
+#[test]
+fn formats_lists_every_format() {
+    let out = exodus(&["formats", "--json"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = Format::all().iter().map(|f| f.name()).collect();
+    assert_eq!(names, expected);
+    let e4m3 = &json[3];
+    assert_eq!(e4m3["max_finite"], 448.0);
+    assert_eq!(e4m3["inf"], false);
+}
+
+#[test]
+fn formats_error_measures_every_quantizable_format() {
+    let out = exodus(&["formats", "--error", "--samples", "4096", "--json"], None);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for f in json.as_array().unwrap() {
+        let err = &f["rms_rel_error_normal"];
+        if f["can_quantize"] == true && f["name"] != "e8m0" {
+            let e = err
+                .as_f64()
+                .unwrap_or_else(|| panic!("{} has no error", f["name"]));
+            assert!((0.0..0.2).contains(&e), "{}: {e}", f["name"]);
+        }
+    }
+}
+
+#[test]
+fn codes_grid_of_hif8() {
+    let out = exodus(&["formats", "--codes", "hif8"], None);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 17);
+    assert!(text.contains("32768") && text.contains("inf") && text.contains("NaN"));
+}
+
+#[test]
+fn convert_through_files_matches_the_library() {
+    let dir = std::env::temp_dir().join(format!("exodus-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x = sample(1024);
+    let input = dir.join("x.f32");
+    std::fs::write(&input, f32_bytes(&x)).unwrap();
+    for name in [
+        "mxfp4",
+        "q4_k",
+        "fp8-e4m3",
+        "hif8",
+        "fp8-block128",
+        "mxfp6-e3m2",
+    ] {
+        let encoded = dir.join(format!("x.{name}"));
+        let decoded = dir.join(format!("x.{name}.f32"));
+        let (i, e, d) = (
+            input.to_str().unwrap(),
+            encoded.to_str().unwrap(),
+            decoded.to_str().unwrap(),
+        );
+        assert!(
+            exodus(&["convert", "--from", "f32", "--to", name, i, e], None)
+                .status
+                .success()
+        );
+        assert!(
+            exodus(&["convert", "--from", name, "--to", "f32", e, d], None)
+                .status
+                .success()
+        );
+        let format: Format = name.parse().unwrap();
+        let want = format.quantize(&x, &QuantizeOptions::default()).unwrap();
+        assert_eq!(std::fs::read(&encoded).unwrap(), want, "{name}");
+        let back = format.dequantize(&want, x.len()).unwrap();
+        assert_eq!(std::fs::read(&decoded).unwrap(), f32_bytes(&back), "{name}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn convert_through_pipes_with_options() {
+    let x = sample(64);
+    let out = exodus(
+        &[
+            "convert", "--from", "f32", "--to", "fp4-e2m1", "--packed", "-", "-",
+        ],
+        Some(&f32_bytes(&x)),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), 32); // 64 four-bit codes
+    let out = exodus(
+        &[
+            "convert",
+            "--from",
+            "f32",
+            "--to",
+            "fp8-e5m2",
+            "--overflow",
+            "nonfinite",
+            "-",
+            "-",
+        ],
+        Some(&f32_bytes(&[1e6, -1e6])),
+    );
+    assert_eq!(out.stdout, vec![0x7c, 0xfc]); // ±Inf
+    let out = exodus(
+        &["convert", "--from", "f32", "--to", "fp8-e5m2", "-", "-"],
+        Some(&f32_bytes(&[1e6])),
+    );
+    assert_eq!(out.stdout, vec![0x7b]); // saturated to 57344
+                                        // Format to format, through f32: bf16 -> fp8-e4m3.
+    let bf16: Vec<u8> = [1.0f32, 300.0]
+        .iter()
+        .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+        .collect();
+    let out = exodus(
+        &["convert", "--from", "bf16", "--to", "fp8-e4m3", "-", "-"],
+        Some(&bf16),
+    );
+    assert_eq!(out.stdout, vec![0x38, 0x79]); // 1.0 and 288 (nearest to 300)
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let cases: [(&[&str], &[u8], &str); 5] = [
+        (
+            &["convert", "--from", "f32", "--to", "q4_9", "-", "-"],
+            &[0; 4],
+            "unknown format `q4_9`",
+        ),
+        (
+            &["convert", "--from", "f32", "--to", "mxfp4", "-", "-"],
+            &[0; 12],
+            "not a whole number of 32-element blocks",
+        ),
+        (
+            &["convert", "--from", "f32", "--to", "f16", "-", "-"],
+            &[0; 6],
+            "not a whole number",
+        ),
+        (
+            &["convert", "--from", "f32", "--to", "q2_k", "-", "-"],
+            &[0; 1024],
+            "cannot quantize",
+        ),
+        (
+            &[
+                "convert",
+                "--from",
+                "f32",
+                "--to",
+                "mxfp4",
+                "--scale-rule",
+                "up",
+                "-",
+                "-",
+            ],
+            &[0; 128],
+            "unknown scale rule `up`",
+        ),
+    ];
+    for (args, stdin, message) in cases {
+        let out = exodus(args, Some(stdin));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(message), "{args:?}: stderr was {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+    let out = exodus(
+        &[
+            "convert",
+            "--from",
+            "f32",
+            "--to",
+            "f16",
+            "/nonexistent/x",
+            "-",
+        ],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading /nonexistent/x"));
+}
