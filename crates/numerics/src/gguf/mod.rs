@@ -33,11 +33,11 @@
 //! ## Speed
 //!
 //! With AVX2 (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, Q8_K) the
-//! decoders write a 16 MiB output faster than `memcpy` copies it (Q4_K
-//! about 1.3-1.5x, as they read 4-8x fewer bytes); for a 256 KiB output that
-//! stays in L2, Q4_K runs at about 45-50 % of `memcpy` speed, which is near
-//! the one-32-byte-store-per-cycle limit of AVX2 (`memcpy` uses wider
-//! stores). Measured by `tests/gguf_speed.rs` (ignored by default).
+//! decoders write a 16 MiB output faster than `memcpy` copies it, as they
+//! read 4-8x fewer bytes; `cargo bench -p exodus-numerics` measures every
+//! format against memcpy (results in `docs/benchmarks.md`). In L2-sized
+//! outputs Q4_K falls to about half of memcpy speed: one 32-byte store per
+//! cycle is AVX2's limit there.
 
 mod k_dequant;
 mod k_quant;
