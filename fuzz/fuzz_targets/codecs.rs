@@ -34,13 +34,28 @@ fuzz_target!(|data: &[u8]| {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
     let opts = QuantizeOptions {
-        rounding: if selector & 0x40 != 0 { Rounding::NearestAway } else { Rounding::NearestEven },
-        overflow: if selector & 0x20 != 0 { Overflow::NonFinite } else { Overflow::Saturate },
-        scale_rule: if selector & 0x10 != 0 { ScaleRule::Ceil } else { ScaleRule::Floor },
+        rounding: if selector & 0x40 != 0 {
+            Rounding::NearestAway
+        } else {
+            Rounding::NearestEven
+        },
+        overflow: if selector & 0x20 != 0 {
+            Overflow::NonFinite
+        } else {
+            Overflow::Saturate
+        },
+        scale_rule: if selector & 0x10 != 0 {
+            ScaleRule::Ceil
+        } else {
+            ScaleRule::Floor
+        },
         packed,
     };
     if let Ok(encoded) = format.quantize(&values, &opts) {
         let back = format.dequantize(&encoded, values.len());
-        assert!(back.is_ok() || packed, "{format}: cannot decode its own output");
+        assert!(
+            back.is_ok() || packed,
+            "{format}: cannot decode its own output"
+        );
     }
 });
