@@ -1,6 +1,8 @@
 //! `exodus`: one command for every rung of the stack. This file only parses
 //! arguments and hands each subcommand to its module in `commands/`.
 
+#![forbid(unsafe_code)]
+
 mod commands;
 
 use clap::{Parser, Subcommand};

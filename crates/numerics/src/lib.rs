@@ -39,6 +39,12 @@
 //!
 //! Nothing here panics on user input: malformed lengths and names come back
 //! as [`NumericsError`].
+//!
+//! `unsafe` code is denied crate-wide and allowed only in the modules that
+//! hold SIMD intrinsics (`simd::x86`, `simd::neon`, `gguf::x86`), each
+//! behind safe functions with a scalar twin the tests compare against.
+
+#![deny(unsafe_code)]
 
 pub mod bulk;
 pub mod cpu;

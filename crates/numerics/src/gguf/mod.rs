@@ -44,6 +44,7 @@ mod k_quant;
 pub mod layout;
 mod legacy;
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
 mod x86;
 
 use crate::cpu::SimdLevel;

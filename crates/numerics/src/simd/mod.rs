@@ -7,7 +7,9 @@
 //! the caller through [`crate::cpu::SimdLevel::is_supported`].
 
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
 pub(crate) mod x86;
 
 #[cfg(target_arch = "aarch64")]
+#[allow(unsafe_code)]
 pub(crate) mod neon;

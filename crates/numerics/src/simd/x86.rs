@@ -12,15 +12,18 @@ use std::arch::x86_64::*;
 use crate::minifloat::{MiniFloat, Specials};
 use crate::rounding::Overflow;
 
-/// Decode one-code-per-byte minifloats to f32. Normal codes: the
-/// magnitude bits are placed in an f32's exponent/mantissa fields and the
-/// exponent is rebiased with an integer add. Subnormal codes (exponent
-/// field 0): the mantissa is converted to float and scaled by the subnormal
-/// step. No f32 subnormal is ever formed, so no slow microcode assists.
+/// Decode one-code-per-byte minifloats to f32, 16 codes at a time. Every
+/// OCP minifloat has at most 5 exponent and 10 mantissa bits, so its
+/// magnitude bits, shifted to the top of an f16 mantissa, form an f16 whose
+/// exponent field equals the minifloat's: the F16C conversion then yields
+/// the value times `2^(bias - 15)` exactly (subnormals included), and one
+/// multiply by `2^(15 - bias)` finishes. E5M2 is f16's top byte, so its
+/// Inf/NaN come out of the conversion; E4M3's NaN code is patched to an
+/// f16 NaN first.
 pub(crate) fn decode_minifloat(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
     let n = src.len().min(dst.len());
-    let main = n - n % 8;
-    // SAFETY: the caller checked AVX2 support; the kernel touches only
+    let main = n - n % 16;
+    // SAFETY: the caller checked AVX2/F16C support; the kernel touches only
     // `src[..main]` and `dst[..main]`.
     unsafe { decode_minifloat_avx2(m, &src[..main], &mut dst[..main]) };
     for (o, &c) in dst[main..n].iter_mut().zip(&src[main..n]) {
@@ -31,79 +34,63 @@ pub(crate) fn decode_minifloat(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
 /// Vector constants of the minifloat decoder, built once per call.
 #[derive(Clone, Copy)]
 struct MiniFloatDecoder {
-    specials: Specials,
+    nan_only: bool,
     code_mask: __m256i,
     mag_mask: __m256i,
     sign_bit: __m256i,
     sign_shift: __m128i,
     place_shift: __m128i,
-    rebias: __m256i,
-    subnormal_step: __m256,
-    exp_mask: __m256i,
-    man_mask: __m256i,
+    scale: __m256,
 }
 
 impl MiniFloatDecoder {
     #[target_feature(enable = "avx2,fma,f16c")]
     fn new(m: &MiniFloat) -> Self {
+        debug_assert!(m.exp_bits <= 5 && m.man_bits <= 10);
+        debug_assert!(m.specials != Specials::Ieee || (m.exp_bits == 5 && m.bias == 15));
         let mag_bits = m.exp_bits + m.man_bits;
         Self {
-            specials: m.specials,
-            code_mask: _mm256_set1_epi32(m.code_mask() as i32),
-            mag_mask: _mm256_set1_epi32((1 << mag_bits) - 1),
-            sign_bit: _mm256_set1_epi32(1 << mag_bits),
-            sign_shift: _mm_cvtsi32_si128(31 - mag_bits as i32),
-            place_shift: _mm_cvtsi32_si128(23 - m.man_bits as i32),
-            rebias: _mm256_set1_epi32((127 - m.bias) << 23),
-            subnormal_step: _mm256_set1_ps(
-                crate::minifloat::pow2(m.emin() - m.man_bits as i32) as f32
-            ),
-            exp_mask: _mm256_set1_epi32(((1 << m.exp_bits) - 1) << m.man_bits),
-            man_mask: _mm256_set1_epi32((1 << m.man_bits) - 1),
+            nan_only: m.specials == Specials::NanOnly,
+            code_mask: _mm256_set1_epi16(m.code_mask() as i16),
+            mag_mask: _mm256_set1_epi16((1 << mag_bits) - 1),
+            sign_bit: _mm256_set1_epi16(1 << mag_bits),
+            sign_shift: _mm_cvtsi32_si128(15 - mag_bits as i32),
+            place_shift: _mm_cvtsi32_si128(10 - m.man_bits as i32),
+            scale: _mm256_set1_ps(crate::minifloat::pow2(15 - m.bias) as f32),
         }
     }
 
-    /// Decode the 8 codes in the low 8 bytes of `bytes`.
+    /// Decode the 16 codes of `bytes` into two vectors of 8 floats.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    fn decode8(&self, bytes: __m128i) -> __m256 {
-        let qnan = _mm256_set1_epi32(0x7fc0_0000);
-        let inf = _mm256_set1_epi32(0x7f80_0000);
-        let zero = _mm256_setzero_si256();
-        let v = _mm256_and_si256(_mm256_cvtepu8_epi32(bytes), self.code_mask);
+    fn decode16(&self, bytes: __m128i) -> (__m256, __m256) {
+        let v = _mm256_and_si256(_mm256_cvtepu8_epi16(bytes), self.code_mask);
         let mag = _mm256_and_si256(v, self.mag_mask);
-        let sign = _mm256_sll_epi32(_mm256_and_si256(v, self.sign_bit), self.sign_shift);
-        let exp_field = _mm256_and_si256(mag, self.exp_mask);
-        let normal = _mm256_add_epi32(_mm256_sll_epi32(mag, self.place_shift), self.rebias);
-        let man = _mm256_and_si256(mag, self.man_mask);
-        let subnormal =
-            _mm256_castps_si256(_mm256_mul_ps(_mm256_cvtepi32_ps(man), self.subnormal_step));
-        let mut bits = _mm256_blendv_epi8(normal, subnormal, _mm256_cmpeq_epi32(exp_field, zero));
-        match self.specials {
-            Specials::None => {}
-            Specials::NanOnly => {
-                let is_nan = _mm256_cmpeq_epi32(mag, self.mag_mask);
-                bits = _mm256_blendv_epi8(bits, qnan, is_nan);
-            }
-            Specials::Ieee => {
-                let top = _mm256_cmpeq_epi32(exp_field, self.exp_mask);
-                let man_zero = _mm256_cmpeq_epi32(man, zero);
-                let special = _mm256_blendv_epi8(qnan, inf, man_zero);
-                bits = _mm256_blendv_epi8(bits, special, top);
-            }
+        let sign = _mm256_sll_epi16(_mm256_and_si256(v, self.sign_bit), self.sign_shift);
+        let mut half = _mm256_sll_epi16(mag, self.place_shift);
+        if self.nan_only {
+            let is_nan = _mm256_cmpeq_epi16(mag, self.mag_mask);
+            half = _mm256_blendv_epi8(half, _mm256_set1_epi16(0x7e00), is_nan);
         }
-        _mm256_castsi256_ps(_mm256_or_si256(bits, sign))
+        half = _mm256_or_si256(half, sign);
+        let lo = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(half)), self.scale);
+        let hi = _mm256_mul_ps(
+            _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(half)),
+            self.scale,
+        );
+        (lo, hi)
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn decode_minifloat_avx2(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
     let decoder = MiniFloatDecoder::new(m);
-    for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
-        // SAFETY: `s` holds 8 bytes and `d` 8 floats; unaligned access.
+    for (s, d) in src.chunks_exact(16).zip(dst.chunks_exact_mut(16)) {
+        // SAFETY: `s` holds 16 bytes and `d` 16 floats; unaligned access.
         unsafe {
-            let v = decoder.decode8(_mm_loadl_epi64(s.as_ptr().cast()));
-            _mm256_storeu_ps(d.as_mut_ptr(), v);
+            let (lo, hi) = decoder.decode16(_mm_loadu_si128(s.as_ptr().cast()));
+            _mm256_storeu_ps(d.as_mut_ptr(), lo);
+            _mm256_storeu_ps(d.as_mut_ptr().add(8), hi);
         }
     }
 }
@@ -386,11 +373,12 @@ unsafe fn mx_dequantize_fp8_avx2(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
     let decoder = MiniFloatDecoder::new(m);
     for (block, out) in src.chunks_exact(33).zip(dst.chunks_exact_mut(32)) {
         let scale = _mm256_set1_ps(crate::e8m0::decode(block[0]));
-        for (codes, o) in block[1..].chunks_exact(8).zip(out.chunks_exact_mut(8)) {
-            // SAFETY: 8 codes in, 8 floats out.
+        for (codes, o) in block[1..].chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+            // SAFETY: 16 codes in, 16 floats out.
             unsafe {
-                let v = decoder.decode8(_mm_loadl_epi64(codes.as_ptr().cast()));
-                _mm256_storeu_ps(o.as_mut_ptr(), _mm256_mul_ps(v, scale));
+                let (lo, hi) = decoder.decode16(_mm_loadu_si128(codes.as_ptr().cast()));
+                _mm256_storeu_ps(o.as_mut_ptr(), _mm256_mul_ps(lo, scale));
+                _mm256_storeu_ps(o.as_mut_ptr().add(8), _mm256_mul_ps(hi, scale));
             }
         }
     }
