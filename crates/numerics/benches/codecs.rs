@@ -2,7 +2,7 @@
 //! against a memcpy of the same f32 bytes measured in the same run.
 //!
 //! `cargo bench -p exodus-numerics` prints a table and writes
-//! `bench/results/numerics.json`. Throughput is f32 bytes (4 per value)
+//! `bench/results/numerics-<simd level>-<values>.json`. Throughput is f32 bytes (4 per value)
 //! per second; `ratio` is the codec's best time against memcpy's best
 //! time for those bytes, so it holds on a noisy machine better than either
 //! number alone. Environment: `EXODUS_BENCH_VALUES` (default 2^22),
@@ -143,12 +143,10 @@ fn main() {
         "formats": results,
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results");
-    let name = if level == cpu::SimdLevel::Scalar {
-        "numerics-scalar.json"
-    } else {
-        "numerics.json"
-    };
-    if std::fs::create_dir_all(&dir).is_ok() {
+    let name = format!("numerics-{}-{values}.json", level.name());
+    if !filter.is_empty() {
+        println!("(EXODUS_BENCH_FILTER set: results not written)");
+    } else if std::fs::create_dir_all(&dir).is_ok() {
         let path = dir.join(name);
         match std::fs::write(
             &path,
