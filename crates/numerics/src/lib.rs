@@ -46,6 +46,7 @@
 
 #![deny(unsafe_code)]
 
+mod blocks;
 pub mod bulk;
 pub mod cpu;
 pub mod e8m0;

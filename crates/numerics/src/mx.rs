@@ -37,6 +37,7 @@
 //! Dequantization multiplies the decoded element by the decoded scale in
 //! `f32`.
 
+use crate::blocks::BlockShape;
 use crate::bulk;
 use crate::cpu::SimdLevel;
 use crate::e8m0;
@@ -250,7 +251,7 @@ impl MxElement {
         src: &[f32],
         dst: &mut [u8],
     ) -> Result<()> {
-        let blocks = self.check_lengths(src.len(), dst.len())?;
+        let blocks = self.shape().blocks_for_values(src.len(), dst.len())?;
         for (block, out) in src
             .chunks_exact(BLOCK)
             .zip(dst.chunks_exact_mut(self.block_bytes()))
@@ -270,7 +271,7 @@ impl MxElement {
     /// Dequantize on a given SIMD level (an unsupported level, or an element
     /// type without a SIMD kernel, runs the scalar path).
     pub fn dequantize_with(self, level: SimdLevel, src: &[u8], dst: &mut [f32]) -> Result<()> {
-        self.check_lengths(dst.len(), src.len())?;
+        self.shape().blocks_for_bytes(src.len(), dst.len())?;
         #[cfg(target_arch = "x86_64")]
         if level == SimdLevel::Avx2 && level.is_supported() {
             use crate::simd::x86;
@@ -293,7 +294,7 @@ impl MxElement {
     /// Dequantize `src` (whole blocks) into `dst` (32 values per block),
     /// on the scalar reference path.
     pub fn dequantize_scalar(self, src: &[u8], dst: &mut [f32]) -> Result<()> {
-        self.check_lengths(dst.len(), src.len())?;
+        self.shape().blocks_for_bytes(src.len(), dst.len())?;
         let table: [f32; 256] = std::array::from_fn(|c| self.decode_element(c as u8));
         let mut codes = [0u8; BLOCK];
         for (block, out) in src
@@ -309,26 +310,12 @@ impl MxElement {
         Ok(())
     }
 
-    /// Number of blocks, after checking that `values` and `bytes` agree.
-    pub fn check_lengths(self, values: usize, bytes: usize) -> Result<usize> {
-        if !values.is_multiple_of(BLOCK) {
-            return Err(NumericsError::RaggedBlocks {
-                format: self.name(),
-                len: values,
-                block: BLOCK,
-            });
+    fn shape(self) -> BlockShape {
+        BlockShape {
+            format: self.name(),
+            elems: BLOCK,
+            bytes: self.block_bytes(),
         }
-        let blocks = values / BLOCK;
-        let expected = blocks * self.block_bytes();
-        if bytes != expected {
-            return Err(NumericsError::LengthMismatch {
-                format: self.name(),
-                what: "encoded buffer",
-                expected,
-                got: bytes,
-            });
-        }
-        Ok(blocks)
     }
 }
 

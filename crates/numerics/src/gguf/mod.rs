@@ -47,6 +47,7 @@ mod legacy;
 #[allow(unsafe_code)]
 mod x86;
 
+use crate::blocks::BlockShape;
 use crate::cpu::SimdLevel;
 use crate::{NumericsError, Result};
 
@@ -229,7 +230,7 @@ pub fn dequantize_with(
     src: &[u8],
     dst: &mut [f32],
 ) -> Result<()> {
-    let blocks = check_dequant_lengths(t, src, dst)?;
+    let blocks = shape(t).blocks_for_bytes(src.len(), dst.len())?;
     if blocks == 0 {
         return Ok(());
     }
@@ -248,25 +249,12 @@ pub fn dequantize_with(
     Ok(())
 }
 
-fn check_dequant_lengths(t: GgufBlockType, src: &[u8], dst: &[f32]) -> Result<usize> {
-    let blocks = src.len() / t.block_bytes();
-    if blocks * t.block_bytes() != src.len() {
-        return Err(NumericsError::RaggedBytes {
-            format: t.name(),
-            len: src.len(),
-            block_bytes: t.block_bytes(),
-        });
+fn shape(t: GgufBlockType) -> BlockShape {
+    BlockShape {
+        format: t.name(),
+        elems: t.block_elems(),
+        bytes: t.block_bytes(),
     }
-    let expected = blocks * t.block_elems();
-    if dst.len() != expected {
-        return Err(NumericsError::LengthMismatch {
-            format: t.name(),
-            what: "destination",
-            expected,
-            got: dst.len(),
-        });
-    }
-    Ok(blocks)
 }
 
 /// Encodes `src` (a whole number of blocks of `t`) into `dst`, which must
@@ -278,23 +266,7 @@ fn check_dequant_lengths(t: GgufBlockType, src: &[u8], dst: &[f32]) -> Result<us
 /// panics; NaN or infinite inputs give unspecified (but well-formed) blocks.
 pub fn quantize(t: GgufBlockType, src: &[f32], dst: &mut [u8]) -> Result<()> {
     let f = quant_fn(t).ok_or(NumericsError::QuantizeUnsupported(t.name()))?;
-    let blocks = src.len() / t.block_elems();
-    if blocks * t.block_elems() != src.len() {
-        return Err(NumericsError::RaggedBlocks {
-            format: t.name(),
-            len: src.len(),
-            block: t.block_elems(),
-        });
-    }
-    let expected = blocks * t.block_bytes();
-    if dst.len() != expected {
-        return Err(NumericsError::LengthMismatch {
-            format: t.name(),
-            what: "destination",
-            expected,
-            got: dst.len(),
-        });
-    }
+    shape(t).blocks_for_values(src.len(), dst.len())?;
     for (x, b) in src
         .chunks_exact(t.block_elems())
         .zip(dst.chunks_exact_mut(t.block_bytes()))
