@@ -12,7 +12,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use exodus_numerics::{cpu, Format, QuantizeOptions};
+use exodus_numerics::{cpu, sample, Format, QuantizeOptions};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -44,20 +44,8 @@ fn main() {
     let repeats = env_usize("EXODUS_BENCH_REPEATS", 7).max(1);
     let filter = std::env::var("EXODUS_BENCH_FILTER").unwrap_or_default();
     let f32_bytes = values * 4;
-    // Deterministic data, roughly N(0,1) (sum of uniforms).
-    let mut state = 0x1234_5678_9abc_def0u64;
-    let data: Vec<f32> = (0..values)
-        .map(|_| {
-            let mut s = 0.0f32;
-            for _ in 0..4 {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                s += (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-            }
-            s * 1.7
-        })
-        .collect();
+    // Deterministic N(0,1) data.
+    let data = sample::normal(values, 1);
 
     let src_bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut dst_bytes = vec![0u8; f32_bytes];

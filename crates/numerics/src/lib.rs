@@ -60,6 +60,7 @@ pub mod minifloat;
 pub mod mx;
 pub mod pack;
 pub mod rounding;
+pub mod sample;
 mod simd;
 
 pub use element::ElementFormat;

@@ -17,7 +17,7 @@ const COUNTS: [usize; 7] = [0, 1, 2, 3, 7, 64, 65];
 
 #[test]
 fn simd_equals_scalar_on_random_blocks() {
-    let mut rng = SplitMix64(0x5EED);
+    let mut rng = SplitMix64::new(0x5EED);
     for t in GgufBlockType::ALL {
         for &n in &COUNTS {
             for misalign in [0usize, 1, 3] {
@@ -46,7 +46,7 @@ fn simd_equals_scalar_on_random_blocks() {
 fn all_levels_listed_are_usable() {
     // Levels the CPU lacks must not be reachable by accident: asking for one
     // still works (scalar fallback) and gives the same bits.
-    let mut rng = SplitMix64(7);
+    let mut rng = SplitMix64::new(7);
     for t in GgufBlockType::ALL {
         let src = rng.bytes(3 * t.block_bytes());
         let mut want = vec![0f32; 3 * t.block_elems()];
@@ -119,7 +119,7 @@ fn quantize_never_panics_on_odd_inputs() {
         65504.0,
         1e30,
     ];
-    let mut rng = SplitMix64(99);
+    let mut rng = SplitMix64::new(99);
     for t in GgufBlockType::ALL.into_iter().filter(|t| t.can_quantize()) {
         let be = t.block_elems();
         let mut inputs: Vec<Vec<f32>> = specials.iter().map(|&s| vec![s; be]).collect();
@@ -154,7 +154,7 @@ fn quantize_never_panics_on_odd_inputs() {
 
 /// RMS relative error of the round trip on N(0, 1) data, per format.
 fn rms_rel_error(t: GgufBlockType, n: usize) -> f64 {
-    let mut rng = SplitMix64(0xC0FFEE ^ t.block_bytes() as u64);
+    let mut rng = SplitMix64::new(0xC0FFEE ^ t.block_bytes() as u64);
     let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
     let mut q = vec![0u8; n / t.block_elems() * t.block_bytes()];
     quantize(t, &x, &mut q).expect("quantize");

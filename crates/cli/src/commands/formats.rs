@@ -1,9 +1,7 @@
 //! `exodus formats`: the table of every format, and with `--error` the
 //! measured RMS relative error of quantize + dequantize.
 
-use exodus_numerics::{Format, QuantizeOptions};
-
-use super::sample;
+use exodus_numerics::{sample, Format, QuantizeOptions};
 
 /// Arguments of `exodus formats`.
 #[derive(clap::Args)]

@@ -2,4 +2,3 @@
 
 pub mod convert;
 pub mod formats;
-pub mod sample;

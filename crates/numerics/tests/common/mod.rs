@@ -29,14 +29,11 @@ pub fn f32s(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// The i-th output (i = 0..n-1) of splitmix64 from `seed`, as in generate.py.
+/// The first `n` outputs of splitmix64 from `seed` (generate.py computes
+/// the i-th as `mix(seed + (i+1) * gamma)`, the same sequence).
 pub fn splitmix64(seed: u64, n: usize) -> impl Iterator<Item = u64> {
-    (1..=n as u64).map(move |i| {
-        let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    })
+    let mut rng = exodus_numerics::sample::SplitMix64::new(seed);
+    (0..n).map(move |_| rng.next_u64())
 }
 
 /// Random f32s exactly as `random_f32` in generate.py.

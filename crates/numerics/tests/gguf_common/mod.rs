@@ -4,48 +4,9 @@
 
 use std::path::PathBuf;
 
-/// splitmix64: the deterministic generator shared with the Python script.
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// `n` random bytes (little-endian words).
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(&self.next_u64().to_le_bytes());
-        }
-        v.truncate(n);
-        v
-    }
-
-    /// Uniform in (0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}
-
-#[test]
-fn splitmix64_known_values() {
-    // First outputs for seed 0 (reference values of the published generator).
-    let mut r = SplitMix64(0);
-    assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
-    assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
-}
+/// splitmix64, the generator shared with the Python script.
+#[allow(unused_imports)] // not every test file draws random numbers
+pub use exodus_numerics::sample::SplitMix64;
 
 /// Directory of the fixtures.
 pub fn data_dir() -> PathBuf {
