@@ -117,6 +117,32 @@ fn decode_scalar(format: ElementFormat, src: &[u8], dst: &mut [f32]) {
     }
 }
 
+/// Decode `dst.len()` codes and multiply each value by `scale` (the shared
+/// scale of a block or tile), on the active SIMD level. The product is the
+/// f32 product of the decoded value and `scale` on every level.
+pub fn decode_scaled(format: ElementFormat, src: &[u8], scale: f32, dst: &mut [f32]) -> Result<()> {
+    decode_scaled_with(cpu::active(), format, src, scale, dst)
+}
+
+/// [`decode_scaled`] on a given SIMD level.
+pub fn decode_scaled_with(
+    level: SimdLevel,
+    format: ElementFormat,
+    src: &[u8],
+    scale: f32,
+    dst: &mut [f32],
+) -> Result<()> {
+    check_len(format, dst.len(), src.len())?;
+    #[cfg(target_arch = "x86_64")]
+    if let (SimdLevel::Avx2, true, Some(m)) = (level, level.is_supported(), format.minifloat()) {
+        crate::simd::x86::decode_minifloat_scaled(m, src, scale, dst);
+        return Ok(());
+    }
+    decode_with(level, format, src, dst)?;
+    dst.iter_mut().for_each(|v| *v *= scale);
+    Ok(())
+}
+
 /// Encode `src` into `dst` (`src.len()` codes) on the active SIMD level.
 pub fn encode(
     format: ElementFormat,

@@ -241,15 +241,12 @@ impl Format {
             Format::Element(e) => bulk::decode(e, src, dst),
             Format::Mx(e) => e.dequantize(src, dst),
             Format::Fp8Block128 => {
-                let table = minifloat::FP8_E4M3.decode_table();
                 for (tile, out) in src
                     .chunks_exact(4 + fp8_block::TILE)
                     .zip(dst.chunks_exact_mut(fp8_block::TILE))
                 {
                     let scale = f32::from_le_bytes([tile[0], tile[1], tile[2], tile[3]]);
-                    for (o, &c) in out.iter_mut().zip(&tile[4..]) {
-                        *o = table[c as usize] * scale;
-                    }
+                    bulk::decode_scaled(ElementFormat::Fp8E4M3, &tile[4..], scale, out)?;
                 }
                 Ok(())
             }

@@ -18,7 +18,7 @@ use crate::bulk;
 use crate::e8m0;
 use crate::element::ElementFormat;
 use crate::error::{NumericsError, Result};
-use crate::minifloat::{floor_log2, pow2, FP8_E4M3};
+use crate::minifloat::{floor_log2, pow2};
 use crate::rounding::EncodeOptions;
 
 /// Tile side used by DeepSeek.
@@ -209,7 +209,6 @@ impl BlockFp8 {
                 });
             }
         }
-        let table = FP8_E4M3.decode_table();
         for (r, (out, codes)) in dst
             .chunks_exact_mut(self.cols.max(1))
             .zip(self.values.chunks_exact(self.cols.max(1)))
@@ -222,9 +221,7 @@ impl BlockFp8 {
                 .enumerate()
             {
                 let s = self.scales.get(tile_row * grid_cols + tc);
-                for (o, &c) in o.iter_mut().zip(c) {
-                    *o = table[c as usize] * s;
-                }
+                bulk::decode_scaled(ElementFormat::Fp8E4M3, c, s, o)?;
             }
         }
         Ok(())

@@ -58,7 +58,6 @@ pub fn pack(bits: u32, codes: &[u8], dst: &mut [u8]) -> Result<()> {
 /// exactly [`packed_len`] bytes.
 pub fn unpack(bits: u32, src: &[u8], dst: &mut [u8]) -> Result<()> {
     check(bits, dst.len(), src.len(), "packed buffer")?;
-    let mask = ((1u32 << bits) - 1) as u16;
     match bits {
         8 => dst.copy_from_slice(src),
         4 => {
@@ -66,16 +65,31 @@ pub fn unpack(bits: u32, src: &[u8], dst: &mut [u8]) -> Result<()> {
                 *code = (src[i / 2] >> ((i % 2) * 4)) & 0xf;
             }
         }
-        _ => {
-            for (i, code) in dst.iter_mut().enumerate() {
-                let bit = i * bits as usize;
-                let lo = src[bit / 8] as u16;
-                let hi = src.get(bit / 8 + 1).copied().unwrap_or(0) as u16;
-                *code = (((lo | (hi << 8)) >> (bit % 8)) & mask) as u8;
+        6 => {
+            // Four codes in every three bytes; the generic loop does the tail.
+            let whole = dst.len() / 4;
+            for (codes, b) in dst.chunks_exact_mut(4).zip(src.chunks_exact(3)) {
+                let word = b[0] as u32 | (b[1] as u32) << 8 | (b[2] as u32) << 16;
+                for (j, code) in codes.iter_mut().enumerate() {
+                    *code = (word >> (6 * j)) as u8 & 0x3f;
+                }
             }
+            unpack_bits(bits, &src[whole * 3..], &mut dst[whole * 4..]);
         }
+        _ => unpack_bits(bits, src, dst),
     }
     Ok(())
+}
+
+/// Unpack by walking the bit stream, one code at a time.
+fn unpack_bits(bits: u32, src: &[u8], dst: &mut [u8]) {
+    let mask = ((1u32 << bits) - 1) as u16;
+    for (i, code) in dst.iter_mut().enumerate() {
+        let bit = i * bits as usize;
+        let lo = src[bit / 8] as u16;
+        let hi = src.get(bit / 8 + 1).copied().unwrap_or(0) as u16;
+        *code = (((lo | (hi << 8)) >> (bit % 8)) & mask) as u8;
+    }
 }
 
 #[cfg(test)]

@@ -150,3 +150,41 @@ fn wrong_lengths_are_errors_not_panics() {
         assert!(bulk::decode(f, &exact, &mut [0f32; 4]).is_ok());
     }
 }
+
+#[test]
+fn scaled_decode_equals_scalar_on_every_level() {
+    let codes: Vec<u8> = (0..=255u8).cycle().take(256 * 3 + 13).collect();
+    let scales = [
+        1.0,
+        0.5,
+        3.0e-3,
+        2f32.powi(-127),
+        2f32.powi(127),
+        f32::NAN,
+        0.0,
+        -7.25,
+    ];
+    for f in ElementFormat::ALL
+        .into_iter()
+        .filter(|f| f.unpacked_bytes() == 1)
+    {
+        for &scale in &scales {
+            for len in [0, 1, 15, 16, 17, 40, codes.len()] {
+                let mut want = vec![0f32; len];
+                bulk::decode_scaled_with(SimdLevel::Scalar, f, &codes[..len], scale, &mut want)
+                    .unwrap();
+                for level in SimdLevel::supported() {
+                    let mut got = vec![0f32; len];
+                    bulk::decode_scaled_with(level, f, &codes[..len], scale, &mut got).unwrap();
+                    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            same_f32(*a, *b),
+                            "{} {level:?} scale {scale} code {i}: {a} vs {b}",
+                            f.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -95,6 +95,33 @@ unsafe fn decode_minifloat_avx2(m: &MiniFloat, src: &[u8], dst: &mut [f32]) {
     }
 }
 
+/// Decode minifloat codes and multiply each value by `scale` (a block or
+/// tile scale), in one pass.
+pub(crate) fn decode_minifloat_scaled(m: &MiniFloat, src: &[u8], scale: f32, dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    let main = n - n % 16;
+    // SAFETY: the caller checked AVX2/F16C support; the kernel touches only
+    // `src[..main]` and `dst[..main]`.
+    unsafe { decode_minifloat_scaled_avx2(m, &src[..main], scale, &mut dst[..main]) };
+    for (o, &c) in dst[main..n].iter_mut().zip(&src[main..n]) {
+        *o = m.decode(c) * scale;
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn decode_minifloat_scaled_avx2(m: &MiniFloat, src: &[u8], scale: f32, dst: &mut [f32]) {
+    let decoder = MiniFloatDecoder::new(m);
+    let scale = _mm256_set1_ps(scale);
+    for (s, d) in src.chunks_exact(16).zip(dst.chunks_exact_mut(16)) {
+        // SAFETY: `s` holds 16 bytes and `d` 16 floats; unaligned access.
+        unsafe {
+            let (lo, hi) = decoder.decode16(_mm_loadu_si128(s.as_ptr().cast()));
+            _mm256_storeu_ps(d.as_mut_ptr(), _mm256_mul_ps(lo, scale));
+            _mm256_storeu_ps(d.as_mut_ptr().add(8), _mm256_mul_ps(hi, scale));
+        }
+    }
+}
+
 /// Encode f32 to one-code-per-byte minifloats with round-to-nearest-even.
 /// Normal results round on the f32 bit pattern; subnormal results come from
 /// adding a power of two whose ulp is the subnormal spacing, so the FPU's
