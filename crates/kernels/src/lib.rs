@@ -1,0 +1,27 @@
+//! `exodus-kernels`: the programming surface of exodus — kernels on plain
+//! slices with explicit tiling, run-time CPU-feature dispatch and a
+//! persistent thread pool. Kernels know nothing of graphs or devices.
+//!
+//! Every kernel has a scalar reference; SIMD versions (AVX2+FMA on x86_64,
+//! NEON on aarch64) are picked at run time through
+//! [`exodus_numerics::cpu::SimdLevel`] and tested equal to (or within a
+//! stated tolerance of) the reference. `EXODUS_FORCE_SCALAR=1` forces the
+//! scalar paths everywhere.
+//!
+//! Modules: [`pool`] (persistent worker threads), [`tiling`] (block sizes
+//! and thread split, chosen from shapes and cache sizes or given by the
+//! caller), [`matmul`] (`out = x · Wᵀ` against weights in any
+//! exodus-numerics format), [`ops`] (norms, rope, softmax, activations,
+//! elementwise, embedding gather, argmax/top-k), [`attention`] (causal GQA
+//! flash-style attention over a paged KV cache).
+//!
+//! (Being built: issue 3.)
+
+pub mod attention;
+pub mod error;
+pub mod matmul;
+pub mod ops;
+pub mod pool;
+pub mod tiling;
+
+pub use error::{KernelError, Result};

@@ -1,0 +1,1 @@
+//! `out = x · Wᵀ` against weights in any exodus-numerics format. (Being built.)

@@ -1,0 +1,1 @@
+//! Norms, rope, softmax, activations, elementwise, embedding gather, argmax/top-k. (Being built.)

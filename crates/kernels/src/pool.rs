@@ -1,0 +1,1 @@
+//! Persistent worker threads for data-parallel kernels. (Being built.)

@@ -1,0 +1,1 @@
+//! Explicit tiling: block sizes per cache level and the thread split. (Being built.)
