@@ -114,20 +114,25 @@ fn fit_affine(
     (scale, -lo)
 }
 
+/// The largest magnitude of `x` and the element (with its sign) that has it;
+/// the first one wins a tie, NaNs are skipped.
+fn signed_absmax(x: &[f32]) -> (f32, f32) {
+    x.iter().fold((0.0f32, 0.0f32), |(amax, max), &v| {
+        if v.abs() > amax {
+            (v.abs(), v)
+        } else {
+            (amax, max)
+        }
+    })
+}
+
 /// Symmetric fit of `x` to `scale * l`, `l` in `-nmax..nmax`, weights `x^2`.
 /// Returns the scale (its sign is that of `-max`, `max` the element of largest
 /// magnitude). Tries the inverse scales `-(nmax + 0.1 k) / max`, `k` in
 /// `-9..=9`, and keeps the one whose least-squares scale explains the most
 /// weighted energy.
 fn fit_symmetric(x: &[f32], nmax: i32) -> f32 {
-    let mut amax = 0.0f32;
-    let mut max = 0.0f32;
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let (amax, max) = signed_absmax(x);
     if amax < GROUP_MAX_EPS {
         return 0.0;
     }
@@ -273,14 +278,7 @@ pub fn quant_q6k(x: &[f32], b: &mut [u8]) {
 
 /// Quantizes 256 floats to one Q8_K block (with its 16 group sums).
 pub fn quant_q8k(x: &[f32], b: &mut [u8]) {
-    let mut amax = 0.0f32;
-    let mut max = 0.0f32;
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let (amax, max) = signed_absmax(x);
     b.fill(0);
     if amax == 0.0 {
         return;
