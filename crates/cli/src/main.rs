@@ -22,6 +22,8 @@ enum Command {
     Formats(commands::formats::Args),
     /// Convert a raw little-endian array between f32 and any format.
     Convert(commands::convert::Args),
+    /// Inspect trace files (Chrome trace-event JSON, as Perfetto opens).
+    Trace(commands::trace::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +31,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Formats(args) => commands::formats::run(&args),
         Command::Convert(args) => commands::convert::run(&args),
+        Command::Trace(args) => commands::trace::run(&args),
     }
 }

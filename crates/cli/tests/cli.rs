@@ -16,7 +16,11 @@ fn exodus(args: &[&str], stdin: Option<&[u8]>) -> Output {
         .expect("exodus starts");
     let mut input = child.stdin.take().expect("stdin");
     if let Some(bytes) = stdin {
-        input.write_all(bytes).expect("write stdin");
+        // A command that fails fast (bad arguments) may exit before reading.
+        match input.write_all(bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.expect("write stdin"),
+        }
     }
     drop(input);
     child.wait_with_output().expect("exodus runs")
@@ -226,4 +230,46 @@ fn bad_input_is_a_clear_error() {
         None,
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("reading /nonexistent/x"));
+}
+
+#[test]
+fn trace_summary_of_a_recorded_trace() {
+    // Record a small trace with exodus-trace, write it, summarise it with the binary.
+    exodus_trace::set_enabled(true);
+    for _ in 0..3 {
+        let _g = exodus_trace::span("matmul", "launch");
+    }
+    {
+        let _g = exodus_trace::span("rms_norm", "launch");
+    }
+    exodus_trace::set_enabled(false);
+    let trace = exodus_trace::take();
+    let path = std::env::temp_dir().join(format!("exodus-trace-{}.json", std::process::id()));
+    trace.write(&path).unwrap();
+    let out = exodus(
+        &["trace", "summary", "--json", path.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let calls = |name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["calls"].clone())
+    };
+    assert_eq!(calls("matmul"), Some(serde_json::json!(3)));
+    assert_eq!(calls("rms_norm"), Some(serde_json::json!(1)));
+    let table = exodus(&["trace", "summary", path.to_str().unwrap()], None);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("matmul"));
+    std::fs::write(&path, "{\"traceEvents\": [{\"ph\": \"X\"}]}").unwrap();
+    let bad = exodus(&["trace", "summary", path.to_str().unwrap()], None);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("parsing"));
+    std::fs::remove_file(&path).ok();
 }

@@ -1,0 +1,143 @@
+//! The worker thread behind each stream: takes whatever is queued in one
+//! go, runs it in order outside the lock, then accounts for it. After a
+//! task fails the stream is poisoned: the remaining launches are skipped,
+//! event records still complete (marked failed) so no other stream waits
+//! forever.
+
+use std::sync::Arc;
+
+use exodus_trace::{enabled, now_ns, record, Span, Track};
+
+use super::command::Command;
+use super::shared::Shared;
+use crate::buffer::ErasedBuffer;
+use crate::kernel::execute;
+use crate::launch::Node;
+
+/// Counts of one batch, added to the stream's counters under its lock.
+#[derive(Default)]
+struct Tally {
+    commands: u64,
+    tasks_run: u64,
+    tasks_skipped: u64,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    track: Track,
+    poisoned: Option<String>,
+    tally: Tally,
+}
+
+/// Marks the worker gone on every exit (also if it unwinds from a bug),
+/// failing any queued event records so that nothing waits on them.
+struct ExitGuard(Arc<Shared>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.worker_gone = true;
+        for cmd in st.queue.drain(..) {
+            if let Command::Record { event, generation } = cmd {
+                event.complete(generation, Some("stream worker exited".into()));
+            }
+        }
+        drop(st);
+        self.0.idle.notify_all();
+    }
+}
+
+pub(crate) fn run(shared: Arc<Shared>) {
+    let _exit = ExitGuard(Arc::clone(&shared));
+    let mut worker = Worker {
+        track: Track::stream(shared.id),
+        shared,
+        poisoned: None,
+        tally: Tally::default(),
+    };
+    let mut batch = std::collections::VecDeque::new();
+    loop {
+        {
+            let mut st = worker.shared.lock();
+            let tally = std::mem::take(&mut worker.tally);
+            st.completed += tally.commands;
+            st.tasks_run += tally.tasks_run;
+            st.tasks_skipped += tally.tasks_skipped;
+            if st.completed == st.submitted {
+                worker.shared.idle.notify_all();
+            }
+            while st.queue.is_empty() {
+                if st.closed {
+                    return;
+                }
+                st.worker_waiting = true;
+                st = worker.shared.wait_for_work(st);
+                st.worker_waiting = false;
+            }
+            std::mem::swap(&mut batch, &mut st.queue);
+        }
+        for cmd in batch.drain(..) {
+            worker.command(cmd);
+            worker.tally.commands += 1;
+        }
+    }
+}
+
+impl Worker {
+    fn poison(&mut self, reason: String) {
+        let mut st = self.shared.lock();
+        st.poisoned.get_or_insert_with(|| reason.clone());
+        self.poisoned = Some(reason);
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Run { node, table } => self.task(&node, &table),
+            Command::Replay { exec, table } => {
+                for node in &exec.nodes {
+                    self.task(node, &table);
+                }
+            }
+            Command::Record { event, generation } => {
+                event.complete(generation, self.poisoned.clone());
+            }
+            Command::Wait { event, generation } => {
+                if self.poisoned.is_some() {
+                    return;
+                }
+                let start = enabled().then(now_ns);
+                let outcome = event.wait_for(generation);
+                if let Some(start) = start {
+                    let span = Span::new("event wait", "wait", self.track, start, now_ns() - start)
+                        .with_arg("event", event.id());
+                    record(span);
+                }
+                if let Err(reason) = outcome {
+                    self.poison(format!("waited on a failed event: {reason}"));
+                }
+            }
+        }
+    }
+
+    fn task(&mut self, node: &Node, table: &[Arc<dyn ErasedBuffer>]) {
+        if self.poisoned.is_some() {
+            self.tally.tasks_skipped += 1;
+            return;
+        }
+        let start = enabled().then(now_ns);
+        let outcome = execute(node, table);
+        self.tally.tasks_run += 1;
+        if let Some(start) = start {
+            record(Span::new(
+                node.name.clone(),
+                node.category,
+                self.track,
+                start,
+                now_ns() - start,
+            ));
+        }
+        if let Err(reason) = outcome {
+            self.poison(reason);
+        }
+    }
+}
