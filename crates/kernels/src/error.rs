@@ -35,6 +35,18 @@ pub enum KernelError {
     /// A lower-level codec error.
     #[error(transparent)]
     Numerics(#[from] exodus_numerics::NumericsError),
+    /// An index (token id, block id, position) outside the range it addresses.
+    #[error("{kernel}: {what} {index} is out of range (limit {limit})")]
+    OutOfRange {
+        /// Kernel name.
+        kernel: &'static str,
+        /// What the index addresses.
+        what: &'static str,
+        /// The index given.
+        index: usize,
+        /// The exclusive upper bound.
+        limit: usize,
+    },
 }
 
 /// Result alias of this crate.

@@ -25,3 +25,6 @@ pub mod pool;
 pub mod tiling;
 
 pub use error::{KernelError, Result};
+pub use matmul::{matmul, matmul_reference, Weights};
+pub use pool::ThreadPool;
+pub use tiling::{Regime, Tiling};

@@ -1,0 +1,200 @@
+//! The attention entry points: argument checks, the split into
+//! (sequence, KV head) tasks, and their run on the thread pool.
+
+use std::sync::Mutex;
+
+use exodus_numerics::cpu::{self, SimdLevel};
+
+use super::cache::PagedKvCache;
+use super::online::Task;
+use crate::error::{KernelError, Result};
+use crate::ops::check;
+use crate::pool::{self, ThreadPool};
+
+/// Options of the attention kernels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionParams {
+    /// Query heads; a multiple of the cache's KV heads (query head `h`
+    /// reads KV head `h / (n_heads / n_kv_heads)`).
+    pub n_heads: usize,
+    /// Softmax scale; `None` is `1 / sqrt(head_dim)`.
+    pub scale: Option<f32>,
+}
+
+/// One sequence of a batched attention call: its block table and the
+/// positions of its query tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqSpan<'a> {
+    /// The sequence's blocks: logical block `i` (positions `i * block_size ..`)
+    /// is pool block `block_table[i]`.
+    pub block_table: &'a [u32],
+    /// Absolute position of the first query token.
+    pub start_pos: usize,
+    /// Query tokens (1 for decode); token `i` is at `start_pos + i`.
+    pub n_q: usize,
+}
+
+/// Causal grouped-query attention of a batch of sequences over a paged KV
+/// cache, on the active SIMD level and the [global](crate::pool::global)
+/// pool.
+///
+/// Shapes: `q`, `out`: `[Σ n_q, n_heads, head_dim]`, the sequences' tokens
+/// back to back in the order of `seqs`.
+///
+/// The K/V rows of every query token must already be in the cache
+/// ([`PagedKvCache::write`] them first): query `i` of a span attends to
+/// positions `0 ..= start_pos + i` of its sequence.
+pub fn paged_attention<P: AsRef<[u8]>>(
+    cache: &PagedKvCache<P>,
+    seqs: &[SeqSpan<'_>],
+    q: &[f32],
+    out: &mut [f32],
+    params: &AttentionParams,
+) -> Result<()> {
+    paged_attention_with(cpu::active(), pool::global(), cache, seqs, q, out, params)
+}
+
+/// Attention of one token of one sequence at position `pos` (decode), on
+/// the active SIMD level and the global pool.
+///
+/// Shapes: `q`, `out`: `[n_heads, head_dim]`.
+pub fn attention_decode<P: AsRef<[u8]>>(
+    cache: &PagedKvCache<P>,
+    block_table: &[u32],
+    pos: usize,
+    q: &[f32],
+    out: &mut [f32],
+    params: &AttentionParams,
+) -> Result<()> {
+    let seq = SeqSpan {
+        block_table,
+        start_pos: pos,
+        n_q: 1,
+    };
+    paged_attention(cache, &[seq], q, out, params)
+}
+
+/// Attention of a chunk of `n_q` tokens of one sequence at positions
+/// `start_pos ..` (prefill), causal within the chunk and over the cached
+/// prefix, on the active SIMD level and the global pool.
+///
+/// Shapes: `q`, `out`: `[n_q, n_heads, head_dim]`.
+pub fn attention_prefill<P: AsRef<[u8]>>(
+    cache: &PagedKvCache<P>,
+    block_table: &[u32],
+    start_pos: usize,
+    n_q: usize,
+    q: &[f32],
+    out: &mut [f32],
+    params: &AttentionParams,
+) -> Result<()> {
+    let seq = SeqSpan {
+        block_table,
+        start_pos,
+        n_q,
+    };
+    paged_attention(cache, &[seq], q, out, params)
+}
+
+/// [`paged_attention`] on a given SIMD level and pool. Work is split into
+/// one task per (sequence, KV head); each task decodes a block's K/V rows
+/// of its head once for all the query heads that share them.
+pub fn paged_attention_with<P: AsRef<[u8]>>(
+    level: SimdLevel,
+    pool: &ThreadPool,
+    cache: &PagedKvCache<P>,
+    seqs: &[SeqSpan<'_>],
+    q: &[f32],
+    out: &mut [f32],
+    params: &AttentionParams,
+) -> Result<()> {
+    const K: &str = "attention";
+    let view = cache.view();
+    let layout = view.layout;
+    let (n_kv, d) = (layout.n_kv_heads(), layout.head_dim());
+    let n_heads = params.n_heads;
+    if n_heads == 0 || !n_heads.is_multiple_of(n_kv) {
+        return Err(check::bad_shape(
+            K,
+            format!("n_heads {n_heads} must be a positive multiple of n_kv_heads {n_kv}"),
+        ));
+    }
+    let scale = params.scale.unwrap_or(1.0 / (d as f32).sqrt());
+    if !scale.is_finite() {
+        return Err(check::bad_shape(K, format!("scale {scale} is not finite")));
+    }
+    let mut tokens = 0usize;
+    for s in seqs {
+        tokens = tokens
+            .checked_add(s.n_q)
+            .ok_or_else(|| check::bad_shape(K, "total query tokens overflow"))?;
+        if s.n_q == 0 {
+            continue;
+        }
+        let end = s
+            .start_pos
+            .checked_add(s.n_q)
+            .ok_or_else(|| check::bad_shape(K, "start_pos + n_q overflows"))?;
+        for logical in 0..end.div_ceil(layout.block_size()) {
+            view.block_id(K, s.block_table, logical)?;
+        }
+    }
+    let row = n_heads * d;
+    let n = check::product(K, &[tokens, row])?;
+    check::len(K, "q", q.len(), n)?;
+    check::len(K, "out", out.len(), n)?;
+
+    // One task per (sequence, KV head), and the output slices it owns:
+    // token t's heads of KV head h are out[t, h*group .. (h+1)*group, :].
+    let group = n_heads / n_kv;
+    let mut tasks = Vec::with_capacity(seqs.len() * n_kv);
+    let mut first_token = Vec::with_capacity(seqs.len());
+    let mut t0 = 0;
+    for s in seqs {
+        first_token.push(t0);
+        for kv_head in 0..n_kv {
+            tasks.push(Task {
+                view,
+                level,
+                block_table: s.block_table,
+                start_pos: s.start_pos,
+                n_q: s.n_q,
+                q: &q[t0 * row..(t0 + s.n_q) * row],
+                n_heads,
+                kv_head,
+                scale,
+            });
+        }
+        t0 += s.n_q;
+    }
+    let mut slots: Vec<Vec<&mut [f32]>> = seqs
+        .iter()
+        .flat_map(|s| (0..n_kv).map(|_| Vec::with_capacity(s.n_q)))
+        .collect();
+    let mut seq = 0;
+    for (c, chunk) in out.chunks_exact_mut(group * d).enumerate() {
+        let (token, kv_head) = (c / n_kv, c % n_kv);
+        while seq + 1 < seqs.len() && token >= first_token[seq + 1] {
+            seq += 1;
+        }
+        slots[seq * n_kv + kv_head].push(chunk);
+    }
+    let slots: Vec<Mutex<Vec<&mut [f32]>>> = slots.into_iter().map(Mutex::new).collect();
+    let error: Mutex<Option<KernelError>> = Mutex::new(None);
+    pool.parallel_for(tasks.len(), |i| {
+        if tasks[i].n_q == 0 {
+            return;
+        }
+        let mut out = slots[i].lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = tasks[i].run(&mut out) {
+            error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e);
+        }
+    });
+    match error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,295 @@
+//! The decode regime (few rows, memory-bound): W is streamed once, row by
+//! row; each row of W is dotted with every row of x while it is in L1.
+//!
+//! - GGUF Q4_0 / Q4_1 / Q8_0 and MXFP4 weights: x is quantized to int8
+//!   blocks of 32 (Q8_0-style) and the dots are integer;
+//! - Q4_K / Q5_K / Q6_K: x is quantized to int8 blocks of 256 with 16-value
+//!   sums (Q8_K-style);
+//! - f32, f16, bf16, FP8 (per-row and tiled scales), MXFP8-E4M3: W is
+//!   decoded to f32 in registers and multiplied into f32 FMA accumulators;
+//! - every other format: the row is dequantized with exodus-numerics into a
+//!   per-thread buffer and dotted in f32.
+//!
+//! The outputs (`n` of them per row of x) are cut into tasks of
+//! `tiling.decode_cols` on the pool.
+
+use std::sync::Mutex;
+
+use exodus_numerics::cpu::SimdLevel;
+use exodus_numerics::gguf::GgufBlockType;
+use exodus_numerics::mx::MxElement;
+use exodus_numerics::{ElementFormat, Format};
+
+use super::dot_scalar as scalar;
+use super::quant_x::{QuantX, XRow};
+use super::scratch;
+use super::weights::{WeightData, Weights};
+use super::Simd;
+use crate::error::{KernelError, Result};
+use crate::pool::ThreadPool;
+use crate::tiling::Tiling;
+
+#[cfg(target_arch = "x86_64")]
+use super::x86::{fdot, idot};
+
+/// Which row-dot kernel a weight format gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowKernel {
+    F32,
+    F16,
+    Bf16,
+    Fp8Row,
+    Fp8Tiled,
+    MxFp8E4M3,
+    Q8_0,
+    Q4_0,
+    Q4_1,
+    MxFp4,
+    Q4K,
+    Q5K,
+    Q6K,
+    /// Dequantize the row, then an f32 dot.
+    Generic,
+}
+
+impl RowKernel {
+    /// The kernel for `w`.
+    pub(crate) fn for_weights(w: &Weights) -> RowKernel {
+        match w.data() {
+            WeightData::Fp8Row { .. } => RowKernel::Fp8Row,
+            WeightData::Fp8Tiled { .. } => RowKernel::Fp8Tiled,
+            WeightData::Encoded { format, .. } => match format {
+                Format::Element(ElementFormat::F32) => RowKernel::F32,
+                Format::Element(ElementFormat::F16) => RowKernel::F16,
+                Format::Element(ElementFormat::Bf16) => RowKernel::Bf16,
+                Format::Mx(MxElement::Fp8E4M3) => RowKernel::MxFp8E4M3,
+                Format::Mx(MxElement::Fp4E2M1) => RowKernel::MxFp4,
+                Format::Gguf(GgufBlockType::Q8_0) => RowKernel::Q8_0,
+                Format::Gguf(GgufBlockType::Q4_0) => RowKernel::Q4_0,
+                Format::Gguf(GgufBlockType::Q4_1) => RowKernel::Q4_1,
+                Format::Gguf(GgufBlockType::Q4K) => RowKernel::Q4K,
+                Format::Gguf(GgufBlockType::Q5K) => RowKernel::Q5K,
+                Format::Gguf(GgufBlockType::Q6K) => RowKernel::Q6K,
+                _ => RowKernel::Generic,
+            },
+        }
+    }
+
+    /// `(block, group)` of the int8 quantization of x this kernel needs.
+    pub(crate) fn int8_x(self) -> Option<(usize, usize)> {
+        match self {
+            RowKernel::Q8_0 | RowKernel::Q4_0 | RowKernel::Q4_1 | RowKernel::MxFp4 => {
+                Some((32, 32))
+            }
+            RowKernel::Q4K | RowKernel::Q5K | RowKernel::Q6K => Some((256, 16)),
+            _ => None,
+        }
+    }
+}
+
+/// Everything a decode task needs.
+struct Ctx<'a> {
+    simd: Simd,
+    level: SimdLevel,
+    kernel: RowKernel,
+    w: &'a Weights<'a>,
+    /// x `[rows, k]`.
+    x: &'a [f32],
+    /// x quantized, for the int8 kernels.
+    qx: Option<QuantX>,
+}
+
+impl Ctx<'_> {
+    /// `outs[r] = x[r, :] · W[j, :]` for every row `r` of x.
+    fn column(&self, j: usize, outs: &mut [f32]) -> Result<()> {
+        let k = self.w.k();
+        let xr = |r: usize| &self.x[r * k..(r + 1) * k];
+        match (self.kernel, self.w.data()) {
+            (RowKernel::Generic, _) => scratch::with_row(k, |buf| {
+                self.w.dequantize_row(self.level, j, 0, k, buf)?;
+                for (r, o) in outs.iter_mut().enumerate() {
+                    *o = dot_f32(self.simd, buf, xr(r));
+                }
+                Ok(())
+            }),
+            (RowKernel::Fp8Row, WeightData::Fp8Row { codes, scales }) => {
+                let row = &codes[j * k..(j + 1) * k];
+                for (r, o) in outs.iter_mut().enumerate() {
+                    *o = e4m3_row(self.simd, row, xr(r)) * scales[j];
+                }
+                Ok(())
+            }
+            (
+                RowKernel::Fp8Tiled,
+                WeightData::Fp8Tiled {
+                    codes, tile_cols, ..
+                },
+            ) => {
+                let row = &codes[j * k..(j + 1) * k];
+                // The row's tile scales, once for every row of x.
+                let scales: Vec<f32> = (0..k.div_ceil(tile_cols))
+                    .map(|tc| self.w.tile_scale(j, tc))
+                    .collect();
+                for (r, o) in outs.iter_mut().enumerate() {
+                    *o = e4m3_tiled_row(self.simd, row, xr(r), tile_cols, &scales);
+                }
+                Ok(())
+            }
+            (kernel, WeightData::Encoded { .. }) => {
+                let row = self.w.encoded_row(j).ok_or_else(|| KernelError::BadShape {
+                    kernel: "matmul",
+                    reason: format!("row {j} of W is out of range"),
+                })?;
+                for (r, o) in outs.iter_mut().enumerate() {
+                    let q = self.qx.as_ref().map(|q| q.row(r));
+                    *o = encoded_dot(self.simd, kernel, row, xr(r), q);
+                }
+                Ok(())
+            }
+            _ => Err(KernelError::UnsupportedFormat {
+                kernel: "matmul decode",
+                format: self.w.format_name(),
+            }),
+        }
+    }
+}
+
+fn dot_f32(simd: Simd, w: &[f32], x: &[f32]) -> f32 {
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2(t) => fdot::dot_f32(t, w, x),
+        Simd::Scalar => scalar::dot_f32(w, x),
+    }
+}
+
+fn e4m3_row(simd: Simd, codes: &[u8], x: &[f32]) -> f32 {
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2(t) => fdot::e4m3_row(t, codes, x),
+        Simd::Scalar => scalar::e4m3_row(codes, x),
+    }
+}
+
+/// E4M3 codes · x with one scale per `tile` columns.
+fn e4m3_tiled_row(simd: Simd, codes: &[u8], x: &[f32], tile: usize, scales: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if let Simd::Avx2(t) = simd {
+        if tile.is_multiple_of(32) {
+            return fdot::e4m3_tiled_row(t, codes, x, tile, scales);
+        }
+    }
+    codes
+        .chunks(tile)
+        .zip(x.chunks(tile))
+        .zip(scales)
+        .map(|((c, xs), &s)| e4m3_row(simd, c, xs) * s)
+        .sum()
+}
+
+/// One encoded row · one row of x (`q`: x quantized, for the int8 kernels).
+fn encoded_dot(simd: Simd, kernel: RowKernel, w: &[u8], x: &[f32], q: Option<XRow>) -> f32 {
+    let float = |f: fn(&[u8], &[f32]) -> f32| f(w, x);
+    let int = |f: fn(&[u8], XRow) -> f32| q.map_or(f32::NAN, |q| f(w, q));
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2(t) => match kernel {
+            RowKernel::F32 => fdot::f32_row(t, w, x),
+            RowKernel::F16 => fdot::f16_row(t, w, x),
+            RowKernel::Bf16 => fdot::bf16_row(t, w, x),
+            RowKernel::MxFp8E4M3 => fdot::mxfp8_row(t, w, x),
+            RowKernel::Q8_0 => q.map_or(f32::NAN, |q| idot::q8_0_row(t, w, q)),
+            RowKernel::Q4_0 => q.map_or(f32::NAN, |q| idot::q4_0_row(t, w, q)),
+            RowKernel::Q4_1 => q.map_or(f32::NAN, |q| idot::q4_1_row(t, w, q)),
+            RowKernel::MxFp4 => q.map_or(f32::NAN, |q| idot::mxfp4_row(t, w, q)),
+            RowKernel::Q4K => q.map_or(f32::NAN, |q| idot::q4k_row(t, w, q)),
+            RowKernel::Q5K => q.map_or(f32::NAN, |q| idot::q5k_row(t, w, q)),
+            RowKernel::Q6K => q.map_or(f32::NAN, |q| idot::q6k_row(t, w, q)),
+            _ => f32::NAN,
+        },
+        Simd::Scalar => match kernel {
+            RowKernel::F32 => float(scalar::f32_row),
+            RowKernel::F16 => float(scalar::f16_row),
+            RowKernel::Bf16 => float(scalar::bf16_row),
+            RowKernel::MxFp8E4M3 => float(scalar::mxfp8_row),
+            RowKernel::Q8_0 => int(scalar::q8_0_row),
+            RowKernel::Q4_0 => int(scalar::q4_0_row),
+            RowKernel::Q4_1 => int(scalar::q4_1_row),
+            RowKernel::MxFp4 => int(scalar::mxfp4_row),
+            RowKernel::Q4K => int(scalar::q4k_row),
+            RowKernel::Q5K => int(scalar::q5k_row),
+            RowKernel::Q6K => int(scalar::q6k_row),
+            _ => f32::NAN,
+        },
+    }
+}
+
+/// Keeps the first error of any task.
+#[derive(Default)]
+pub(crate) struct FirstError(Mutex<Option<KernelError>>);
+
+impl FirstError {
+    pub(crate) fn keep(&self, r: Result<()>) {
+        if let Err(e) = r {
+            let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert(e);
+        }
+    }
+
+    pub(crate) fn into_result(self) -> Result<()> {
+        match self.0.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `out[rows, n] = x[rows, k] · W[n, k]ᵀ` in the decode regime. Shapes
+/// were checked by the caller.
+pub(crate) fn decode(
+    pool: &ThreadPool,
+    level: SimdLevel,
+    tiling: &Tiling,
+    x: &[f32],
+    rows: usize,
+    w: &Weights,
+    out: &mut [f32],
+) -> Result<()> {
+    let (n, k) = (w.n(), w.k());
+    let kernel = RowKernel::for_weights(w);
+    let ctx = Ctx {
+        simd: Simd::new(level),
+        level,
+        kernel,
+        w,
+        x,
+        qx: kernel
+            .int8_x()
+            .map(|(block, group)| QuantX::new(x, rows, k, block, group)),
+    };
+    let cols = tiling.decode_cols.max(1);
+    let errors = FirstError::default();
+    if rows == 1 {
+        // out [1, n]: a task owns `cols` consecutive outputs.
+        pool.for_each_chunk_mut(out, cols, |t, chunk| {
+            for (jj, o) in chunk.iter_mut().enumerate() {
+                errors.keep(ctx.column(t * cols + jj, std::slice::from_mut(o)));
+            }
+        });
+        return errors.into_result();
+    }
+    // Tasks write out transposed, [n, rows], so each owns one contiguous
+    // chunk; the transpose back costs rows * n stores, small next to W.
+    let mut out_t = vec![0f32; n * rows];
+    pool.for_each_chunk_mut(&mut out_t, cols * rows, |t, chunk| {
+        for (jj, col) in chunk.chunks_exact_mut(rows).enumerate() {
+            errors.keep(ctx.column(t * cols + jj, col));
+        }
+    });
+    errors.into_result()?;
+    for (j, col) in out_t.chunks_exact(rows).enumerate() {
+        for (r, &v) in col.iter().enumerate() {
+            out[r * n + j] = v;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! The prefill regime (many rows, compute-bound): a packed, tiled GEMM in
+//! the BLIS loop order, for every weight format.
+//!
+//! ```text
+//! for jc in 0..n step nc            // panel of W rows (columns of out)
+//!   for pc in 0..k step kc          // depth
+//!     pack B = W[jc.., pc..]ᵀ       // dequantized to f32, kc x nr slivers,
+//!                                   //   slivers spread over the pool
+//!     for ic in 0..rows step mc     // one pool task per row block
+//!       pack A = x[ic.., pc..]      // mr x kc slivers, per-thread buffer
+//!       for jr in slivers of B      // kc x nr sliver stays in L1
+//!         for ir in slivers of A    // mc x kc block stays in L2
+//!           out[ir, jr] (+)= A_ir · B_jr   // 6x16 micro-kernel
+//! ```
+//!
+//! Quantized weights are dequantized into the B panel with the
+//! exodus-numerics decoders, so each weight is decoded once per call, and
+//! the one f32 micro-kernel serves every format. Each task owns whole rows
+//! of `out`, so tasks write disjoint chunks.
+
+use exodus_numerics::cpu::SimdLevel;
+
+use super::decode::FirstError;
+use super::scratch;
+use super::weights::Weights;
+use super::Simd;
+use crate::error::Result;
+use crate::pool::ThreadPool;
+use crate::tiling::{Tiling, MR, NR};
+
+#[cfg(target_arch = "x86_64")]
+use super::x86::gemm;
+
+/// `out[rows, n] = x[rows, k] · W[n, k]ᵀ` in the prefill regime. Shapes
+/// and the tiling were checked by the caller.
+pub(crate) fn prefill(
+    pool: &ThreadPool,
+    level: SimdLevel,
+    t: &Tiling,
+    x: &[f32],
+    rows: usize,
+    w: &Weights,
+    out: &mut [f32],
+) -> Result<()> {
+    let (n, k) = (w.n(), w.k());
+    debug_assert_eq!((x.len(), out.len()), (rows * k, rows * n));
+    let simd = Simd::new(level);
+    let (kc, mc, nc) = (t.kc, t.mc, t.nc);
+    let errors = FirstError::default();
+    let mut panel = vec![0f32; kc * nc.min(n.div_ceil(NR) * NR)];
+    for jc in (0..n).step_by(nc) {
+        let slivers = nc.min(n - jc).div_ceil(NR);
+        for pc in (0..k).step_by(kc) {
+            let kcb = kc.min(k - pc);
+            let sliver_len = kcb * NR;
+            // B panel [slivers][kcb][NR], packed in parallel.
+            let per_task = slivers.div_ceil(2 * pool.threads()).max(1);
+            let b = &mut panel[..slivers * sliver_len];
+            pool.for_each_chunk_mut(b, per_task * sliver_len, |task, chunk| {
+                for (s, sliver) in chunk.chunks_exact_mut(sliver_len).enumerate() {
+                    let j0 = jc + (task * per_task + s) * NR;
+                    errors.keep(pack_b(level, w, j0, pc, kcb, sliver));
+                }
+            });
+            let b = &panel[..slivers * sliver_len];
+            // out rows [ic, ic + mc) x all n columns: one task each.
+            pool.for_each_chunk_mut(out, mc * n, |ib, out_rows| {
+                let mcb = out_rows.len() / n;
+                let a_slivers = mcb.div_ceil(MR);
+                scratch::with_pack(a_slivers * MR * kcb, |a| {
+                    pack_a(x, k, ib * mc, mcb, pc, kcb, a);
+                    for (s, bs) in b.chunks_exact(sliver_len).enumerate() {
+                        let j = jc + s * NR;
+                        let n_eff = NR.min(n - j);
+                        for (ir, asl) in a.chunks_exact(MR * kcb).enumerate() {
+                            let tile = Tile {
+                                offset: ir * MR * n + j,
+                                ldc: n,
+                                m: MR.min(mcb - ir * MR),
+                                n: n_eff,
+                            };
+                            micro(simd, kcb, asl, bs, out_rows, tile, pc > 0);
+                        }
+                    }
+                });
+            });
+        }
+    }
+    errors.into_result()
+}
+
+/// Packs `x[i0 .. i0 + mcb, pc .. pc + kcb]` (x is `[rows, k]`) into
+/// `mr`-row slivers `[sliver][p][i]`, zero-padding the last one.
+fn pack_a(x: &[f32], k: usize, i0: usize, mcb: usize, pc: usize, kcb: usize, a: &mut [f32]) {
+    for (ir, sl) in a.chunks_exact_mut(MR * kcb).enumerate() {
+        for i in 0..MR {
+            let r = ir * MR + i;
+            if r < mcb {
+                let src = &x[(i0 + r) * k + pc..(i0 + r) * k + pc + kcb];
+                for (p, &v) in src.iter().enumerate() {
+                    sl[p * MR + i] = v;
+                }
+            } else {
+                (0..kcb).for_each(|p| sl[p * MR + i] = 0.0);
+            }
+        }
+    }
+}
+
+/// Packs `W[j0 .. j0 + nr, pc .. pc + kcb]`, dequantized, as a sliver
+/// `[p][j]` (`B = Wᵀ`), zero-padding rows past `n`.
+fn pack_b(
+    level: SimdLevel,
+    w: &Weights,
+    j0: usize,
+    pc: usize,
+    kcb: usize,
+    sliver: &mut [f32],
+) -> Result<()> {
+    scratch::with_row(kcb, |row| {
+        for jj in 0..NR {
+            if j0 + jj < w.n() {
+                w.dequantize_row(level, j0 + jj, pc, pc + kcb, row)?;
+                for (p, &v) in row.iter().enumerate() {
+                    sliver[p * NR + jj] = v;
+                }
+            } else {
+                (0..kcb).for_each(|p| sliver[p * NR + jj] = 0.0);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Where a micro-tile lands in the output chunk.
+#[derive(Clone, Copy)]
+struct Tile {
+    /// Index of its top-left element.
+    offset: usize,
+    /// Row stride.
+    ldc: usize,
+    /// Valid rows (<= MR).
+    m: usize,
+    /// Valid columns (<= NR).
+    n: usize,
+}
+
+/// One micro-tile: full tiles go straight into `c`, edge tiles through a
+/// 6x16 buffer.
+fn micro(simd: Simd, kc: usize, a: &[f32], b: &[f32], c: &mut [f32], t: Tile, accumulate: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if let Simd::Avx2(token) = simd {
+        if t.m == MR && t.n == NR {
+            gemm::kernel_6x16(token, kc, a, b, &mut c[t.offset..], t.ldc, accumulate);
+        } else {
+            let mut tmp = [0f32; MR * NR];
+            gemm::kernel_6x16(token, kc, a, b, &mut tmp, NR, false);
+            merge(&tmp, c, t, accumulate);
+        }
+        return;
+    }
+    let _ = simd;
+    let mut tmp = [0f32; MR * NR];
+    kernel_scalar(kc, a, b, &mut tmp);
+    merge(&tmp, c, t, accumulate);
+}
+
+/// Writes (or adds) the valid part of a 6x16 tile into `c`.
+fn merge(tmp: &[f32; MR * NR], c: &mut [f32], t: Tile, accumulate: bool) {
+    for i in 0..t.m {
+        let dst = &mut c[t.offset + i * t.ldc..t.offset + i * t.ldc + t.n];
+        let src = &tmp[i * NR..i * NR + t.n];
+        if accumulate {
+            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+        } else {
+            dst.copy_from_slice(src);
+        }
+    }
+}
+
+/// Scalar twin of the micro-kernel: `tmp[6, 16] = A_sliver · B_sliver`.
+fn kernel_scalar(kc: usize, a: &[f32], b: &[f32], tmp: &mut [f32; MR * NR]) {
+    let mut acc = [[0f32; NR]; MR];
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
+        for (row, &ai) in acc.iter_mut().zip(ap) {
+            for (c, &bj) in row.iter_mut().zip(bp) {
+                *c += ai * bj;
+            }
+        }
+    }
+    for (dst, row) in tmp.chunks_exact_mut(NR).zip(&acc) {
+        dst.copy_from_slice(row);
+    }
+}

@@ -1,0 +1,110 @@
+//! Activations quantized to int8 blocks for the integer dot products of
+//! the decode regime.
+//!
+//! `x[rows, k]` (f32, row-major) becomes, per block of `block` values
+//! (32: Q8_0-style, for Q4_0 / Q4_1 / Q8_0 / MXFP4 weights; 256: Q8_K-style,
+//! for Q4_K / Q5_K / Q6_K), a scale `d = amax / 127` and codes
+//! `q = round_ties_even(x / d)` in `-127..=127`, plus the sum of the codes of
+//! every `group` consecutive values (the Q4_1 min and the K formats' mins
+//! and offsets multiply these sums). Each value is off by at most `d / 2`,
+//! which is where the int8 paths' error budget comes from.
+
+/// Quantized activations `[rows, k]`.
+#[derive(Debug, Clone)]
+pub(crate) struct QuantX {
+    /// Values per scale (32 or 256).
+    pub block: usize,
+    /// Values per code sum (32 or 16).
+    pub group: usize,
+    /// Values per row.
+    pub k: usize,
+    /// Codes `[rows, k]`.
+    pub q: Vec<i8>,
+    /// Scales `[rows, k / block]`.
+    pub d: Vec<f32>,
+    /// Code sums `[rows, k / group]`.
+    pub sums: Vec<i32>,
+}
+
+/// One row of [`QuantX`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct XRow<'a> {
+    /// Codes (`k`).
+    pub q: &'a [i8],
+    /// Scales (`k / block`).
+    pub d: &'a [f32],
+    /// Code sums (`k / group`).
+    pub sums: &'a [i32],
+}
+
+impl QuantX {
+    /// Quantizes `x[rows, k]`; `k` must be a multiple of `block`, and
+    /// `block` of `group` (the weight validation guarantees it).
+    pub fn new(x: &[f32], rows: usize, k: usize, block: usize, group: usize) -> QuantX {
+        debug_assert!(k.is_multiple_of(block) && block.is_multiple_of(group));
+        let mut q = vec![0i8; rows * k];
+        let mut d = vec![0f32; rows * k / block];
+        let mut sums = vec![0i32; rows * k / group];
+        for ((xb, qb), db) in x
+            .chunks_exact(block)
+            .zip(q.chunks_exact_mut(block))
+            .zip(d.iter_mut())
+        {
+            let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = amax / 127.0;
+            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            for (o, &v) in qb.iter_mut().zip(xb) {
+                *o = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+            }
+            // NaN or infinite inputs make the scale non-finite, so the
+            // outputs that use this block are NaN, as with f32 math.
+            *db = if amax.is_finite() { scale } else { f32::NAN };
+        }
+        for (s, qg) in sums.iter_mut().zip(q.chunks_exact(group)) {
+            *s = qg.iter().map(|&v| v as i32).sum();
+        }
+        QuantX {
+            block,
+            group,
+            k,
+            q,
+            d,
+            sums,
+        }
+    }
+
+    /// Row `r`.
+    pub fn row(&self, r: usize) -> XRow<'_> {
+        let (nb, ng) = (self.k / self.block, self.k / self.group);
+        XRow {
+            q: &self.q[r * self.k..(r + 1) * self.k],
+            d: &self.d[r * nb..(r + 1) * nb],
+            sums: &self.sums[r * ng..(r + 1) * ng],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_within_half_a_step() {
+        let x: Vec<f32> = (0..512).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
+        for (block, group) in [(32, 32), (256, 16)] {
+            let qx = QuantX::new(&x, 2, 256, block, group);
+            for r in 0..2 {
+                let row = qx.row(r);
+                for (i, &v) in x[r * 256..(r + 1) * 256].iter().enumerate() {
+                    let d = row.d[i / block];
+                    assert!((row.q[i] as f32 * d - v).abs() <= d * 0.5001);
+                }
+                let total: i32 = row.q.iter().map(|&v| v as i32).sum();
+                assert_eq!(row.sums.iter().sum::<i32>(), total);
+            }
+        }
+        let zeros = QuantX::new(&[0.0; 32], 1, 32, 32, 32);
+        assert_eq!(zeros.d[0], 0.0);
+        assert!(zeros.q.iter().all(|&v| v == 0));
+    }
+}

@@ -1,0 +1,232 @@
+//! Float row dots: W decoded to f32 in registers (f32, f16, bf16, E4M3,
+//! MXFP8-E4M3) and multiplied into f32 accumulators with FMA.
+//!
+//! E4M3 is decoded through F16C: the 7 magnitude bits shifted left by 7
+//! form an f16 whose exponent and mantissa fields equal the E4M3 ones, so
+//! the f16 value is the E4M3 value times `2^-8` exactly (subnormals
+//! included); the `2^8` goes into the final scale. The NaN codes
+//! (`0x7F`, `0xFF`) are patched to an f16 NaN.
+
+use std::arch::x86_64::*;
+
+use super::Avx2;
+use crate::matmul::dot_scalar::{self, e8m0_f32};
+
+/// Horizontal sum of 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// 8 f32 from the 32 bytes of `b` (little-endian).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_f32(b: &[u8]) -> __m256 {
+    debug_assert!(b.len() >= 32);
+    // SAFETY: the callers pass chunks of at least 32 bytes; unaligned load.
+    unsafe { _mm256_loadu_ps(b.as_ptr().cast()) }
+}
+
+/// 8 f32 from `x[..8]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_x(x: &[f32]) -> __m256 {
+    debug_assert!(x.len() >= 8);
+    // SAFETY: the callers pass chunks of at least 8 floats.
+    unsafe { _mm256_loadu_ps(x.as_ptr()) }
+}
+
+/// 16 bytes of `b[..16]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn load16(b: &[u8]) -> __m128i {
+    debug_assert!(b.len() >= 16);
+    // SAFETY: the callers pass chunks of at least 16 bytes.
+    unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+}
+
+/// Sum of `w[i] * x[i]` over two f32 slices of equal length.
+pub(crate) fn dot_f32(t: Avx2, w: &[f32], x: &[f32]) -> f32 {
+    let _ = t;
+    // SAFETY: the token proves AVX2, FMA and F16C.
+    unsafe { dot_f32_avx2(w, x) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_f32_avx2(w: &[f32], x: &[f32]) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut wc = w.chunks_exact(32);
+    let mut xc = x.chunks_exact(32);
+    for (wb, xb) in (&mut wc).zip(&mut xc) {
+        for (u, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(load_x(&wb[8 * u..]), load_x(&xb[8 * u..]), *a);
+        }
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    hsum(s) + dot_scalar::dot_f32(wc.remainder(), xc.remainder())
+}
+
+/// Row of f32 weights (little-endian bytes, `4 * x.len()`) · x.
+pub(crate) fn f32_row(t: Avx2, w: &[u8], x: &[f32]) -> f32 {
+    let _ = t;
+    // SAFETY: the token proves AVX2, FMA and F16C.
+    unsafe { f32_row_avx2(w, x) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f32_row_avx2(w: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut wc = w.chunks_exact(128);
+    let mut xc = x.chunks_exact(32);
+    for (wb, xb) in (&mut wc).zip(&mut xc) {
+        for (u, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(load_f32(&wb[32 * u..]), load_x(&xb[8 * u..]), *a);
+        }
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    hsum(s) + dot_scalar::f32_row(wc.remainder(), xc.remainder())
+}
+
+/// Row of f16 weights · x.
+pub(crate) fn f16_row(t: Avx2, w: &[u8], x: &[f32]) -> f32 {
+    let _ = t;
+    // SAFETY: the token proves AVX2, FMA and F16C.
+    unsafe { f16_row_avx2(w, x) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_row_avx2(w: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut wc = w.chunks_exact(64);
+    let mut xc = x.chunks_exact(32);
+    for (wb, xb) in (&mut wc).zip(&mut xc) {
+        for (u, a) in acc.iter_mut().enumerate() {
+            let v = _mm256_cvtph_ps(load16(&wb[16 * u..]));
+            *a = _mm256_fmadd_ps(v, load_x(&xb[8 * u..]), *a);
+        }
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    hsum(s) + dot_scalar::f16_row(wc.remainder(), xc.remainder())
+}
+
+/// Row of bf16 weights · x.
+pub(crate) fn bf16_row(t: Avx2, w: &[u8], x: &[f32]) -> f32 {
+    let _ = t;
+    // SAFETY: the token proves AVX2, FMA and F16C.
+    unsafe { bf16_row_avx2(w, x) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bf16_row_avx2(w: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut wc = w.chunks_exact(64);
+    let mut xc = x.chunks_exact(32);
+    for (wb, xb) in (&mut wc).zip(&mut xc) {
+        for (u, a) in acc.iter_mut().enumerate() {
+            let bits = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load16(&wb[16 * u..])));
+            *a = _mm256_fmadd_ps(_mm256_castsi256_ps(bits), load_x(&xb[8 * u..]), *a);
+        }
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    hsum(s) + dot_scalar::bf16_row(wc.remainder(), xc.remainder())
+}
+
+/// 16 E4M3 codes to two vectors of 8 f32, each the value times `2^-8`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn e4m3x16(codes: __m128i) -> (__m256, __m256) {
+    let v = _mm256_cvtepu8_epi16(codes);
+    let sign = _mm256_slli_epi16::<8>(_mm256_and_si256(v, _mm256_set1_epi16(0x80)));
+    let mag = _mm256_and_si256(v, _mm256_set1_epi16(0x7F));
+    let nan = _mm256_cmpeq_epi16(mag, _mm256_set1_epi16(0x7F));
+    let half = _mm256_blendv_epi8(_mm256_slli_epi16::<7>(mag), _mm256_set1_epi16(0x7E00), nan);
+    let half = _mm256_or_si256(half, sign);
+    (
+        _mm256_cvtph_ps(_mm256_castsi256_si128(half)),
+        _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(half)),
+    )
+}
+
+/// E4M3 codes · x (no scale applied).
+pub(crate) fn e4m3_row(t: Avx2, codes: &[u8], x: &[f32]) -> f32 {
+    let _ = t;
+    // SAFETY: the token proves AVX2, FMA and F16C.
+    unsafe { e4m3_row_avx2(codes, x) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn e4m3_row_avx2(codes: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut wc = codes.chunks_exact(32);
+    let mut xc = x.chunks_exact(32);
+    for (wb, xb) in (&mut wc).zip(&mut xc) {
+        let (w0, w1) = e4m3x16(load16(wb));
+        let (w2, w3) = e4m3x16(load16(&wb[16..]));
+        acc[0] = _mm256_fmadd_ps(w0, load_x(xb), acc[0]);
+        acc[1] = _mm256_fmadd_ps(w1, load_x(&xb[8..]), acc[1]);
+        acc[2] = _mm256_fmadd_ps(w2, load_x(&xb[16..]), acc[2]);
+        acc[3] = _mm256_fmadd_ps(w3, load_x(&xb[24..]), acc[3]);
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    hsum(s) * 256.0 + dot_scalar::e4m3_row(wc.remainder(), xc.remainder())
+}
+
+/// MXFP8-E4M3 blocks (E8M0 scale byte + 32 codes) · x.
+pub(crate) fn mxfp8_row(t: Avx2, w: &[u8], x: &[f32]) -> f32 {
+    let _ = t;
+    // SAFETY: the token proves AVX2, FMA and F16C.
+    unsafe { mxfp8_row_avx2(w, x) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mxfp8_row_avx2(w: &[u8], x: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (b, xb) in w.chunks_exact(33).zip(x.chunks_exact(32)) {
+        let (w0, w1) = e4m3x16(load16(&b[1..]));
+        let (w2, w3) = e4m3x16(load16(&b[17..]));
+        let mut blk = _mm256_mul_ps(w0, load_x(xb));
+        blk = _mm256_fmadd_ps(w1, load_x(&xb[8..]), blk);
+        blk = _mm256_fmadd_ps(w2, load_x(&xb[16..]), blk);
+        blk = _mm256_fmadd_ps(w3, load_x(&xb[24..]), blk);
+        acc = _mm256_fmadd_ps(blk, _mm256_set1_ps(e8m0_f32(b[0])), acc);
+    }
+    // The 2^-8 of the F16C decode, undone once.
+    hsum(acc) * 256.0
+}
+
+/// E4M3 codes · x with one scale per `tile` columns (`scales[t]` for
+/// columns `t * tile ..`); `tile` must be a multiple of 32 and `codes`,
+/// `x` whole tiles but for a last partial one (a multiple of 32 too, or
+/// handled by the scalar tail).
+pub(crate) fn e4m3_tiled_row(t: Avx2, codes: &[u8], x: &[f32], tile: usize, scales: &[f32]) -> f32 {
+    let _ = t;
+    // SAFETY: the token proves AVX2, FMA and F16C.
+    unsafe { e4m3_tiled_row_avx2(codes, x, tile, scales) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn e4m3_tiled_row_avx2(codes: &[u8], x: &[f32], tile: usize, scales: &[f32]) -> f32 {
+    debug_assert!(tile > 0 && tile.is_multiple_of(32));
+    let mut total = _mm256_setzero_ps();
+    let mut tail = 0f32;
+    for ((wt, xt), &s) in codes.chunks(tile).zip(x.chunks(tile)).zip(scales) {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut wc = wt.chunks_exact(32);
+        let mut xc = xt.chunks_exact(32);
+        for (wb, xb) in (&mut wc).zip(&mut xc) {
+            let (w0, w1) = e4m3x16(load16(wb));
+            let (w2, w3) = e4m3x16(load16(&wb[16..]));
+            acc[0] = _mm256_fmadd_ps(w0, load_x(xb), acc[0]);
+            acc[1] = _mm256_fmadd_ps(w1, load_x(&xb[8..]), acc[1]);
+            acc[0] = _mm256_fmadd_ps(w2, load_x(&xb[16..]), acc[0]);
+            acc[1] = _mm256_fmadd_ps(w3, load_x(&xb[24..]), acc[1]);
+        }
+        total = _mm256_fmadd_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_set1_ps(s), total);
+        tail += dot_scalar::e4m3_row(wc.remainder(), xc.remainder()) * s;
+    }
+    hsum(total) * 256.0 + tail
+}
