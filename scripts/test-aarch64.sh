@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the exodus-numerics tests as an aarch64 binary under qemu-user, so the
+# Run the library crates' tests as aarch64 binaries under qemu-user, so the
 # NEON kernels are checked against the scalar reference on an x86_64 host.
 # Installs what it needs (rustup target, cross linker, qemu-user); exits 0
 # with a SKIPPED line when those cannot be installed, non-zero when a test fails.
@@ -17,4 +17,5 @@ fi
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 set -e
-cargo test --release -p exodus-numerics --target aarch64-unknown-linux-gnu
+cargo test --release -p exodus-numerics -p exodus-kernels -p exodus-runtime -p exodus-trace \
+  --target aarch64-unknown-linux-gnu
