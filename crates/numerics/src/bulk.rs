@@ -66,7 +66,7 @@ fn decode_simd(level: SimdLevel, format: ElementFormat, src: &[u8], dst: &mut [f
         SimdLevel::Avx2 => {
             use crate::simd::x86;
             // HiF8 has no closed form; its table lookup is the scalar path
-            // (an AVX2 gather measured 2x slower than scalar loads on Zen 3).
+            // (an AVX2 gather measured 2x slower than scalar loads on the Xeon of docs/benchmarks.md).
             match (format, format.minifloat()) {
                 (ElementFormat::F16, _) => x86::decode_f16(src, dst),
                 (ElementFormat::Bf16, _) => x86::decode_bf16(src, dst),
