@@ -24,6 +24,9 @@ enum Command {
     Convert(commands::convert::Args),
     /// Inspect trace files (Chrome trace-event JSON, as Perfetto opens).
     Trace(commands::trace::Args),
+    /// Benchmarks: `exodus bench kernels` (every kernel at model shapes,
+    /// against this machine's FMA peak and memcpy bandwidth).
+    Bench(commands::bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         Command::Formats(args) => commands::formats::run(&args),
         Command::Convert(args) => commands::convert::run(&args),
         Command::Trace(args) => commands::trace::run(&args),
+        Command::Bench(args) => commands::bench::run(&args),
     }
 }

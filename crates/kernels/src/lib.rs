@@ -18,6 +18,7 @@
 //! (Being built: issue 3.)
 
 pub mod attention;
+pub mod bench;
 pub mod error;
 pub mod matmul;
 pub mod ops;

@@ -1,0 +1,225 @@
+//! `exodus bench kernels`: every kernel at SmolLM2-135M and 7B-class
+//! shapes, as GFLOP/s and GB/s next to this machine's FMA peak and memcpy
+//! bandwidth measured in the same run; a table on stdout, a JSON report,
+//! and optionally a trace with one `kernel` span per timed call.
+//!
+//! The cases, cost models and probes live in `exodus_kernels::bench`; this
+//! file only wires them to arguments, the table, the JSON and the trace.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use exodus_kernels::bench::{self, Case, Limits, Measurement, Options};
+use exodus_kernels::ThreadPool;
+use exodus_numerics::cpu;
+use serde_json::json;
+
+/// Arguments of `exodus bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Benchmark every kernel at model shapes against the machine's limits.
+    Kernels(KernelArgs),
+}
+
+/// Arguments of `exodus bench kernels`.
+#[derive(clap::Args)]
+struct KernelArgs {
+    /// Only cases whose name contains this (e.g. `smollm2.matmul.q4_1`).
+    #[arg(long, default_value = "")]
+    filter: String,
+    /// Threads of the pool the matmul and attention kernels run on.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Timed samples per case (slow cases take fewer, at least one).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Full sizes: 512-row prefill and every format at every prefill size,
+    /// and larger limit probes (the default is the quick set).
+    #[arg(long)]
+    full: bool,
+    /// Print the JSON report on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "bench/results/kernels.json")]
+    out: PathBuf,
+    /// Write a Chrome/Perfetto trace with a span per timed call
+    /// (`exodus trace summary FILE` summarises it).
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
+/// Run the subcommand.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    match &args.command {
+        Command::Kernels(a) => kernels(a),
+    }
+}
+
+/// One measured case, as reported.
+struct Row {
+    name: String,
+    model: &'static str,
+    shape: String,
+    flops: f64,
+    bytes: f64,
+    m: Measurement,
+}
+
+impl Row {
+    fn gflops(&self) -> f64 {
+        self.flops / self.m.min.as_secs_f64() / 1e9
+    }
+    fn gbps(&self) -> f64 {
+        self.bytes / self.m.min.as_secs_f64() / 1e9
+    }
+    fn ratios(&self, l: &Limits) -> (f64, f64) {
+        (self.gflops() / l.fma_gflops, self.gbps() / l.memcpy_gbps)
+    }
+    fn bound(&self, l: &Limits) -> &'static str {
+        let (c, m) = self.ratios(l);
+        if c >= m {
+            "compute"
+        } else {
+            "memory"
+        }
+    }
+    fn json(&self, l: &Limits) -> serde_json::Value {
+        let (c, m) = self.ratios(l);
+        json!({
+            "name": self.name, "model": self.model, "shape": self.shape,
+            "flops": self.flops, "bytes": self.bytes,
+            "min_s": self.m.min.as_secs_f64(), "median_s": self.m.median.as_secs_f64(),
+            "samples": self.m.samples, "calls_per_sample": self.m.calls_per_sample,
+            "gflops": self.gflops(), "gbps": self.gbps(),
+            "ratio_fma_peak": c, "ratio_memcpy": m, "bound": self.bound(l),
+        })
+    }
+}
+
+fn kernels(a: &KernelArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.threads > 0, "--threads must be at least 1");
+    anyhow::ensure!(a.repeats > 0, "--repeats must be at least 1");
+    let pool = Arc::new(ThreadPool::new(a.threads));
+    let level = cpu::active();
+    let opts = Options {
+        quick: !a.full,
+        filter: a.filter.clone(),
+        pool: Arc::clone(&pool),
+        level,
+    };
+    let cases = bench::cases(&opts);
+    anyhow::ensure!(!cases.is_empty(), "no case matches --filter {:?}", a.filter);
+    let limits = Limits::measure(&pool, level, !a.full);
+    if !a.json {
+        println!(
+            "{} cases, {} threads, level {}; limits: FMA peak {:.1} GFLOP/s, memcpy {:.1} GB/s ({} MiB, read + write)",
+            cases.len(),
+            pool.threads(),
+            level.name(),
+            limits.fma_gflops,
+            limits.memcpy_gbps,
+            limits.memcpy_bytes >> 20
+        );
+        println!(
+            "{:<34} {:<12} {:<26} {:>10} {:>10} {:>9} {:>8} {:>6} {:>6} {:<7}",
+            "case",
+            "model",
+            "shape",
+            "min us",
+            "med us",
+            "GFLOP/s",
+            "GB/s",
+            "%fma",
+            "%mem",
+            "bound"
+        );
+    }
+    if a.trace.is_some() {
+        exodus_trace::set_enabled(true);
+    }
+    let mut rows = Vec::new();
+    for case in cases {
+        let Case {
+            name,
+            model,
+            shape,
+            flops,
+            bytes,
+            setup,
+        } = case;
+        let mut run = setup().with_context(|| format!("setting up {name}"))?;
+        let span_name = name.clone();
+        let traced = a.trace.is_some();
+        let mut call = move || {
+            let _span = traced.then(|| exodus_trace::span(span_name.clone(), "kernel"));
+            run()
+        };
+        let m = bench::measure(&mut call, a.repeats).with_context(|| format!("running {name}"))?;
+        let row = Row {
+            name,
+            model,
+            shape,
+            flops,
+            bytes,
+            m,
+        };
+        if !a.json {
+            let (c, mem) = row.ratios(&limits);
+            println!(
+                "{:<34} {:<12} {:<26} {:>10.2} {:>10.2} {:>9.2} {:>8.2} {:>5.0}% {:>5.0}% {:<7}",
+                row.name,
+                row.model,
+                row.shape,
+                row.m.min.as_secs_f64() * 1e6,
+                row.m.median.as_secs_f64() * 1e6,
+                row.gflops(),
+                row.gbps(),
+                100.0 * c,
+                100.0 * mem,
+                row.bound(&limits)
+            );
+        }
+        rows.push(row);
+    }
+    let report = json!({
+        "bench": "kernels",
+        "threads": pool.threads(),
+        "simd_level": level.name(),
+        "repeats": a.repeats,
+        "quick": !a.full,
+        "limits": {
+            "fma_peak_gflops": limits.fma_gflops,
+            "memcpy_gbps": limits.memcpy_gbps,
+            "memcpy_bytes": limits.memcpy_bytes,
+        },
+        "cases": rows.iter().map(|r| r.json(&limits)).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&report)? + "\n";
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&a.out, &text).with_context(|| format!("writing {}", a.out.display()))?;
+    if a.json {
+        print!("{text}");
+    } else {
+        println!("wrote {}", a.out.display());
+    }
+    if let Some(path) = &a.trace {
+        exodus_trace::set_enabled(false);
+        exodus_trace::take()
+            .write(path)
+            .with_context(|| format!("writing trace {}", path.display()))?;
+        if !a.json {
+            println!("wrote trace {}", path.display());
+        }
+    }
+    Ok(())
+}
