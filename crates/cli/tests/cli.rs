@@ -273,3 +273,22 @@ fn trace_summary_of_a_recorded_trace() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("parsing"));
     std::fs::remove_file(&path).ok();
 }
+
+#[test]
+fn closed_stdout_is_not_a_crash() {
+    // `exodus formats | head -0`: the reader is gone before anything is written.
+    for args in [&["formats"][..], &["formats", "--codes", "hif8"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_exodus"))
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("exodus starts");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("exodus runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

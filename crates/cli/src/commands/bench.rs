@@ -119,7 +119,7 @@ fn kernels(a: &KernelArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!cases.is_empty(), "no case matches --filter {:?}", a.filter);
     let limits = Limits::measure(&pool, level, !a.full);
     if !a.json {
-        println!(
+        outln!(
             "{} cases, {} threads, level {}; limits: FMA peak {:.1} GFLOP/s, memcpy {:.1} GB/s ({} MiB, read + write)",
             cases.len(),
             pool.threads(),
@@ -127,8 +127,8 @@ fn kernels(a: &KernelArgs) -> anyhow::Result<()> {
             limits.fma_gflops,
             limits.memcpy_gbps,
             limits.memcpy_bytes >> 20
-        );
-        println!(
+        )?;
+        outln!(
             "{:<34} {:<12} {:<26} {:>10} {:>10} {:>9} {:>8} {:>6} {:>6} {:<7}",
             "case",
             "model",
@@ -140,7 +140,7 @@ fn kernels(a: &KernelArgs) -> anyhow::Result<()> {
             "%fma",
             "%mem",
             "bound"
-        );
+        )?;
     }
     if a.trace.is_some() {
         exodus_trace::set_enabled(true);
@@ -173,7 +173,7 @@ fn kernels(a: &KernelArgs) -> anyhow::Result<()> {
         };
         if !a.json {
             let (c, mem) = row.ratios(&limits);
-            println!(
+            outln!(
                 "{:<34} {:<12} {:<26} {:>10.2} {:>10.2} {:>9.2} {:>8.2} {:>5.0}% {:>5.0}% {:<7}",
                 row.name,
                 row.model,
@@ -185,7 +185,7 @@ fn kernels(a: &KernelArgs) -> anyhow::Result<()> {
                 100.0 * c,
                 100.0 * mem,
                 row.bound(&limits)
-            );
+            )?;
         }
         rows.push(row);
     }
@@ -208,9 +208,9 @@ fn kernels(a: &KernelArgs) -> anyhow::Result<()> {
     }
     std::fs::write(&a.out, &text).with_context(|| format!("writing {}", a.out.display()))?;
     if a.json {
-        print!("{text}");
+        out!("{text}")?;
     } else {
-        println!("wrote {}", a.out.display());
+        outln!("wrote {}", a.out.display())?;
     }
     if let Some(path) = &a.trace {
         exodus_trace::set_enabled(false);
@@ -218,7 +218,7 @@ fn kernels(a: &KernelArgs) -> anyhow::Result<()> {
             .write(path)
             .with_context(|| format!("writing trace {}", path.display()))?;
         if !a.json {
-            println!("wrote trace {}", path.display());
+            outln!("wrote trace {}", path.display())?;
         }
     }
     Ok(())

@@ -35,18 +35,18 @@ fn print_codes(name: &str) -> anyhow::Result<()> {
         );
     }
     let count = 1u32 << element.bits();
-    print!("{:>4}", "");
+    out!("{:>4}", "")?;
     for low in 0..16.min(count) {
-        print!(" {:>11}", format!("x{low:X}"));
+        out!(" {:>11}", format!("x{low:X}"))?;
     }
-    println!();
+    outln!()?;
     for high in 0..count.div_ceil(16) {
-        print!("{:>4}", format!("{high:X}x"));
+        out!("{:>4}", format!("{high:X}x"))?;
         for low in 0..16.min(count) {
             let v = element.decode(high * 16 + low);
-            print!(" {:>11}", format!("{v}"));
+            out!(" {:>11}", format!("{v}"))?;
         }
-        println!();
+        outln!()?;
     }
     Ok(())
 }
@@ -105,7 +105,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?)?;
         return Ok(());
     }
     let mut header = format!(
@@ -127,7 +127,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.error {
         header.push_str(&format!(" {:>11} {:>11}", "rms_N(0,1)", "rms_t3"));
     }
-    println!("{header}");
+    outln!("{header}")?;
     for (i, (en, eh)) in &rows {
         let yn = |b: bool| if b { "yes" } else { "no" };
         let mut line = format!(
@@ -150,13 +150,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             let e = |v: &Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3e}"));
             line.push_str(&format!(" {:>11} {:>11}", e(en), e(eh)));
         }
-        println!("{line}");
+        outln!("{line}")?;
     }
     if args.error {
-        println!(
+        outln!(
             "\nrms = sqrt(sum (x - dequant(quant(x)))^2 / sum x^2) over {n} values; \
              element formats are unscaled, so values beyond their range saturate."
-        );
+        )?;
     }
     Ok(())
 }

@@ -54,9 +54,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?)?;
             } else {
-                print!("{summary}");
+                out!("{summary}")?;
             }
             Ok(())
         }
