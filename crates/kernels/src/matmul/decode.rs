@@ -256,15 +256,23 @@ pub(crate) fn decode(
 ) -> Result<()> {
     let (n, k) = (w.n(), w.k());
     let kernel = RowKernel::for_weights(w);
+    let simd = Simd::new(level);
+    let qx = kernel.int8_x().map(|(block, group)| {
+        let q = QuantX::new(x, rows, k, block, group);
+        match (simd, kernel) {
+            // The AVX2 MXFP4 dot takes x in packed-nibble order.
+            #[cfg(target_arch = "x86_64")]
+            (Simd::Avx2(_), RowKernel::MxFp4) => q.nibble_order(),
+            _ => q,
+        }
+    });
     let ctx = Ctx {
-        simd: Simd::new(level),
+        simd,
         level,
         kernel,
         w,
         x,
-        qx: kernel
-            .int8_x()
-            .map(|(block, group)| QuantX::new(x, rows, k, block, group)),
+        qx,
     };
     let cols = tiling.decode_cols.max(1);
     let errors = FirstError::default();

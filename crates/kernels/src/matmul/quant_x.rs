@@ -73,6 +73,24 @@ impl QuantX {
         }
     }
 
+    /// The same codes with each block of 32 reordered to the MXFP4 nibble
+    /// order: the even elements (the low nibbles of the 16 packed bytes)
+    /// first, then the odd ones (the high nibbles), so the AVX2 MXFP4 dot
+    /// needs no byte interleave. Scales and sums are unchanged (a block's
+    /// codes are only permuted).
+    pub fn nibble_order(mut self) -> QuantX {
+        debug_assert_eq!(self.block, 32);
+        for qb in self.q.chunks_exact_mut(32) {
+            let mut b = [0i8; 32];
+            for j in 0..16 {
+                b[j] = qb[2 * j];
+                b[16 + j] = qb[2 * j + 1];
+            }
+            qb.copy_from_slice(&b);
+        }
+        self
+    }
+
     /// Row `r`.
     pub fn row(&self, r: usize) -> XRow<'_> {
         let (nb, ng) = (self.k / self.block, self.k / self.group);

@@ -151,6 +151,45 @@ fn e4m3x16(codes: __m128i) -> (__m256, __m256) {
     )
 }
 
+/// 32 bytes of `b[..32]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load32(b: &[u8]) -> __m256i {
+    debug_assert!(b.len() >= 32);
+    // SAFETY: the callers pass chunks of at least 32 bytes.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// 32 E4M3 codes to four vectors of 8 f32 (codes `0..8`, `8..16`,
+/// `16..24`, `24..32`), each the value times `2^-8`. Each code goes to the
+/// high byte of a 16-bit lane; an arithmetic shift right by one puts the
+/// magnitude at bits 7..14 and copies the sign into bit 14, which is then
+/// cleared. Blocks with a NaN code take [`e4m3x16`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn e4m3x32(codes: __m256i) -> [__m256; 4] {
+    let nan = _mm256_cmpeq_epi8(
+        _mm256_or_si256(codes, _mm256_set1_epi8(-128)),
+        _mm256_set1_epi8(-1),
+    );
+    if _mm256_testz_si256(nan, nan) == 0 {
+        let (w0, w1) = e4m3x16(_mm256_castsi256_si128(codes));
+        let (w2, w3) = e4m3x16(_mm256_extracti128_si256::<1>(codes));
+        return [w0, w1, w2, w3];
+    }
+    let keep = _mm256_set1_epi16(!0x4000);
+    let z = _mm256_setzero_si256();
+    // Lanes: unpacklo = codes 0..8 | 16..24, unpackhi = 8..16 | 24..32.
+    let lo = _mm256_and_si256(_mm256_srai_epi16::<1>(_mm256_unpacklo_epi8(z, codes)), keep);
+    let hi = _mm256_and_si256(_mm256_srai_epi16::<1>(_mm256_unpackhi_epi8(z, codes)), keep);
+    [
+        _mm256_cvtph_ps(_mm256_castsi256_si128(lo)),
+        _mm256_cvtph_ps(_mm256_castsi256_si128(hi)),
+        _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(lo)),
+        _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(hi)),
+    ]
+}
+
 /// E4M3 codes · x (no scale applied).
 pub(crate) fn e4m3_row(t: Avx2, codes: &[u8], x: &[f32]) -> f32 {
     let _ = t;
@@ -214,19 +253,55 @@ fn e4m3_tiled_row_avx2(codes: &[u8], x: &[f32], tile: usize, scales: &[f32]) -> 
     let mut total = _mm256_setzero_ps();
     let mut tail = 0f32;
     for ((wt, xt), &s) in codes.chunks(tile).zip(x.chunks(tile)).zip(scales) {
-        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut acc = [_mm256_setzero_ps(); 4];
         let mut wc = wt.chunks_exact(32);
         let mut xc = xt.chunks_exact(32);
         for (wb, xb) in (&mut wc).zip(&mut xc) {
-            let (w0, w1) = e4m3x16(load16(wb));
-            let (w2, w3) = e4m3x16(load16(&wb[16..]));
-            acc[0] = _mm256_fmadd_ps(w0, load_x(xb), acc[0]);
-            acc[1] = _mm256_fmadd_ps(w1, load_x(&xb[8..]), acc[1]);
-            acc[0] = _mm256_fmadd_ps(w2, load_x(&xb[16..]), acc[0]);
-            acc[1] = _mm256_fmadd_ps(w3, load_x(&xb[24..]), acc[1]);
+            let w = e4m3x32(load32(wb));
+            for (u, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(w[u], load_x(&xb[8 * u..]), *a);
+            }
         }
-        total = _mm256_fmadd_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_set1_ps(s), total);
-        tail += dot_scalar::e4m3_row(wc.remainder(), xc.remainder()) * s;
+        let a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        total = _mm256_fmadd_ps(a, _mm256_set1_ps(s), total);
+        if !wc.remainder().is_empty() {
+            tail += dot_scalar::e4m3_row(wc.remainder(), xc.remainder()) * s;
+        }
     }
     hsum(total) * 256.0 + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exodus_numerics::cpu::SimdLevel;
+    use exodus_numerics::{bulk, ElementFormat};
+
+    #[test]
+    fn e4m3x32_decodes_every_code() {
+        if Avx2::new(SimdLevel::Avx2).is_none() {
+            return;
+        }
+        let table = bulk::decode_table(ElementFormat::Fp8E4M3).expect("E4M3 table");
+        for chunk in 0..8u8 {
+            let codes: Vec<u8> = (0..32).map(|i| chunk * 32 + i).collect();
+            let mut got = [0f32; 32];
+            // SAFETY: the token above proves AVX2, FMA and F16C; `got`
+            // holds the 32 floats stored.
+            unsafe {
+                let v = e4m3x32(load32(&codes));
+                for (u, w) in v.iter().enumerate() {
+                    _mm256_storeu_ps(got[8 * u..].as_mut_ptr(), *w);
+                }
+            }
+            for (&c, g) in codes.iter().zip(got) {
+                let want = table[c as usize];
+                assert!(
+                    (want.is_nan() && g.is_nan()) || g * 256.0 == want,
+                    "code {c:#04x}: {} vs {want}",
+                    g * 256.0
+                );
+            }
+        }
+    }
 }

@@ -2,8 +2,10 @@
 //! quantized to int8 ([`XRow`]), with `vpmaddubsw` (u8 x i8 -> pairs of
 //! i16) and `vpmaddwd` (pairs of i16 -> i32).
 //!
-//! Signed weights (Q4_0 after `- 8`, Q8_0, MXFP4) use the sign trick:
+//! Signed weights (Q4_0 after `- 8`, Q8_0) use the sign trick:
 //! `maddubs(|w|, sign(x, w))` equals `sum w * x` because `|w|` is unsigned.
+//! MXFP4 looks its doubled E2M1 values up biased by `+12` (unsigned) and
+//! subtracts `12 * sum x` per block, with x in packed-nibble order.
 //! No i16 intermediate can saturate: `|w| <= 128` and `|x| <= 127` give
 //! pairs of at most 32512; unsigned 4/5/6-bit quants give at most
 //! `2 * 63 * 127`. The K formats multiply by their sub-block scales in
@@ -14,7 +16,7 @@ use std::arch::x86_64::*;
 
 use super::fdot::{hsum, load16};
 use super::Avx2;
-use crate::matmul::dot_scalar::{e8m0_f32, scales_mins_k4, FP4_X2};
+use crate::matmul::dot_scalar::{scales_mins_k4, FP4_X2};
 use crate::matmul::quant_x::XRow;
 
 /// f16 at `b[at..at + 2]` to f32 with F16C.
@@ -144,23 +146,106 @@ pub(crate) fn mxfp4_row(t: Avx2, w: &[u8], x: XRow) -> f32 {
     unsafe { mxfp4_avx2(w, x) }
 }
 
+/// E8M0 code to f32 times one half (the FP4 values are doubled in
+/// [`FP4_X2`]), by code: exact, `0xFF` is NaN.
+static E8M0_HALF: [f32; 256] = {
+    let mut t = [0f32; 256];
+    let mut e = 0;
+    while e < 256 {
+        t[e] = match e {
+            // 2^-128 and 2^-127: subnormals.
+            0 => f32::from_bits(0x0020_0000),
+            1 => f32::from_bits(0x0040_0000),
+            255 => f32::NAN,
+            _ => f32::from_bits(((e - 1) as u32) << 23),
+        };
+        e += 1;
+    }
+    t
+};
+
+/// Integer dot of one MXFP4 block's 16 packed bytes `c` with its 32 int8
+/// activations in nibble order (`xq`: even elements, then odd ones), as 8
+/// i32 lanes, each weight biased by `+12` so it is unsigned for
+/// `vpmaddubsw` (`0..=24`, pairs at most `2 * 24 * 127`): the lanes sum to
+/// `sum w * x + 12 * sum x`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mxfp4_block_biased(lut: __m256i, c: __m128i, xq: &[i8]) -> __m256i {
+    let m = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(c, m);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(c), m);
+    let w = _mm256_shuffle_epi8(lut, _mm256_set_m128i(hi, lo));
+    dot_u8(w, load_q(xq))
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 fn mxfp4_avx2(w: &[u8], x: XRow) -> f32 {
-    let lut16 = load16(&FP4_X2.map(|v| v as u8));
+    debug_assert!(x.d.len() == x.sums.len() && w.len() / 17 == x.d.len());
+    let lut16 = load16(&FP4_X2.map(|v| (v + 12) as u8));
     let lut = _mm256_set_m128i(lut16, lut16);
-    let m = _mm_set1_epi8(0x0F);
+    let twelve = _mm_set1_epi32(12);
     let mut acc = _mm256_setzero_ps();
-    for ((b, xq), &xd) in w.chunks_exact(17).zip(x.q.chunks_exact(32)).zip(x.d) {
-        let c = load16(&b[1..]);
-        // Element 2j is the low nibble of byte j: interleave back to order.
-        let lo = _mm_and_si128(c, m);
-        let hi = _mm_and_si128(_mm_srli_epi16::<4>(c), m);
-        let codes = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
-        let s = dot_i8(_mm256_shuffle_epi8(lut, codes), load_q(xq));
-        let d = _mm256_set1_ps(e8m0_f32(b[0]) * 0.5 * xd);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
+    let mut wc = w.chunks_exact(68);
+    let mut qc = x.q.chunks_exact(128);
+    let mut dc = x.d.chunks_exact(4);
+    let mut sc = x.sums.chunks_exact(4);
+    for (((b, xq), xd), xs) in (&mut wc).zip(&mut qc).zip(&mut dc).zip(&mut sc) {
+        // Four blocks: each one's 8 lanes of partial sums, then lanes
+        // [s0 s1 s2 s3 | s0 s1 s2 s3] of their halves.
+        let s0 = mxfp4_block_biased(lut, load16(&b[1..]), xq);
+        let s1 = mxfp4_block_biased(lut, load16(&b[18..]), &xq[32..]);
+        let s2 = mxfp4_block_biased(lut, load16(&b[35..]), &xq[64..]);
+        let s3 = mxfp4_block_biased(lut, load16(&b[52..]), &xq[96..]);
+        let s = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
+        // Undo the bias once per block: 12 * sum x, in the low half only.
+        let xs = load16(bytemuck_i32(xs));
+        let bias = _mm256_zextsi128_si256(_mm_mullo_epi32(xs, twelve));
+        let s = _mm256_cvtepi32_ps(_mm256_sub_epi32(s, bias));
+        // Block scales (E8M0 / 2) times the x block scales, in f32.
+        let ws = _mm_set_ps(
+            E8M0_HALF[b[51] as usize],
+            E8M0_HALF[b[34] as usize],
+            E8M0_HALF[b[17] as usize],
+            E8M0_HALF[b[0] as usize],
+        );
+        let d = _mm_mul_ps(ws, load4(xd));
+        acc = _mm256_fmadd_ps(s, _mm256_set_m128(d, d), acc);
     }
-    hsum(acc)
+    let mut tail = 0f32;
+    for (((b, xq), &xd), &xs) in wc
+        .remainder()
+        .chunks_exact(17)
+        .zip(qc.remainder().chunks_exact(32))
+        .zip(dc.remainder())
+        .zip(sc.remainder())
+    {
+        let s = hsum(_mm256_cvtepi32_ps(mxfp4_block_biased(
+            lut,
+            load16(&b[1..]),
+            xq,
+        )));
+        tail += (s - 12.0 * xs as f32) * E8M0_HALF[b[0] as usize] * xd;
+    }
+    hsum(acc) + tail
+}
+
+/// The bytes of `v` (4 i32), for a 16-byte load.
+#[inline]
+fn bytemuck_i32(v: &[i32]) -> &[u8] {
+    debug_assert!(v.len() >= 4);
+    // SAFETY: i32 has no padding and every byte pattern is a valid u8; the
+    // slice covers exactly the memory of `v`.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
+/// 4 f32 from `v[..4]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load4(v: &[f32]) -> __m128 {
+    debug_assert!(v.len() >= 4);
+    // SAFETY: the callers pass chunks of 4 floats.
+    unsafe { _mm_loadu_ps(v.as_ptr()) }
 }
 
 /// Q4_K row · int8 x (256-blocks with 16-value sums).
@@ -301,4 +386,45 @@ fn q6k_avx2(w: &[u8], x: XRow) -> f32 {
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc);
     }
     hsum(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matmul::dot_scalar;
+    use crate::matmul::quant_x::QuantX;
+    use exodus_numerics::cpu::SimdLevel;
+
+    #[test]
+    fn mxfp4_matches_scalar() {
+        let Some(t) = Avx2::new(SimdLevel::Avx2) else {
+            return;
+        };
+        // 7 blocks: one group of four and a tail of three; scale bytes
+        // include the subnormal and NaN codes.
+        let k = 7 * 32;
+        let x: Vec<f32> = (0..k).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
+        let q = QuantX::new(&x, 1, k, 32, 32);
+        let qn = q.clone().nibble_order();
+        for scales in [
+            [127u8, 120, 130, 1, 0, 126, 128],
+            [127, 127, 127, 127, 127, 255, 127],
+        ] {
+            let w: Vec<u8> = (0..7)
+                .flat_map(|b| {
+                    std::iter::once(scales[b]).chain((0..16).map(move |i| (b * 31 + i * 7) as u8))
+                })
+                .collect();
+            let want = dot_scalar::mxfp4_row(&w, q.row(0));
+            let got = mxfp4_row(t, &w, qn.row(0));
+            if want.is_nan() {
+                assert!(got.is_nan());
+            } else {
+                assert!(
+                    (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "{got} vs {want}"
+                );
+            }
+        }
+    }
 }
