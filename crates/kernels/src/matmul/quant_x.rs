@@ -78,6 +78,7 @@ impl QuantX {
     /// first, then the odd ones (the high nibbles), so the AVX2 MXFP4 dot
     /// needs no byte interleave. Scales and sums are unchanged (a block's
     /// codes are only permuted).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the AVX2 path uses it
     pub fn nibble_order(mut self) -> QuantX {
         debug_assert_eq!(self.block, 32);
         for qb in self.q.chunks_exact_mut(32) {
