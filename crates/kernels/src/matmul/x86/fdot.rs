@@ -11,16 +11,7 @@ use std::arch::x86_64::*;
 
 use super::Avx2;
 use crate::matmul::dot_scalar::{self, e8m0_f32};
-
-/// Horizontal sum of 8 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
-}
+pub(crate) use crate::ops::x86::vmath::hsum;
 
 /// 8 f32 from the 32 bytes of `b` (little-endian).
 #[inline]
