@@ -13,9 +13,11 @@
 //! caller), [`matmul`] (`out = x · Wᵀ` against weights in any
 //! exodus-numerics format), [`ops`] (norms, rope, softmax, activations,
 //! elementwise, embedding gather, argmax/top-k), [`attention`] (causal GQA
-//! flash-style attention over a paged KV cache).
+//! flash-style attention over a paged KV cache), [`bench`] (the cases and
+//! machine limits behind `exodus bench kernels`).
 //!
-//! (Being built: issue 3.)
+//! NEON covers rms_norm, silu, swiglu and add/mul/scale so far; matmul and
+//! attention run their scalar paths on aarch64. There is no AVX-512 path yet.
 
 pub mod attention;
 pub mod bench;
