@@ -10,10 +10,10 @@
 //!
 //! Modules: [`pool`] (persistent worker threads), [`tiling`] (block sizes
 //! and thread split, chosen from shapes and cache sizes or given by the
-//! caller), [`matmul`] (`out = x · Wᵀ` against weights in any
+//! caller), [`matmul`](mod@matmul) (`out = x · Wᵀ` against weights in any
 //! exodus-numerics format), [`ops`] (norms, rope, softmax, activations,
 //! elementwise, embedding gather, argmax/top-k), [`attention`] (causal GQA
-//! flash-style attention over a paged KV cache), [`bench`] (the cases and
+//! flash-style attention over a paged KV cache), [`bench`](mod@bench) (the cases and
 //! machine limits behind `exodus bench kernels`).
 //!
 //! NEON covers rms_norm, silu, swiglu and add/mul/scale so far; matmul and

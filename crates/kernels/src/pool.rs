@@ -19,7 +19,7 @@
 //! [`std::thread::available_parallelism`]; tests build explicit pools with
 //! [`ThreadPool::new`].
 //!
-//! The only `unsafe` is [`erase_lifetime`]: workers are `'static` threads,
+//! The only `unsafe` is `erase_lifetime`: workers are `'static` threads,
 //! so the borrowed job closure is handed to them with its lifetime erased.
 //! That is sound because `parallel_for` does not return (nor unwind) before
 //! every worker has dropped its copy of the reference (see the function's
