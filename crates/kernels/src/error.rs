@@ -1,5 +1,7 @@
 //! The one error type of `exodus-kernels`.
 
+use std::sync::Mutex;
+
 /// What a kernel refuses: shapes that do not fit the slices it was given,
 /// or a weight format it has no kernel for. Kernels never panic on such input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,3 +53,24 @@ pub enum KernelError {
 
 /// Result alias of this crate.
 pub type Result<T, E = KernelError> = std::result::Result<T, E>;
+
+/// Keeps the first error of tasks run in parallel on the pool (the others
+/// are dropped: one failure is enough to fail the call).
+#[derive(Default)]
+pub(crate) struct FirstError(Mutex<Option<KernelError>>);
+
+impl FirstError {
+    pub(crate) fn keep(&self, r: Result<()>) {
+        if let Err(e) = r {
+            let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert(e);
+        }
+    }
+
+    pub(crate) fn into_result(self) -> Result<()> {
+        match self.0.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

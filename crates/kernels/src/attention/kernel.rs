@@ -7,7 +7,7 @@ use exodus_numerics::cpu::{self, SimdLevel};
 
 use super::cache::PagedKvCache;
 use super::online::Task;
-use crate::error::{KernelError, Result};
+use crate::error::{FirstError, Result};
 use crate::ops::check;
 use crate::pool::{self, ThreadPool};
 
@@ -180,21 +180,15 @@ pub fn paged_attention_with<P: AsRef<[u8]>>(
         slots[seq * n_kv + kv_head].push(chunk);
     }
     let slots: Vec<Mutex<Vec<&mut [f32]>>> = slots.into_iter().map(Mutex::new).collect();
-    let error: Mutex<Option<KernelError>> = Mutex::new(None);
+    let errors = FirstError::default();
     pool.parallel_for(tasks.len(), |i| {
         if tasks[i].n_q == 0 {
             return;
         }
         let mut out = slots[i].lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = tasks[i].run(&mut out) {
-            error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(e);
+            errors.keep(Err(e));
         }
     });
-    match error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    errors.into_result()
 }

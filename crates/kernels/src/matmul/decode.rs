@@ -13,8 +13,6 @@
 //! The outputs (`n` of them per row of x) are cut into tasks of
 //! `tiling.decode_cols` on the pool.
 
-use std::sync::Mutex;
-
 use exodus_numerics::cpu::SimdLevel;
 use exodus_numerics::gguf::GgufBlockType;
 use exodus_numerics::mx::MxElement;
@@ -25,7 +23,7 @@ use super::quant_x::{QuantX, XRow};
 use super::scratch;
 use super::weights::{WeightData, Weights};
 use super::Simd;
-use crate::error::{KernelError, Result};
+use crate::error::{FirstError, KernelError, Result};
 use crate::pool::ThreadPool;
 use crate::tiling::Tiling;
 
@@ -220,26 +218,6 @@ fn encoded_dot(simd: Simd, kernel: RowKernel, w: &[u8], x: &[f32], q: Option<XRo
             RowKernel::Q6K => int(scalar::q6k_row),
             _ => f32::NAN,
         },
-    }
-}
-
-/// Keeps the first error of any task.
-#[derive(Default)]
-pub(crate) struct FirstError(Mutex<Option<KernelError>>);
-
-impl FirstError {
-    pub(crate) fn keep(&self, r: Result<()>) {
-        if let Err(e) = r {
-            let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert(e);
-        }
-    }
-
-    pub(crate) fn into_result(self) -> Result<()> {
-        match self.0.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
     }
 }
 

@@ -20,11 +20,10 @@
 
 use exodus_numerics::cpu::SimdLevel;
 
-use super::decode::FirstError;
 use super::scratch;
 use super::weights::Weights;
 use super::Simd;
-use crate::error::Result;
+use crate::error::{FirstError, Result};
 use crate::pool::ThreadPool;
 use crate::tiling::{Tiling, MR, NR};
 

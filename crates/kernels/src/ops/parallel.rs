@@ -18,10 +18,8 @@
 //! # Ok::<(), exodus_kernels::KernelError>(())
 //! ```
 
-use std::sync::Mutex;
-
 use super::check;
-use crate::error::{KernelError, Result};
+use crate::error::{FirstError, Result};
 use crate::pool::ThreadPool;
 
 /// Run `f(x_band, out_band, band_rows)` over bands of at most
@@ -42,33 +40,17 @@ where
     F: Fn(&[f32], &mut [f32], usize) -> Result<()> + Sync,
 {
     const K: &str = "parallel::map_rows";
-    check::nonzero(K, "cols", cols)?;
-    check::nonzero(K, "rows_per_task", rows_per_task)?;
-    if !x.len().is_multiple_of(cols) {
-        return Err(check::bad_shape(
-            K,
-            format!(
-                "x of {} values is not a whole number of {cols}-value rows",
-                x.len()
-            ),
-        ));
-    }
+    check_rows(K, x.len(), cols, rows_per_task)?;
     check::len(K, "out", out.len(), x.len())?;
     let band = check::product(K, &[rows_per_task, cols])?;
-    let error: Mutex<Option<KernelError>> = Mutex::new(None);
+    let errors = FirstError::default();
     pool.for_each_chunk_mut(out, band, |i, out| {
         let x = &x[i * band..i * band + out.len()];
         if let Err(e) = f(x, out, out.len() / cols) {
-            error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(e);
+            errors.keep(Err(e));
         }
     });
-    match error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    errors.into_result()
 }
 
 /// Run `f(band, band_rows)` over bands of at most `rows_per_task` rows of
@@ -85,30 +67,27 @@ where
     F: Fn(&mut [f32], usize) -> Result<()> + Sync,
 {
     const K: &str = "parallel::map_rows_in_place";
-    check::nonzero(K, "cols", cols)?;
-    check::nonzero(K, "rows_per_task", rows_per_task)?;
-    if !x.len().is_multiple_of(cols) {
-        return Err(check::bad_shape(
-            K,
-            format!(
-                "x of {} values is not a whole number of {cols}-value rows",
-                x.len()
-            ),
-        ));
-    }
+    check_rows(K, x.len(), cols, rows_per_task)?;
     let band = check::product(K, &[rows_per_task, cols])?;
-    let error: Mutex<Option<KernelError>> = Mutex::new(None);
+    let errors = FirstError::default();
     pool.for_each_chunk_mut(x, band, |_, x| {
         let rows = x.len() / cols;
         if let Err(e) = f(x, rows) {
-            error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(e);
+            errors.keep(Err(e));
         }
     });
-    match error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
+    errors.into_result()
+}
+
+/// `len` values must be whole rows of `cols`, and a band at least one row.
+fn check_rows(kernel: &'static str, len: usize, cols: usize, rows_per_task: usize) -> Result<()> {
+    check::nonzero(kernel, "cols", cols)?;
+    check::nonzero(kernel, "rows_per_task", rows_per_task)?;
+    if !len.is_multiple_of(cols) {
+        return Err(check::bad_shape(
+            kernel,
+            format!("x of {len} values is not a whole number of {cols}-value rows"),
+        ));
     }
+    Ok(())
 }

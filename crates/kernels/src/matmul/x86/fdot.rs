@@ -145,7 +145,7 @@ fn e4m3x16(codes: __m128i) -> (__m256, __m256) {
 /// 32 bytes of `b[..32]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn load32(b: &[u8]) -> __m256i {
+pub(crate) fn load32(b: &[u8]) -> __m256i {
     debug_assert!(b.len() >= 32);
     // SAFETY: the callers pass chunks of at least 32 bytes.
     unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }

@@ -14,7 +14,7 @@
 
 use std::arch::x86_64::*;
 
-use super::fdot::{hsum, load16};
+use super::fdot::{hsum, load16, load32};
 use super::Avx2;
 use crate::matmul::dot_scalar::{scales_mins_k4, FP4_X2};
 use crate::matmul::quant_x::XRow;
@@ -25,15 +25,6 @@ use crate::matmul::quant_x::XRow;
 fn f16_at(b: &[u8], at: usize) -> f32 {
     let bits = u16::from_le_bytes([b[at], b[at + 1]]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
-
-/// 32 bytes of `b[..32]`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load32(b: &[u8]) -> __m256i {
-    debug_assert!(b.len() >= 32);
-    // SAFETY: the callers pass slices of at least 32 bytes.
-    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
 }
 
 /// 32 int8 activations `q[..32]`.
