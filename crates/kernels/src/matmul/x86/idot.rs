@@ -239,6 +239,40 @@ fn load4(v: &[f32]) -> __m128 {
     unsafe { _mm_loadu_ps(v.as_ptr()) }
 }
 
+/// Sub-blocks `2i` (quants `lo`) and `2i + 1` (quants `hi`) of a Q4_K /
+/// Q5_K block dotted with x, each times its 6-bit scale, as 8 i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_pair(lo: __m256i, hi: __m256i, xq: &[i8], i: usize, sc: &[u8; 8]) -> __m256i {
+    let p0 = _mm256_maddubs_epi16(lo, load_q(&xq[64 * i..]));
+    let p1 = _mm256_maddubs_epi16(hi, load_q(&xq[64 * i + 32..]));
+    let s0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * i] as i16));
+    let s1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * i + 1] as i16));
+    _mm256_add_epi32(s0, s1)
+}
+
+/// Adds a finished Q4_K / Q5_K block (`b`) to the row's sums: `d * xd *
+/// sumi` into `acc`, and `dmin * xd * sum(mn[j] * x sums of sub-block j)`
+/// into `mins` (subtracted at the end).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_finish(
+    b: &[u8],
+    sumi: __m256i,
+    mn: &[u8; 8],
+    bs: &[i32],
+    xd: f32,
+    acc: &mut __m256,
+    mins: &mut f32,
+) {
+    let summ: i32 = (0..8)
+        .map(|j| mn[j] as i32 * (bs[2 * j] + bs[2 * j + 1]))
+        .sum();
+    let d = f16_at(b, 0) * xd;
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), *acc);
+    *mins += f16_at(b, 2) * xd * summ as f32;
+}
+
 /// Q4_K row · int8 x (256-blocks with 16-value sums).
 pub(crate) fn q4k_row(t: Avx2, w: &[u8], x: XRow) -> f32 {
     let _ = t;
@@ -263,18 +297,9 @@ fn q4k_avx2(w: &[u8], x: XRow) -> f32 {
             let q = load32(&b[16 + 32 * i..]);
             let lo = _mm256_and_si256(q, m);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m);
-            let p0 = _mm256_maddubs_epi16(lo, load_q(&xq[64 * i..]));
-            let p1 = _mm256_maddubs_epi16(hi, load_q(&xq[64 * i + 32..]));
-            let s0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * i] as i16));
-            let s1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * i + 1] as i16));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(s0, s1));
+            sumi = _mm256_add_epi32(sumi, k4_pair(lo, hi, xq, i, &sc));
         }
-        let summ: i32 = (0..8)
-            .map(|j| mn[j] as i32 * (bs[2 * j] + bs[2 * j + 1]))
-            .sum();
-        let d = f16_at(b, 0) * xd;
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc);
-        mins += f16_at(b, 2) * xd * summ as f32;
+        k4_finish(b, sumi, &mn, bs, xd, &mut acc, &mut mins);
     }
     hsum(acc) - mins
 }
@@ -314,18 +339,9 @@ fn q5k_avx2(w: &[u8], x: XRow) -> f32 {
                 _mm256_and_si256(_mm256_srli_epi16::<4>(q), m),
                 _mm256_slli_epi16::<4>(h1),
             );
-            let p0 = _mm256_maddubs_epi16(lo, load_q(&xq[64 * i..]));
-            let p1 = _mm256_maddubs_epi16(hi, load_q(&xq[64 * i + 32..]));
-            let s0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * i] as i16));
-            let s1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * i + 1] as i16));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(s0, s1));
+            sumi = _mm256_add_epi32(sumi, k4_pair(lo, hi, xq, i, &sc));
         }
-        let summ: i32 = (0..8)
-            .map(|j| mn[j] as i32 * (bs[2 * j] + bs[2 * j + 1]))
-            .sum();
-        let d = f16_at(b, 0) * xd;
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc);
-        mins += f16_at(b, 2) * xd * summ as f32;
+        k4_finish(b, sumi, &mn, bs, xd, &mut acc, &mut mins);
     }
     hsum(acc) - mins
 }
