@@ -124,13 +124,16 @@ impl Ctx<'_> {
                 },
             ) => {
                 let row = &codes[j * k..(j + 1) * k];
-                // The row's tile scales, once for every row of x.
-                let scales: Vec<f32> = (0..k.div_ceil(tile_cols))
-                    .map(|tc| self.w.tile_scale(j, tc))
-                    .collect();
-                for (r, o) in outs.iter_mut().enumerate() {
-                    *o = e4m3_tiled_row(self.simd, row, xr(r), tile_cols, &scales);
-                }
+                // The row's tile scales, once for every row of x, in this
+                // thread's scratch (no allocation per output).
+                scratch::with_row(k.div_ceil(tile_cols), |scales| {
+                    for (tc, s) in scales.iter_mut().enumerate() {
+                        *s = self.w.tile_scale(j, tc);
+                    }
+                    for (r, o) in outs.iter_mut().enumerate() {
+                        *o = e4m3_tiled_row(self.simd, row, xr(r), tile_cols, scales);
+                    }
+                });
                 Ok(())
             }
             (kernel, WeightData::Encoded { .. }) => {
