@@ -42,7 +42,8 @@ fn main() -> std::process::ExitCode {
         // The reader went away (`exodus ... | head`): not an error.
         Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e:?}");
+            // The cause chain on one line; no backtrace for user errors.
+            eprintln!("Error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

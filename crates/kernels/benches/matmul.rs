@@ -17,7 +17,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use exodus_kernels::matmul::{fma_probe, matmul_with, tiling_for, FMA_PROBE_FLOPS_PER_ROUND};
+use exodus_kernels::matmul::{fma_probe, fma_probe_flops_per_round, matmul_with, tiling_for};
 use exodus_kernels::tiling::CacheSizes;
 use exodus_kernels::{ThreadPool, Weights};
 use exodus_numerics::cpu::{self, SimdLevel};
@@ -135,7 +135,7 @@ fn fma_peak(pool: &ThreadPool, level: SimdLevel, repeats: usize) -> f64 {
         });
     };
     let (best, _) = time(repeats.min(5), run);
-    (pool.threads() * ROUNDS * FMA_PROBE_FLOPS_PER_ROUND) as f64 / best.as_secs_f64()
+    (pool.threads() * ROUNDS * fma_probe_flops_per_round(level)) as f64 / best.as_secs_f64()
 }
 
 fn main() {

@@ -63,7 +63,7 @@ pub fn decode_with(
 fn decode_simd(level: SimdLevel, format: ElementFormat, src: &[u8], dst: &mut [f32]) -> bool {
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => {
+        SimdLevel::Avx2 | SimdLevel::Avx512 => {
             use crate::simd::x86;
             // HiF8 has no closed form; its table lookup is the scalar path
             // (an AVX2 gather measured 2x slower than scalar loads on the Xeon of docs/benchmarks.md).
@@ -134,7 +134,7 @@ pub fn decode_scaled_with(
 ) -> Result<()> {
     check_len(format, dst.len(), src.len())?;
     #[cfg(target_arch = "x86_64")]
-    if let (SimdLevel::Avx2, true, Some(m)) = (level, level.is_supported(), format.minifloat()) {
+    if let (true, Some(m)) = (level.has_avx2(), format.minifloat()) {
         crate::simd::x86::decode_minifloat_scaled(m, src, scale, dst);
         return Ok(());
     }
@@ -180,7 +180,7 @@ fn encode_simd(
 ) -> bool {
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => {
+        SimdLevel::Avx2 | SimdLevel::Avx512 => {
             use crate::rounding::Rounding;
             use crate::simd::x86;
             match (format, format.minifloat(), opts.rounding) {

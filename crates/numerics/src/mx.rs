@@ -273,7 +273,7 @@ impl MxElement {
     pub fn dequantize_with(self, level: SimdLevel, src: &[u8], dst: &mut [f32]) -> Result<()> {
         self.shape().blocks_for_bytes(src.len(), dst.len())?;
         #[cfg(target_arch = "x86_64")]
-        if level == SimdLevel::Avx2 && level.is_supported() {
+        if level.has_avx2() {
             use crate::simd::x86;
             match (self, self.minifloat()) {
                 (MxElement::Fp4E2M1, _) => {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use exodus_numerics::cpu::SimdLevel;
 
-use crate::matmul::{fma_probe, FMA_PROBE_FLOPS_PER_ROUND};
+use crate::matmul::{fma_probe, fma_probe_flops_per_round};
 use crate::pool::ThreadPool;
 
 /// Best of `repeats` timings of `f` (after one warm-up call).
@@ -52,7 +52,7 @@ pub fn fma_peak_gflops(pool: &ThreadPool, level: SimdLevel, rounds: usize, repea
             black_box(fma_probe(level, rounds, black_box(t as f32 * 1e-3)));
         });
     });
-    (pool.threads() * rounds * FMA_PROBE_FLOPS_PER_ROUND) as f64 / best.as_secs_f64() / 1e9
+    (pool.threads() * rounds * fma_probe_flops_per_round(level)) as f64 / best.as_secs_f64() / 1e9
 }
 
 /// Both limits of this machine, as the benchmark reports them.

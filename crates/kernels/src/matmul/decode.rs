@@ -28,7 +28,7 @@ use crate::pool::ThreadPool;
 use crate::tiling::Tiling;
 
 #[cfg(target_arch = "x86_64")]
-use super::x86::{fdot, idot};
+use super::x86::{avx512, fdot, idot};
 
 /// Which row-dot kernel a weight format gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,15 +156,18 @@ impl Ctx<'_> {
 }
 
 fn dot_f32(simd: Simd, w: &[f32], x: &[f32]) -> f32 {
-    match simd {
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2(t) => fdot::dot_f32(t, w, x),
-        Simd::Scalar => scalar::dot_f32(w, x),
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = simd.avx2() {
+        return fdot::dot_f32(t, w, x);
     }
+    let _ = simd;
+    scalar::dot_f32(w, x)
 }
 
 fn e4m3_row(simd: Simd, codes: &[u8], x: &[f32]) -> f32 {
     match simd {
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512(t) => avx512::e4m3_row(t, codes, x),
         #[cfg(target_arch = "x86_64")]
         Simd::Avx2(t) => fdot::e4m3_row(t, codes, x),
         Simd::Scalar => scalar::e4m3_row(codes, x),
@@ -174,8 +177,11 @@ fn e4m3_row(simd: Simd, codes: &[u8], x: &[f32]) -> f32 {
 /// E4M3 codes · x with one scale per `tile` columns.
 fn e4m3_tiled_row(simd: Simd, codes: &[u8], x: &[f32], tile: usize, scales: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if let Simd::Avx2(t) = simd {
-        if tile.is_multiple_of(32) {
+    {
+        if let (Simd::Avx512(t), true) = (simd, tile.is_multiple_of(64)) {
+            return avx512::e4m3_tiled_row(t, codes, x, tile, scales);
+        }
+        if let (Some(t), true) = (simd.avx2(), tile.is_multiple_of(32)) {
             return fdot::e4m3_tiled_row(t, codes, x, tile, scales);
         }
     }
@@ -192,6 +198,13 @@ fn encoded_dot(simd: Simd, kernel: RowKernel, w: &[u8], x: &[f32], q: Option<XRo
     let float = |f: fn(&[u8], &[f32]) -> f32| f(w, x);
     let int = |f: fn(&[u8], XRow) -> f32| q.map_or(f32::NAN, |q| f(w, q));
     match simd {
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512(t) => match kernel {
+            RowKernel::Q8_0 => q.map_or(f32::NAN, |q| avx512::q8_0_row(t, w, q)),
+            RowKernel::Q4_0 => q.map_or(f32::NAN, |q| avx512::q4_0_row(t, w, q)),
+            RowKernel::Q4_1 => q.map_or(f32::NAN, |q| avx512::q4_1_row(t, w, q)),
+            _ => encoded_dot(Simd::Avx2(t.avx2()), kernel, w, x, q),
+        },
         #[cfg(target_arch = "x86_64")]
         Simd::Avx2(t) => match kernel {
             RowKernel::F32 => fdot::f32_row(t, w, x),
@@ -243,7 +256,7 @@ pub(crate) fn decode(
         match (simd, kernel) {
             // The AVX2 MXFP4 dot takes x in packed-nibble order.
             #[cfg(target_arch = "x86_64")]
-            (Simd::Avx2(_), RowKernel::MxFp4) => q.nibble_order(),
+            (Simd::Avx2(_) | Simd::Avx512(_), RowKernel::MxFp4) => q.nibble_order(),
             _ => q,
         }
     });

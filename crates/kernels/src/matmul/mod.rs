@@ -52,7 +52,8 @@ use crate::error::{KernelError, Result};
 use crate::pool::{self, ThreadPool};
 use crate::tiling::{CacheSizes, Regime, Tiling};
 
-/// The SIMD kernels a call runs: scalar, or AVX2 with its proof token.
+/// The SIMD kernels a call runs: scalar, or AVX2 / AVX-512 with the proof
+/// token.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Simd {
     /// Portable code.
@@ -60,17 +61,34 @@ pub(crate) enum Simd {
     /// AVX2 + FMA + F16C.
     #[cfg(target_arch = "x86_64")]
     Avx2(x86::Avx2),
+    /// AVX-512 kernels where there are some, the AVX2 ones elsewhere.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(x86::avx512::Avx512),
 }
 
 impl Simd {
     /// The kernels for `level` (the scalar ones if the CPU lacks it).
     pub(crate) fn new(level: SimdLevel) -> Simd {
         #[cfg(target_arch = "x86_64")]
+        if let Some(t) = x86::avx512::Avx512::new(level) {
+            return Simd::Avx512(t);
+        }
+        #[cfg(target_arch = "x86_64")]
         if let Some(t) = x86::Avx2::new(level) {
             return Simd::Avx2(t);
         }
         let _ = level;
         Simd::Scalar
+    }
+
+    /// The AVX2 token, at the AVX2 and AVX-512 levels.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn avx2(self) -> Option<x86::Avx2> {
+        match self {
+            Simd::Avx2(t) => Some(t),
+            Simd::Avx512(t) => Some(t.avx2()),
+            Simd::Scalar => None,
+        }
     }
 }
 
@@ -106,19 +124,30 @@ pub fn tiling_for(rows: usize, w: &Weights, threads: usize) -> Tiling {
     )
 }
 
-/// Flops per round of [`fma_probe`]: 12 independent chains of 8 lanes,
-/// 2 flops per fused multiply-add.
-pub const FMA_PROBE_FLOPS_PER_ROUND: usize = 12 * 8 * 2;
+/// Flops per round of [`fma_probe`] at `level`: 12 independent chains of
+/// 8 lanes (AVX2, scalar) or 16 lanes (AVX-512), 2 flops per fused
+/// multiply-add.
+pub fn fma_probe_flops_per_round(level: SimdLevel) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if let Simd::Avx512(_) = Simd::new(level) {
+        return x86::avx512::FMA_PROBE_FLOPS_PER_ROUND;
+    }
+    let _ = level;
+    12 * 8 * 2
+}
 
 /// Runs `rounds` rounds of independent fused multiply-adds on the calling
-/// thread with the kernels of `level` (AVX2: 12 ymm chains, the micro-
-/// kernel's instruction mix without its loads) and returns a value that
-/// depends on every one, so benchmarks can measure the FMA peak in the same
-/// run as the GEMM (`FMA_PROBE_FLOPS_PER_ROUND * rounds` flops).
+/// thread with the kernels of `level` (12 vector chains: the micro-kernel's
+/// instruction mix without its loads) and returns a value that depends on
+/// every one, so benchmarks can measure the FMA peak of the level the GEMM
+/// runs on in the same run (`fma_probe_flops_per_round(level) * rounds`
+/// flops).
 pub fn fma_probe(level: SimdLevel, rounds: usize, seed: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if let Simd::Avx2(t) = Simd::new(level) {
-        return x86::gemm::fma_probe(t, rounds, seed);
+    match Simd::new(level) {
+        Simd::Avx512(t) => return x86::avx512::fma_probe(t, rounds, seed),
+        Simd::Avx2(t) => return x86::gemm::fma_probe(t, rounds, seed),
+        Simd::Scalar => {}
     }
     let _ = level;
     let mut acc = [seed; 12 * 8];

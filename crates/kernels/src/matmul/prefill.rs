@@ -28,7 +28,7 @@ use crate::pool::ThreadPool;
 use crate::tiling::{Tiling, MR, NR};
 
 #[cfg(target_arch = "x86_64")]
-use super::x86::gemm;
+use super::x86::{avx512, gemm};
 
 /// `out[rows, n] = x[rows, k] · W[n, k]ᵀ` in the prefill regime. Shapes
 /// and the tiling were checked by the caller.
@@ -68,18 +68,23 @@ pub(crate) fn prefill(
                 let a_slivers = mcb.div_ceil(MR);
                 scratch::with_pack(a_slivers * MR * kcb, |a| {
                     pack_a(x, k, ib * mc, mcb, pc, kcb, a);
-                    for (s, bs) in b.chunks_exact(sliver_len).enumerate() {
+                    let mut s = 0;
+                    while s < slivers {
                         let j = jc + s * NR;
-                        let n_eff = NR.min(n - j);
+                        // Two slivers at once where the wide kernel runs.
+                        let wide = simd.is_wide() && s + 1 < slivers;
+                        let width = if wide { 2 * NR } else { NR };
+                        let bs = &b[s * sliver_len..(s + width / NR) * sliver_len];
                         for (ir, asl) in a.chunks_exact(MR * kcb).enumerate() {
                             let tile = Tile {
                                 offset: ir * MR * n + j,
                                 ldc: n,
                                 m: MR.min(mcb - ir * MR),
-                                n: n_eff,
+                                n: width.min(n - j),
                             };
                             micro(simd, kcb, asl, bs, out_rows, tile, pc > 0);
                         }
+                        s += width / NR;
                     }
                 });
             });
@@ -131,6 +136,17 @@ fn pack_b(
     })
 }
 
+impl Simd {
+    /// Whether the micro-kernel takes two B slivers (6x32, AVX-512).
+    fn is_wide(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if let Simd::Avx512(_) = self {
+            return true;
+        }
+        false
+    }
+}
+
 /// Where a micro-tile lands in the output chunk.
 #[derive(Clone, Copy)]
 struct Tile {
@@ -140,35 +156,52 @@ struct Tile {
     ldc: usize,
     /// Valid rows (<= MR).
     m: usize,
-    /// Valid columns (<= NR).
+    /// Valid columns (<= NR, or <= 2 NR for the wide kernel).
     n: usize,
 }
 
-/// One micro-tile: full tiles go straight into `c`, edge tiles through a
-/// 6x16 buffer.
+/// Row stride of the edge-tile buffer: wide enough for the 6x32 kernel.
+const TMP_LD: usize = 2 * NR;
+
+/// One micro-tile against `b`, one packed sliver (6x16) or two (6x32,
+/// [`Simd::is_wide`]): full tiles go straight into `c`, edge tiles through
+/// a buffer.
 fn micro(simd: Simd, kc: usize, a: &[f32], b: &[f32], c: &mut [f32], t: Tile, accumulate: bool) {
+    let mut tmp = [0f32; MR * TMP_LD];
+    let width = b.len() / kc.max(1);
     #[cfg(target_arch = "x86_64")]
-    if let Simd::Avx2(token) = simd {
-        if t.m == MR && t.n == NR {
-            gemm::kernel_6x16(token, kc, a, b, &mut c[t.offset..], t.ldc, accumulate);
-        } else {
-            let mut tmp = [0f32; MR * NR];
-            gemm::kernel_6x16(token, kc, a, b, &mut tmp, NR, false);
-            merge(&tmp, c, t, accumulate);
+    {
+        if let (Simd::Avx512(token), true) = (simd, width == 2 * NR) {
+            let (b0, b1) = b.split_at(kc * NR);
+            if t.m == MR && t.n == 2 * NR {
+                let c = &mut c[t.offset..];
+                avx512::kernel_6x32(token, kc, a, b0, b1, c, t.ldc, accumulate);
+            } else {
+                avx512::kernel_6x32(token, kc, a, b0, b1, &mut tmp, TMP_LD, false);
+                merge(&tmp, c, t, accumulate);
+            }
+            return;
         }
-        return;
+        if let Some(token) = simd.avx2() {
+            if t.m == MR && t.n == NR {
+                gemm::kernel_6x16(token, kc, a, b, &mut c[t.offset..], t.ldc, accumulate);
+            } else {
+                gemm::kernel_6x16(token, kc, a, b, &mut tmp, TMP_LD, false);
+                merge(&tmp, c, t, accumulate);
+            }
+            return;
+        }
     }
-    let _ = simd;
-    let mut tmp = [0f32; MR * NR];
+    let _ = (simd, width);
     kernel_scalar(kc, a, b, &mut tmp);
     merge(&tmp, c, t, accumulate);
 }
 
-/// Writes (or adds) the valid part of a 6x16 tile into `c`.
-fn merge(tmp: &[f32; MR * NR], c: &mut [f32], t: Tile, accumulate: bool) {
+/// Writes (or adds) the valid part of a micro-tile buffer into `c`.
+fn merge(tmp: &[f32; MR * TMP_LD], c: &mut [f32], t: Tile, accumulate: bool) {
     for i in 0..t.m {
         let dst = &mut c[t.offset + i * t.ldc..t.offset + i * t.ldc + t.n];
-        let src = &tmp[i * NR..i * NR + t.n];
+        let src = &tmp[i * TMP_LD..i * TMP_LD + t.n];
         if accumulate {
             dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
         } else {
@@ -178,7 +211,7 @@ fn merge(tmp: &[f32; MR * NR], c: &mut [f32], t: Tile, accumulate: bool) {
 }
 
 /// Scalar twin of the micro-kernel: `tmp[6, 16] = A_sliver · B_sliver`.
-fn kernel_scalar(kc: usize, a: &[f32], b: &[f32], tmp: &mut [f32; MR * NR]) {
+fn kernel_scalar(kc: usize, a: &[f32], b: &[f32], tmp: &mut [f32; MR * TMP_LD]) {
     let mut acc = [[0f32; NR]; MR];
     for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
         for (row, &ai) in acc.iter_mut().zip(ap) {
@@ -187,7 +220,7 @@ fn kernel_scalar(kc: usize, a: &[f32], b: &[f32], tmp: &mut [f32; MR * NR]) {
             }
         }
     }
-    for (dst, row) in tmp.chunks_exact_mut(NR).zip(&acc) {
-        dst.copy_from_slice(row);
+    for (dst, row) in tmp.chunks_exact_mut(TMP_LD).zip(&acc) {
+        dst[..NR].copy_from_slice(row);
     }
 }

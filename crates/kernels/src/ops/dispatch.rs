@@ -24,7 +24,7 @@ pub(crate) fn path(level: SimdLevel) -> Path {
     }
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => Path::Avx2,
+        SimdLevel::Avx2 | SimdLevel::Avx512 => Path::Avx2,
         #[cfg(target_arch = "aarch64")]
         SimdLevel::Neon => Path::Neon,
         _ => Path::Scalar,

@@ -235,7 +235,7 @@ pub fn dequantize_with(
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
-    if level == SimdLevel::Avx2 && x86::dequantize(t, src, dst) {
+    if level.has_avx2() && x86::dequantize(t, src, dst) {
         return Ok(());
     }
     let _ = level;

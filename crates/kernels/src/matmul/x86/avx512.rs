@@ -1,0 +1,535 @@
+//! AVX-512 kernels of the matmul, for CPUs at
+//! [`SimdLevel::Avx512`] (AVX-512 F, BW, VL, DQ and VNNI). Formats without
+//! a kernel here run their AVX2 one (an [`Avx512`] token converts to an
+//! [`Avx2`] token).
+//!
+//! - Int8 row dots for Q8_0 / Q4_0 / Q4_1: two 32-value blocks per 512-bit
+//!   register and one `vpdpbusd` (u8 x i8, four products summed into each
+//!   i32 lane) where AVX2 needs `vpmaddubsw` + `vpmaddwd`. Signed Q8_0
+//!   weights use `|w|` and x negated where w is negative (AVX-512 has no
+//!   `vpsignb`); the 4-bit formats keep their unsigned nibbles and fold the
+//!   `- 8` (Q4_0) or the min (Q4_1) into a per-block term with the x code
+//!   sums, as the AVX2 kernels do. `vpdpbusd` does not saturate and no i32
+//!   lane can overflow (`4 * 128 * 127` per instruction).
+//! - E4M3 row dots (per-row scale and 128-column tiles): 64 codes per step,
+//!   decoded through `vcvtph2ps` as in the AVX2 kernel (the code shifted
+//!   into an f16 is the value times `2^-8`), with the codes permuted first
+//!   so that each 16-lane f32 vector holds 16 consecutive columns.
+//! - The GEMM micro-kernel 6x32: two packed 16-column B slivers at once,
+//!   12 zmm accumulators.
+//!
+//! Every kernel is a safe function taking the [`Avx512`] token; slices are
+//! walked with `chunks_exact`, and the micro-kernel asserts its pointer
+//! ranges, as in the AVX2 modules.
+
+use std::arch::x86_64::*;
+
+use exodus_numerics::cpu::SimdLevel;
+
+use super::{fdot, idot, Avx2};
+use crate::matmul::quant_x::XRow;
+use crate::tiling::{MR, NR};
+
+/// Proof that the CPU runs AVX-512 F/BW/VL/DQ/VNNI (and AVX2, FMA, F16C).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Avx512(());
+
+impl Avx512 {
+    /// The token, if `level` runs AVX-512 kernels ([`SimdLevel::has_avx512`]).
+    pub(crate) fn new(level: SimdLevel) -> Option<Avx512> {
+        level.has_avx512().then_some(Avx512(()))
+    }
+
+    /// The AVX2 token: every AVX-512 CPU this level accepts runs AVX2.
+    pub(crate) fn avx2(self) -> Avx2 {
+        Avx2(())
+    }
+}
+
+/// 64 bytes of `b[..64]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn load64(b: &[u8]) -> __m512i {
+    let b = &b[..64];
+    // SAFETY: `b` holds 64 bytes; the load is unaligned.
+    unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }
+}
+
+/// 64 int8 codes `q[..64]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn load64_i8(q: &[i8]) -> __m512i {
+    let q = &q[..64];
+    // SAFETY: `q` holds 64 bytes; the load is unaligned.
+    unsafe { _mm512_loadu_si512(q.as_ptr().cast()) }
+}
+
+/// 16 f32 from `x[..16]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn load16_f32(x: &[f32]) -> __m512 {
+    let x = &x[..16];
+    // SAFETY: `x` holds 16 floats; the load is unaligned.
+    unsafe { _mm512_loadu_ps(x.as_ptr()) }
+}
+
+/// `[lo | hi]` as one 512-bit register.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn join(lo: __m256i, hi: __m256i) -> __m512i {
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+/// 16 lanes: `a` in lanes 0..8, `b` in lanes 8..16.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn pair_ps(a: f32, b: f32) -> __m512 {
+    _mm512_insertf32x8::<1>(_mm512_set1_ps(a), _mm256_set1_ps(b))
+}
+
+/// f16 at `b[at..at + 2]` to f32.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    let bits = u16::from_le_bytes([b[at], b[at + 1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// `sum w * x` of signed bytes in groups of four, as 16 i32 lanes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn dot_i8(w: __m512i, x: __m512i) -> __m512i {
+    let negative = _mm512_movepi8_mask(w);
+    let x = _mm512_mask_sub_epi8(x, negative, _mm512_setzero_si512(), x);
+    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), x)
+}
+
+/// The nibbles of two legacy 4-bit blocks (`q0[..16]`, `q1[..16]`) in
+/// element order: block 0's 32 values, then block 1's (each: low nibbles
+/// are elements 0..16, high nibbles 16..32).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn nibbles_pair(q0: &[u8], q1: &[u8]) -> __m512i {
+    let v = _mm256_set_m128i(fdot::load16(q1), fdot::load16(q0));
+    let m = _mm256_set1_epi8(0x0F);
+    let lo = _mm256_and_si256(v, m);
+    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m);
+    // [b0 lo, b1 lo, b0 hi, b1 hi] -> [b0 lo, b0 hi, b1 lo, b1 hi].
+    let z = join(lo, hi);
+    _mm512_shuffle_i64x2::<0b11_01_10_00>(z, z)
+}
+
+/// The part of `x` from block `from` on (blocks of 32, one sum each).
+fn x_tail(x: XRow<'_>, from: usize) -> XRow<'_> {
+    XRow {
+        q: &x.q[32 * from..],
+        d: &x.d[from..],
+        sums: &x.sums[from..],
+    }
+}
+
+/// Q8_0 row · int8 x.
+pub(crate) fn q8_0_row(t: Avx512, w: &[u8], x: XRow) -> f32 {
+    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
+    unsafe { q8_0_avx512(t, w, x) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn q8_0_avx512(t: Avx512, w: &[u8], x: XRow) -> f32 {
+    let mut acc = _mm512_setzero_ps();
+    let pairs = w.len() / 68;
+    for ((b, xq), xd) in w
+        .chunks_exact(68)
+        .zip(x.q.chunks_exact(64))
+        .zip(x.d.chunks_exact(2))
+    {
+        let wq = join(fdot::load32(&b[2..]), fdot::load32(&b[36..]));
+        let s = dot_i8(wq, load64_i8(xq));
+        let d = pair_ps(f16_at(b, 0) * xd[0], f16_at(b, 34) * xd[1]);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc);
+    }
+    let tail = idot::q8_0_row(t.avx2(), &w[68 * pairs..], x_tail(x, 2 * pairs));
+    _mm512_reduce_add_ps(acc) + tail
+}
+
+/// Q4_0 row · int8 x.
+pub(crate) fn q4_0_row(t: Avx512, w: &[u8], x: XRow) -> f32 {
+    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
+    unsafe { q4_0_avx512(t, w, x) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn q4_0_avx512(t: Avx512, w: &[u8], x: XRow) -> f32 {
+    let mut acc = _mm512_setzero_ps();
+    // The `- 8` of every weight, as `-8 * d * xd * sum x` per block; two
+    // chains, one per block of the pair.
+    let mut offset = [0f32; 2];
+    let pairs = w.len() / 36;
+    for (((b, xq), xd), xs) in w
+        .chunks_exact(36)
+        .zip(x.q.chunks_exact(64))
+        .zip(x.d.chunks_exact(2))
+        .zip(x.sums.chunks_exact(2))
+    {
+        let s = _mm512_dpbusd_epi32(
+            _mm512_setzero_si512(),
+            nibbles_pair(&b[2..], &b[20..]),
+            load64_i8(xq),
+        );
+        let (d0, d1) = (f16_at(b, 0) * xd[0], f16_at(b, 18) * xd[1]);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), pair_ps(d0, d1), acc);
+        offset[0] += d0 * xs[0] as f32;
+        offset[1] += d1 * xs[1] as f32;
+    }
+    let tail = idot::q4_0_row(t.avx2(), &w[36 * pairs..], x_tail(x, 2 * pairs));
+    _mm512_reduce_add_ps(acc) - 8.0 * (offset[0] + offset[1]) + tail
+}
+
+/// Q4_1 row · int8 x.
+pub(crate) fn q4_1_row(t: Avx512, w: &[u8], x: XRow) -> f32 {
+    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
+    unsafe { q4_1_avx512(t, w, x) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn q4_1_avx512(t: Avx512, w: &[u8], x: XRow) -> f32 {
+    let mut acc = _mm512_setzero_ps();
+    // `m * xd * sum x` per block, two chains.
+    let mut mins = [0f32; 2];
+    let pairs = w.len() / 40;
+    for (((b, xq), xd), xs) in w
+        .chunks_exact(40)
+        .zip(x.q.chunks_exact(64))
+        .zip(x.d.chunks_exact(2))
+        .zip(x.sums.chunks_exact(2))
+    {
+        // d0 m0 d1 m1 in one conversion (bytes 0..4 and 20..24).
+        let dm = _mm_cvtph_ps(_mm_set_epi32(
+            0,
+            0,
+            i32::from_le_bytes([b[20], b[21], b[22], b[23]]),
+            i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        ));
+        let mut f = [0f32; 4];
+        // SAFETY: `f` holds 4 floats.
+        unsafe { _mm_storeu_ps(f.as_mut_ptr(), dm) };
+        let s = _mm512_dpbusd_epi32(
+            _mm512_setzero_si512(),
+            nibbles_pair(&b[4..], &b[24..]),
+            load64_i8(xq),
+        );
+        let d = pair_ps(f[0] * xd[0], f[2] * xd[1]);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc);
+        mins[0] += f[1] * xd[0] * xs[0] as f32;
+        mins[1] += f[3] * xd[1] * xs[1] as f32;
+    }
+    let tail = idot::q4_1_row(t.avx2(), &w[40 * pairs..], x_tail(x, 2 * pairs));
+    _mm512_reduce_add_ps(acc) + mins[0] + mins[1] + tail
+}
+
+/// 64 E4M3 codes to four vectors of 16 f32 (columns `0..16`, `16..32`,
+/// `32..48`, `48..64`), each the value times `2^-8`, or `None` if a code
+/// is NaN (`0x7F` / `0xFF`).
+///
+/// Each code goes to the high byte of a 16-bit lane (`vpunpck*bw` with
+/// zero); an arithmetic shift right by one puts the magnitude at bits
+/// 7..14 and copies the sign into bit 14, which is cleared: the f16 with
+/// the E4M3 fields. The unpacks work within 128-bit lanes, so the eight
+/// 8-byte groups are first permuted to `0 4 1 5 2 6 3 7`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn e4m3x64(codes: __m512i) -> Option<[__m512; 4]> {
+    let nan = _mm512_cmpeq_epi8_mask(
+        _mm512_or_si512(codes, _mm512_set1_epi8(-128)),
+        _mm512_set1_epi8(-1),
+    );
+    if nan != 0 {
+        return None;
+    }
+    let p = _mm512_permutexvar_epi64(_mm512_set_epi64(7, 3, 6, 2, 5, 1, 4, 0), codes);
+    let keep = _mm512_set1_epi16(!0x4000);
+    let z = _mm512_setzero_si512();
+    let lo = _mm512_and_si512(_mm512_srai_epi16::<1>(_mm512_unpacklo_epi8(z, p)), keep);
+    let hi = _mm512_and_si512(_mm512_srai_epi16::<1>(_mm512_unpackhi_epi8(z, p)), keep);
+    Some([
+        _mm512_cvtph_ps(_mm512_castsi512_si256(lo)),
+        _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(lo)),
+        _mm512_cvtph_ps(_mm512_castsi512_si256(hi)),
+        _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(hi)),
+    ])
+}
+
+/// `acc[u] += w[u] * x[16u .. 16u + 16]` for the four vectors of 64 codes.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn fma64(acc: &mut [__m512; 4], w: [__m512; 4], x: &[f32]) {
+    for (u, a) in acc.iter_mut().enumerate() {
+        *a = _mm512_fmadd_ps(w[u], load16_f32(&x[16 * u..]), *a);
+    }
+}
+
+/// The sum of four accumulators.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn sum4(acc: [__m512; 4]) -> __m512 {
+    _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))
+}
+
+/// E4M3 codes · x (no scale applied).
+pub(crate) fn e4m3_row(t: Avx512, codes: &[u8], x: &[f32]) -> f32 {
+    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
+    unsafe { e4m3_row_avx512(t, codes, x) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn e4m3_row_avx512(t: Avx512, codes: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut wc = codes.chunks_exact(64);
+    let mut xc = x.chunks_exact(64);
+    for (wb, xb) in (&mut wc).zip(&mut xc) {
+        let Some(w) = e4m3x64(load64(wb)) else {
+            // Any NaN weight makes the dot NaN.
+            return f32::NAN;
+        };
+        fma64(&mut acc, w, xb);
+    }
+    let tail = fdot::e4m3_row(t.avx2(), wc.remainder(), xc.remainder());
+    _mm512_reduce_add_ps(sum4(acc)) * 256.0 + tail
+}
+
+/// E4M3 codes · x with one scale per `tile` columns (`scales[t]` for
+/// columns `t * tile ..`); `tile` must be a multiple of 64. A last partial
+/// tile may have any length.
+pub(crate) fn e4m3_tiled_row(
+    t: Avx512,
+    codes: &[u8],
+    x: &[f32],
+    tile: usize,
+    scales: &[f32],
+) -> f32 {
+    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
+    unsafe { e4m3_tiled_row_avx512(t, codes, x, tile, scales) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn e4m3_tiled_row_avx512(t: Avx512, codes: &[u8], x: &[f32], tile: usize, scales: &[f32]) -> f32 {
+    debug_assert!(tile > 0 && tile.is_multiple_of(64));
+    let mut total = _mm512_setzero_ps();
+    let mut tail = 0f32;
+    for ((wt, xt), &s) in codes.chunks(tile).zip(x.chunks(tile)).zip(scales) {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut wc = wt.chunks_exact(64);
+        let mut xc = xt.chunks_exact(64);
+        for (wb, xb) in (&mut wc).zip(&mut xc) {
+            let Some(w) = e4m3x64(load64(wb)) else {
+                return f32::NAN;
+            };
+            fma64(&mut acc, w, xb);
+        }
+        total = _mm512_fmadd_ps(sum4(acc), _mm512_set1_ps(s), total);
+        if !wc.remainder().is_empty() {
+            tail += fdot::e4m3_row(t.avx2(), wc.remainder(), xc.remainder()) * s;
+        }
+    }
+    _mm512_reduce_add_ps(total) * 256.0 + tail
+}
+
+/// Columns of the wide micro-tile: two packed B slivers.
+pub(crate) const NR2: usize = 2 * NR;
+
+/// `C (+)= A · [B0 B1]` for one 6x32 tile: `b0` and `b1` are two packed
+/// 16-column slivers (layout of `gemm`), C's columns `0..16` come from
+/// `b0` and `16..32` from `b1`; `accumulate == false` overwrites C.
+///
+/// Panics if a slice is too short for `kc` and `ldc` (an internal bug).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn kernel_6x32(
+    t: Avx512,
+    kc: usize,
+    a: &[f32],
+    b0: &[f32],
+    b1: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let _ = t;
+    assert!(a.len() >= kc * MR && b0.len() >= kc * NR && b1.len() >= kc * NR);
+    assert!(ldc >= NR2 && c.len() >= (MR - 1) * ldc + NR2);
+    // SAFETY: the token proves AVX-512F and FMA; the asserts above bound
+    // every pointer the kernel forms: `a + 6p + i` (`p < kc`, `i < 6`),
+    // `b0/b1 + 16p + 0..16`, and `c + i * ldc + 0..32`.
+    unsafe {
+        kernel_6x32_avx512(
+            kc,
+            a.as_ptr(),
+            [b0.as_ptr(), b1.as_ptr()],
+            c.as_mut_ptr(),
+            ldc,
+            accumulate,
+        )
+    }
+}
+
+/// # Safety
+/// AVX-512F and FMA must be available; `a` must be valid for `6 * kc`
+/// reads, each `b` for `16 * kc` reads and `c` for reads and writes of
+/// `5 * ldc + 32` floats.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+unsafe fn kernel_6x32_avx512(
+    kc: usize,
+    a: *const f32,
+    b: [*const f32; 2],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for p in 0..kc {
+        // SAFETY: `p < kc`, so these reads are within the stated ranges.
+        let (b0, b1) = unsafe {
+            (
+                _mm512_loadu_ps(b[0].add(NR * p)),
+                _mm512_loadu_ps(b[1].add(NR * p)),
+            )
+        };
+        for (i, row) in acc.iter_mut().enumerate() {
+            // SAFETY: `MR * p + i < MR * kc`.
+            let ai = _mm512_set1_ps(unsafe { *a.add(MR * p + i) });
+            row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: row `i < 6` of C spans `c + i * ldc + 0..32`, within the
+        // stated range.
+        unsafe {
+            let ci = c.add(i * ldc);
+            let (mut r0, mut r1) = (row[0], row[1]);
+            if accumulate {
+                r0 = _mm512_add_ps(r0, _mm512_loadu_ps(ci));
+                r1 = _mm512_add_ps(r1, _mm512_loadu_ps(ci.add(16)));
+            }
+            _mm512_storeu_ps(ci, r0);
+            _mm512_storeu_ps(ci.add(16), r1);
+        }
+    }
+}
+
+/// Flops per round of [`fma_probe`]: 12 chains of 16 lanes, 2 flops each.
+pub(crate) const FMA_PROBE_FLOPS_PER_ROUND: usize = 12 * 16 * 2;
+
+/// Runs `iters` rounds of 12 independent 16-lane FMA chains and returns a
+/// value that depends on all of them: the ceiling of the 6x32 kernel.
+pub(crate) fn fma_probe(t: Avx512, iters: usize, seed: f32) -> f32 {
+    let _ = t;
+    // SAFETY: the token proves AVX-512F and FMA.
+    unsafe { fma_probe_avx512(iters, seed) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn fma_probe_avx512(iters: usize, seed: f32) -> f32 {
+    let mut acc = [_mm512_set1_ps(seed); 12];
+    let a = _mm512_set1_ps(0.999_99);
+    let b = _mm512_set1_ps(1e-7);
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    let mut s = _mm512_setzero_ps();
+    for v in acc {
+        s = _mm512_add_ps(s, v);
+    }
+    _mm512_reduce_add_ps(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matmul::dot_scalar;
+    use crate::matmul::quant_x::QuantX;
+    use exodus_numerics::{bulk, ElementFormat};
+
+    #[test]
+    fn e4m3x64_decodes_every_non_nan_code_in_column_order() {
+        let Some(_) = Avx512::new(SimdLevel::Avx512) else {
+            return;
+        };
+        let table = bulk::decode_table(ElementFormat::Fp8E4M3).expect("E4M3 table");
+        for chunk in 0..4u8 {
+            // Codes 0x7F and 0xFF (NaN) replaced by zero: tested below.
+            let codes: Vec<u8> = (0..64)
+                .map(|i| chunk * 64 + i)
+                .map(|c| if c & 0x7F == 0x7F { 0 } else { c })
+                .collect();
+            let mut got = [0f32; 64];
+            // SAFETY: the token above proves AVX-512F; `got` holds the 64
+            // floats stored.
+            unsafe {
+                let v = e4m3x64(load64(&codes)).expect("no NaN code");
+                for (u, w) in v.iter().enumerate() {
+                    _mm512_storeu_ps(got[16 * u..].as_mut_ptr(), *w);
+                }
+            }
+            for (&c, g) in codes.iter().zip(got) {
+                assert_eq!(g * 256.0, table[c as usize], "code {c:#04x}");
+            }
+        }
+    }
+
+    #[test]
+    fn dots_match_scalar_with_odd_block_counts_and_nan_codes() {
+        let Some(t) = Avx512::new(SimdLevel::Avx512) else {
+            return;
+        };
+        for blocks in [1usize, 2, 3, 8, 9] {
+            let k = 32 * blocks;
+            let x: Vec<f32> = (0..k).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
+            let q = QuantX::new(&x, 1, k, 32, 32);
+            let xr = q.row(0);
+            let byte = |i: usize| ((i * 73 + 11) % 251) as u8;
+            // f16 scales of ~0.01 and mins of ~-0.5 in every block header.
+            let block = |len: usize, header: &[u8]| -> Vec<u8> {
+                (0..blocks)
+                    .flat_map(|b| {
+                        let h = header.to_vec();
+                        let body = (h.len()..len).map(move |i| byte(b * len + i));
+                        h.into_iter().chain(body)
+                    })
+                    .collect()
+            };
+            let close = |got: f32, want: f32, what: &str| {
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{what} {blocks} blocks: {got} vs {want}"
+                );
+            };
+            let w = block(34, &[0x1f, 0x21]);
+            close(q8_0_row(t, &w, xr), dot_scalar::q8_0_row(&w, xr), "q8_0");
+            let w = block(18, &[0x1f, 0x21]);
+            close(q4_0_row(t, &w, xr), dot_scalar::q4_0_row(&w, xr), "q4_0");
+            let w = block(20, &[0x1f, 0x21, 0x00, 0xb8]);
+            close(q4_1_row(t, &w, xr), dot_scalar::q4_1_row(&w, xr), "q4_1");
+            let codes: Vec<u8> = (0..k).map(|i| byte(i) & !0x40).collect();
+            let want = dot_scalar::e4m3_row(&codes, &x);
+            close(e4m3_row(t, &codes, &x), want, "e4m3");
+            let scales = [0.5f32, 2.0, 0.25, 4.0, 1.0];
+            let tiled = e4m3_tiled_row(t, &codes, &x, 64, &scales);
+            let want: f32 = codes
+                .chunks(64)
+                .zip(x.chunks(64))
+                .zip(scales)
+                .map(|((c, xs), s)| dot_scalar::e4m3_row(c, xs) * s)
+                .sum();
+            close(tiled, want, "e4m3 tiled");
+            // One NaN code anywhere makes the dot NaN.
+            for at in [0, k - 1, k / 2] {
+                let mut nan = codes.clone();
+                nan[at] = if at % 2 == 0 { 0x7F } else { 0xFF };
+                assert!(e4m3_row(t, &nan, &x).is_nan(), "NaN at {at} of {k}");
+                assert!(e4m3_tiled_row(t, &nan, &x, 64, &scales).is_nan());
+            }
+        }
+    }
+}
