@@ -4,7 +4,7 @@
 //!
 //! `cargo bench -p exodus-runtime` prints a table and writes
 //! `bench/results/runtime-launch.json`. Environment: `EXODUS_BENCH_LAUNCHES`
-//! (default 1000), `EXODUS_BENCH_REPEATS` (default 30). `ratio` is eager
+//! (default 1000), `EXODUS_BENCH_REPEATS` (default 300: a run takes under a second, and eager launches vary with thread wake-ups, so many repeats keep the best stable). `ratio` is eager
 //! over replay per-launch time (best of the repeats; median alongside).
 
 use std::sync::Arc;
@@ -53,7 +53,7 @@ fn eager(
 
 fn main() -> Result<(), RuntimeError> {
     let n = env_usize("EXODUS_BENCH_LAUNCHES", 1000).max(1);
-    let repeats = env_usize("EXODUS_BENCH_REPEATS", 30).max(1);
+    let repeats = env_usize("EXODUS_BENCH_REPEATS", 300).max(1);
     let dev = CpuDevice::new();
     let stream = dev.create_stream()?;
     let buf = dev.alloc::<u64>(16)?;

@@ -180,6 +180,7 @@ pub(crate) trait ReadGuard {
 
 /// A held write lock whose block can be downcast to `Block<T>`.
 pub(crate) trait WriteGuard {
+    fn block(&self) -> &dyn Any;
     fn block_mut(&mut self) -> &mut dyn Any;
 }
 
@@ -190,6 +191,10 @@ impl<T: Pod> ReadGuard for RwLockReadGuard<'_, Block<T>> {
 }
 
 impl<T: Pod> WriteGuard for RwLockWriteGuard<'_, Block<T>> {
+    fn block(&self) -> &dyn Any {
+        &**self
+    }
+
     fn block_mut(&mut self) -> &mut dyn Any {
         &mut **self
     }

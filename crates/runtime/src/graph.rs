@@ -4,9 +4,18 @@
 //! which `Stream::replay` submits as a single queue entry. Graphs hold
 //! their buffers weakly: replay refuses with a typed error when one was
 //! freed or resized since capture.
+//!
+//! A replay takes locks per *segment*, not per launch: a run of launches
+//! between host callbacks is one segment, and its buffers are locked once
+//! (in buffer-id order, for writing if any launch of the run writes them)
+//! before its first launch and released after its last. Host callbacks
+//! (launches without buffers) run with nothing held, so a callback may read
+//! a buffer of the graph from the host. A task must not reach other
+//! buffers of its own graph from the host side: they are held.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Weak};
 
 use crate::buffer::ErasedBuffer;
@@ -126,10 +135,13 @@ impl Graph {
                 task: Arc::clone(&node.task),
             });
         }
+        let (segments, slot_maps) = segments(&nodes, &buffers);
         let exec = ExecInner {
             nodes,
             buffers,
             users,
+            segments,
+            slot_maps,
         };
         exec.buffers()?;
         Ok(GraphExec {
@@ -138,11 +150,70 @@ impl Graph {
     }
 }
 
+/// Consecutive nodes replayed under one set of locks.
+pub(crate) struct Segment {
+    /// The nodes, by index.
+    pub(crate) nodes: Range<usize>,
+    /// `(table index, write)`, sorted by buffer id, each buffer once.
+    pub(crate) locks: Vec<(usize, bool)>,
+}
+
+/// Cuts `nodes` into segments at every node without buffers (a host
+/// callback: a segment of its own, with no locks) and returns them with,
+/// per node, where each lock of its plan is in its segment's `locks`.
+fn segments(nodes: &[Node], buffers: &[BufRef]) -> (Vec<Segment>, Vec<Vec<usize>>) {
+    let mut segments = Vec::new();
+    let mut start = 0;
+    for (i, node) in nodes.iter().enumerate() {
+        if node.plan.locks.is_empty() {
+            if start < i {
+                segments.push(start..i);
+            }
+            segments.push(i..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < nodes.len() {
+        segments.push(start..nodes.len());
+    }
+    let mut maps = vec![Vec::new(); nodes.len()];
+    let segments = segments
+        .into_iter()
+        .map(|range| {
+            let mut write: HashMap<usize, bool> = HashMap::new();
+            for node in &nodes[range.clone()] {
+                for &(t, w) in &node.plan.locks {
+                    *write.entry(t).or_insert(false) |= w;
+                }
+            }
+            let mut locks: Vec<(usize, bool)> = write.into_iter().collect();
+            locks.sort_unstable_by_key(|&(t, _)| buffers[t].id);
+            let at: HashMap<usize, usize> = locks
+                .iter()
+                .enumerate()
+                .map(|(i, &(t, _))| (t, i))
+                .collect();
+            for n in range.clone() {
+                maps[n] = nodes[n].plan.locks.iter().map(|(t, _)| at[t]).collect();
+            }
+            Segment {
+                nodes: range,
+                locks,
+            }
+        })
+        .collect();
+    (segments, maps)
+}
+
 pub(crate) struct ExecInner {
     pub(crate) nodes: Vec<Node>,
     buffers: Vec<BufRef>,
     /// For each buffer, the first node that uses it (for error messages).
     users: Vec<usize>,
+    /// The nodes cut into runs that replay under one set of locks.
+    pub(crate) segments: Vec<Segment>,
+    /// Per node: where lock `i` of its plan is in its segment's locks.
+    pub(crate) slot_maps: Vec<Vec<usize>>,
 }
 
 impl ExecInner {

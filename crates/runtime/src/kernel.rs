@@ -1,11 +1,15 @@
 //! What a running task sees: [`Kernel`], its arguments as typed slices.
-//! The stream worker takes every lock of the launch (in buffer-id order,
-//! on the stack for up to eight buffers) before calling the task and
-//! releases them after; an error or panic in the task becomes the message
-//! that poisons the stream.
+//! For an eager launch the stream worker takes every lock of the launch (in
+//! buffer-id order, on the stack for up to eight buffers) before calling
+//! the task and releases them after ([`execute`]). A graph replay takes the
+//! locks of a whole run of launches once ([`lock_all`]) and calls each task
+//! against them ([`execute_held`]); a buffer one launch writes and a later
+//! one reads is then held for writing and lent to the reader as a shared
+//! borrow. An error or panic in the task becomes the message that poisons
+//! the stream.
 
 use std::any::{type_name, Any};
-use std::cell::{RefCell, RefMut};
+use std::cell::{Ref, RefCell, RefMut};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -15,9 +19,10 @@ use crate::error::RuntimeError;
 use crate::launch::Node;
 use crate::pod::Pod;
 
-/// A lock held for one task: shared for inputs, exclusive for outputs.
-enum Slot<'t> {
-    Read(Box<dyn ReadGuard + 't>),
+/// A held lock: shared for buffers only read, exclusive for buffers
+/// written (a written buffer can still be lent to a reading task).
+pub(crate) enum Slot<'t> {
+    Read(RefCell<Box<dyn ReadGuard + 't>>),
     Write(RefCell<Box<dyn WriteGuard + 't>>),
 }
 
@@ -26,7 +31,7 @@ enum Slot<'t> {
 trait Frame {
     fn name(&self) -> &str;
     fn counts(&self) -> (usize, usize);
-    fn input_any(&self, index: usize) -> Result<(&dyn Any, &'static str), RuntimeError>;
+    fn input_any(&self, index: usize) -> Result<(Ref<'_, dyn Any>, &'static str), RuntimeError>;
     fn output_any(&self, index: usize)
         -> Result<(RefMut<'_, dyn Any>, &'static str), RuntimeError>;
 }
@@ -35,9 +40,16 @@ struct Locked<'k, 't> {
     node: &'k Node,
     table: &'t [Arc<dyn ErasedBuffer>],
     slots: &'k [Option<Slot<'t>>],
+    /// Where lock `i` of the node's plan is in `slots` (`None`: at `i`).
+    map: Option<&'k [usize]>,
 }
 
-impl Locked<'_, '_> {
+impl<'t> Locked<'_, 't> {
+    fn slot(&self, plan_slot: usize) -> Option<&Slot<'t>> {
+        let at = self.map.map_or(plan_slot, |m| m[plan_slot]);
+        self.slots.get(at).and_then(Option::as_ref)
+    }
+
     fn err(&self, kind: &'static str, index: usize, count: usize) -> RuntimeError {
         RuntimeError::ArgIndex {
             task: self.node.name.to_string(),
@@ -68,16 +80,26 @@ impl Frame for Locked<'_, '_> {
         (self.node.plan.inputs.len(), self.node.plan.outputs.len())
     }
 
-    fn input_any(&self, index: usize) -> Result<(&dyn Any, &'static str), RuntimeError> {
+    fn input_any(&self, index: usize) -> Result<(Ref<'_, dyn Any>, &'static str), RuntimeError> {
         let inputs = &self.node.plan.inputs;
         let slot = *inputs
             .get(index)
             .ok_or_else(|| self.err("input", index, inputs.len()))?;
-        match &self.slots[slot] {
-            Some(Slot::Read(guard)) => Ok((guard.block(), self.buffer_type(slot))),
-            // `Plan::new` rejects a buffer that is both read and written.
-            _ => Err(self.aliased(slot)),
-        }
+        let block = match self.slot(slot) {
+            Some(Slot::Read(cell)) => {
+                let guard = cell.try_borrow().map_err(|_| self.aliased(slot))?;
+                Ref::map(guard, |g| g.block())
+            }
+            // Held for writing by a graph run in which another task writes
+            // it; `Plan::new` rejects a task that both reads and writes a
+            // buffer, so this task holds no mutable borrow of it.
+            Some(Slot::Write(cell)) => {
+                let guard = cell.try_borrow().map_err(|_| self.aliased(slot))?;
+                Ref::map(guard, |g| g.block())
+            }
+            None => return Err(self.aliased(slot)),
+        };
+        Ok((block, self.buffer_type(slot)))
     }
 
     fn output_any(
@@ -88,7 +110,7 @@ impl Frame for Locked<'_, '_> {
         let slot = *outputs
             .get(index)
             .ok_or_else(|| self.err("output", index, outputs.len()))?;
-        let Some(Slot::Write(cell)) = &self.slots[slot] else {
+        let Some(Slot::Write(cell)) = self.slot(slot) else {
             return Err(self.aliased(slot));
         };
         let guard = cell.try_borrow_mut().map_err(|_| self.aliased(slot))?;
@@ -131,13 +153,13 @@ impl Kernel<'_> {
         }
     }
 
-    /// Input `index` as a slice of `T`.
-    pub fn input<T: Pod>(&self, index: usize) -> Result<&[T], RuntimeError> {
+    /// Input `index` as a shared borrow of a slice of `T`.
+    pub fn input<T: Pod>(&self, index: usize) -> Result<Ref<'_, [T]>, RuntimeError> {
         let (block, actual) = self.frame.input_any(index)?;
-        block
-            .downcast_ref::<Block<T>>()
-            .map(|b| b.data.as_slice())
-            .ok_or_else(|| self.type_err::<T>("input", index, actual))
+        Ref::filter_map(block, |b| {
+            b.downcast_ref::<Block<T>>().map(|b| b.data.as_slice())
+        })
+        .map_err(|_| self.type_err::<T>("input", index, actual))
     }
 
     /// Output `index` as a mutable slice of `T` (it holds the buffer's
@@ -167,11 +189,48 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 const INLINE_SLOTS: usize = 8;
 
 fn lock(table: &[Arc<dyn ErasedBuffer>], (t, write): (usize, bool)) -> Option<Slot<'_>> {
-    Some(if write {
+    Some(lock_one(table, (t, write)))
+}
+
+fn lock_one(table: &[Arc<dyn ErasedBuffer>], (t, write): (usize, bool)) -> Slot<'_> {
+    if write {
         Slot::Write(RefCell::new(table[t].lock_write()))
     } else {
-        Slot::Read(table[t].lock_read())
-    })
+        Slot::Read(RefCell::new(table[t].lock_read()))
+    }
+}
+
+/// The locks of a graph run, held until dropped.
+pub(crate) struct Held<'t> {
+    slots: Vec<Option<Slot<'t>>>,
+}
+
+/// Takes `locks` (table index, write), which must be sorted by buffer id
+/// with each buffer once, and holds them.
+pub(crate) fn lock_all<'t>(
+    table: &'t [Arc<dyn ErasedBuffer>],
+    locks: &[(usize, bool)],
+) -> Held<'t> {
+    Held {
+        slots: locks.iter().map(|&l| Some(lock_one(table, l))).collect(),
+    }
+}
+
+/// Runs `node` against locks already `held`; `map[i]` is where lock `i`
+/// of the node's plan is in `held`.
+pub(crate) fn execute_held<'t>(
+    node: &Node,
+    table: &'t [Arc<dyn ErasedBuffer>],
+    held: &Held<'t>,
+    map: &[usize],
+) -> Result<(), String> {
+    let frame = Locked {
+        node,
+        table,
+        slots: &held.slots,
+        map: Some(map),
+    };
+    report(node, call(node, &frame))
 }
 
 /// Runs `node` over `table`: takes its locks, calls the task, releases the
@@ -183,11 +242,28 @@ pub(crate) fn execute(node: &Node, table: &[Arc<dyn ErasedBuffer>]) -> Result<()
         for (slot, &l) in slots.iter_mut().zip(locks) {
             *slot = lock(table, l);
         }
-        call(node, table, &slots[..locks.len()])
+        let frame = Locked {
+            node,
+            table,
+            slots: &slots[..locks.len()],
+            map: None,
+        };
+        call(node, &frame)
     } else {
         let slots: Vec<Option<Slot<'_>>> = locks.iter().map(|&l| lock(table, l)).collect();
-        call(node, table, &slots)
+        let frame = Locked {
+            node,
+            table,
+            slots: &slots,
+            map: None,
+        };
+        call(node, &frame)
     };
+    report(node, outcome)
+}
+
+/// The stream's message for a task's error or panic.
+fn report(node: &Node, outcome: Outcome) -> Result<(), String> {
     match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("task '{}' failed: {e}", node.name)),
@@ -201,12 +277,7 @@ pub(crate) fn execute(node: &Node, table: &[Arc<dyn ErasedBuffer>]) -> Result<()
 
 type Outcome = std::thread::Result<Result<(), crate::error::TaskError>>;
 
-fn call<'t>(
-    node: &Node,
-    table: &'t [Arc<dyn ErasedBuffer>],
-    slots: &[Option<Slot<'t>>],
-) -> Outcome {
-    let frame = Locked { node, table, slots };
-    let kernel = Kernel { frame: &frame };
+fn call(node: &Node, frame: &Locked<'_, '_>) -> Outcome {
+    let kernel = Kernel { frame };
     catch_unwind(AssertUnwindSafe(|| (node.task)(&kernel)))
 }

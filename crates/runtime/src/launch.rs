@@ -29,7 +29,7 @@ pub type Task = Arc<dyn Fn(&Kernel<'_>) -> Result<(), TaskError> + Send + Sync>;
 ///     Launch::new("double", |k| {
 ///         let x = k.input::<f32>(0)?;
 ///         let mut y = k.output::<f32>(0)?;
-///         for (y, x) in y.iter_mut().zip(x) {
+///         for (y, x) in y.iter_mut().zip(x.iter()) {
 ///             *y = 2.0 * x;
 ///         }
 ///         Ok(())

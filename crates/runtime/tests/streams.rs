@@ -26,7 +26,7 @@ fn scale(src: &DeviceBuffer<i64>, dst: &DeviceBuffer<i64>, factor: i64) -> Launc
     Launch::new("scale", move |k| {
         let src = k.input::<i64>(0)?;
         let mut dst = k.output::<i64>(0)?;
-        for (d, s) in dst.iter_mut().zip(src) {
+        for (d, s) in dst.iter_mut().zip(src.iter()) {
             *d = s * factor;
         }
         Ok(())

@@ -153,7 +153,7 @@ impl Stream {
             let src = k.input::<T>(0)?;
             let mut dst = k.output::<T>(0)?;
             check_len("copy destination", src.len(), dst.len())?;
-            dst.copy_from_slice(src);
+            dst.copy_from_slice(&src);
             Ok(())
         });
         self.launch(task.input(src).output(dst).with_category("copy"))

@@ -11,7 +11,7 @@ use exodus_trace::{enabled, now_ns, record, Span, Track};
 use super::command::Command;
 use super::shared::Shared;
 use crate::buffer::ErasedBuffer;
-use crate::kernel::execute;
+use crate::kernel::{execute, execute_held, lock_all};
 use crate::launch::Node;
 
 /// Counts of one batch, added to the stream's counters under its lock.
@@ -94,8 +94,18 @@ impl Worker {
         match cmd {
             Command::Run { node, table } => self.task(&node, &table),
             Command::Replay { exec, table } => {
-                for node in &exec.nodes {
-                    self.task(node, &table);
+                for seg in &exec.segments {
+                    let held = (self.poisoned.is_none() && !seg.locks.is_empty())
+                        .then(|| lock_all(&table, &seg.locks));
+                    for n in seg.nodes.clone() {
+                        let node = &exec.nodes[n];
+                        match &held {
+                            Some(held) => self.task_with(node, |node| {
+                                execute_held(node, &table, held, &exec.slot_maps[n])
+                            }),
+                            None => self.task(node, &table),
+                        }
+                    }
                 }
             }
             Command::Record { event, generation } => {
@@ -120,12 +130,18 @@ impl Worker {
     }
 
     fn task(&mut self, node: &Node, table: &[Arc<dyn ErasedBuffer>]) {
+        self.task_with(node, |node| execute(node, table));
+    }
+
+    /// Runs `node` through `run` (which takes or already holds its locks),
+    /// with its trace span; skipped once the stream is poisoned.
+    fn task_with(&mut self, node: &Node, run: impl FnOnce(&Node) -> Result<(), String>) {
         if self.poisoned.is_some() {
             self.tally.tasks_skipped += 1;
             return;
         }
         let start = enabled().then(now_ns);
-        let outcome = execute(node, table);
+        let outcome = run(node);
         self.tally.tasks_run += 1;
         if let Some(start) = start {
             record(Span::new(
