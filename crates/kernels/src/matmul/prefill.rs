@@ -46,7 +46,9 @@ pub(crate) fn prefill(
     let simd = Simd::new(level);
     let (kc, mc, nc) = (t.kc, t.mc, t.nc);
     let errors = FirstError::default();
-    let mut panel = vec![0f32; kc * nc.min(n.div_ceil(NR) * NR)];
+    let panel_len = kc * nc.min(n.div_ceil(NR) * NR);
+    let mut panel_buf = scratch::aligned_vec(panel_len);
+    let panel = scratch::line_aligned(&mut panel_buf, panel_len);
     for jc in (0..n).step_by(nc) {
         let slivers = nc.min(n - jc).div_ceil(NR);
         for pc in (0..k).step_by(kc) {
@@ -68,21 +70,27 @@ pub(crate) fn prefill(
                 let a_slivers = mcb.div_ceil(MR);
                 scratch::with_pack(a_slivers * MR * kcb, |a| {
                     pack_a(x, k, ib * mc, mcb, pc, kcb, a);
+                    let a_len = MR * kcb;
                     let mut s = 0;
                     while s < slivers {
                         let j = jc + s * NR;
-                        // Two slivers at once where the wide kernel runs.
+                        // Two B slivers at once where the wide kernels run.
                         let wide = simd.is_wide() && s + 1 < slivers;
                         let width = if wide { 2 * NR } else { NR };
                         let bs = &b[s * sliver_len..(s + width / NR) * sliver_len];
-                        for (ir, asl) in a.chunks_exact(MR * kcb).enumerate() {
+                        let mut ir = 0;
+                        while ir < a_slivers {
+                            // And two A slivers (12 rows) when both B are.
+                            let height = if wide && ir + 1 < a_slivers { 2 } else { 1 };
                             let tile = Tile {
                                 offset: ir * MR * n + j,
                                 ldc: n,
-                                m: MR.min(mcb - ir * MR),
+                                m: (height * MR).min(mcb - ir * MR),
                                 n: width.min(n - j),
                             };
+                            let asl = &a[ir * a_len..(ir + height) * a_len];
                             micro(simd, kcb, asl, bs, out_rows, tile, pc > 0);
+                            ir += height;
                         }
                         s += width / NR;
                     }
@@ -154,23 +162,42 @@ struct Tile {
     offset: usize,
     /// Row stride.
     ldc: usize,
-    /// Valid rows (<= MR).
+    /// Valid rows (<= MR, or <= 2 MR for the 12x32 kernel).
     m: usize,
     /// Valid columns (<= NR, or <= 2 NR for the wide kernel).
     n: usize,
 }
 
-/// Row stride of the edge-tile buffer: wide enough for the 6x32 kernel.
+/// Row stride of the edge-tile buffer: wide enough for the 32-column
+/// kernels.
 const TMP_LD: usize = 2 * NR;
 
-/// One micro-tile against `b`, one packed sliver (6x16) or two (6x32,
-/// [`Simd::is_wide`]): full tiles go straight into `c`, edge tiles through
-/// a buffer.
+/// Rows of the edge-tile buffer: tall enough for the 12-row kernel.
+const TMP_ROWS: usize = 2 * MR;
+
+/// One micro-tile of `a` (one packed A sliver, or two for the 12x32
+/// kernel) against `b` (one packed B sliver, or two for the 32-column
+/// kernels, [`Simd::is_wide`]): full tiles go straight into `c`, edge tiles
+/// through a buffer.
 fn micro(simd: Simd, kc: usize, a: &[f32], b: &[f32], c: &mut [f32], t: Tile, accumulate: bool) {
-    let mut tmp = [0f32; MR * TMP_LD];
+    let mut tmp = [0f32; TMP_ROWS * TMP_LD];
     let width = b.len() / kc.max(1);
+    let height = a.len() / kc.max(1);
     #[cfg(target_arch = "x86_64")]
     {
+        if let (Simd::Avx512(token), true, true) = (simd, width == 2 * NR, height == 2 * MR) {
+            let (a0, a1) = a.split_at(kc * MR);
+            let (b0, b1) = b.split_at(kc * NR);
+            let (a, b) = ([a0, a1], [b0, b1]);
+            if t.m == 2 * MR && t.n == 2 * NR {
+                let c = &mut c[t.offset..];
+                avx512::kernel_12x32(token, kc, a, b, c, t.ldc, accumulate);
+            } else {
+                avx512::kernel_12x32(token, kc, a, b, &mut tmp, TMP_LD, false);
+                merge(&tmp, c, t, accumulate);
+            }
+            return;
+        }
         if let (Simd::Avx512(token), true) = (simd, width == 2 * NR) {
             let (b0, b1) = b.split_at(kc * NR);
             if t.m == MR && t.n == 2 * NR {
@@ -192,13 +219,13 @@ fn micro(simd: Simd, kc: usize, a: &[f32], b: &[f32], c: &mut [f32], t: Tile, ac
             return;
         }
     }
-    let _ = (simd, width);
+    let _ = (simd, width, height);
     kernel_scalar(kc, a, b, &mut tmp);
     merge(&tmp, c, t, accumulate);
 }
 
 /// Writes (or adds) the valid part of a micro-tile buffer into `c`.
-fn merge(tmp: &[f32; MR * TMP_LD], c: &mut [f32], t: Tile, accumulate: bool) {
+fn merge(tmp: &[f32; TMP_ROWS * TMP_LD], c: &mut [f32], t: Tile, accumulate: bool) {
     for i in 0..t.m {
         let dst = &mut c[t.offset + i * t.ldc..t.offset + i * t.ldc + t.n];
         let src = &tmp[i * TMP_LD..i * TMP_LD + t.n];
@@ -211,7 +238,7 @@ fn merge(tmp: &[f32; MR * TMP_LD], c: &mut [f32], t: Tile, accumulate: bool) {
 }
 
 /// Scalar twin of the micro-kernel: `tmp[6, 16] = A_sliver · B_sliver`.
-fn kernel_scalar(kc: usize, a: &[f32], b: &[f32], tmp: &mut [f32; MR * TMP_LD]) {
+fn kernel_scalar(kc: usize, a: &[f32], b: &[f32], tmp: &mut [f32; TMP_ROWS * TMP_LD]) {
     let mut acc = [[0f32; NR]; MR];
     for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
         for (row, &ai) in acc.iter_mut().zip(ap) {

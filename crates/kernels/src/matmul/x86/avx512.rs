@@ -416,6 +416,93 @@ unsafe fn kernel_6x32_avx512(
     }
 }
 
+/// `C (+)= [A0; A1] · [B0 B1]` for one 12x32 tile: two packed 6-row A
+/// slivers (rows `0..6` from `a0`, `6..12` from `a1`) against two
+/// 16-column B slivers, 24 zmm accumulators; otherwise as [`kernel_6x32`].
+///
+/// Panics if a slice is too short for `kc` and `ldc` (an internal bug).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn kernel_12x32(
+    t: Avx512,
+    kc: usize,
+    a: [&[f32]; 2],
+    b: [&[f32]; 2],
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let _ = t;
+    assert!(a.iter().all(|a| a.len() >= kc * MR) && b.iter().all(|b| b.len() >= kc * NR));
+    assert!(ldc >= NR2 && c.len() >= (2 * MR - 1) * ldc + NR2);
+    // SAFETY: the token proves AVX-512F and FMA; the asserts above bound
+    // every pointer the kernel forms: `a[h] + 6p + i` (`p < kc`, `i < 6`),
+    // `b[h] + 16p + 0..16`, and `c + i * ldc + 0..32` (`i < 12`).
+    unsafe {
+        kernel_12x32_avx512(
+            kc,
+            [a[0].as_ptr(), a[1].as_ptr()],
+            [b[0].as_ptr(), b[1].as_ptr()],
+            c.as_mut_ptr(),
+            ldc,
+            accumulate,
+        )
+    }
+}
+
+/// # Safety
+/// AVX-512F and FMA must be available; each `a` must be valid for
+/// `6 * kc` reads, each `b` for `16 * kc` reads and `c` for reads and
+/// writes of `11 * ldc + 32` floats.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+unsafe fn kernel_12x32_avx512(
+    kc: usize,
+    a: [*const f32; 2],
+    b: [*const f32; 2],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // C is read (or written) only after the loop: start its 24 lines on
+    // their way now, so the misses overlap with the arithmetic.
+    for i in 0..2 * MR {
+        // SAFETY: prefetches do not fault; the addresses are in C's range.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc).cast());
+            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + 16).cast());
+        }
+    }
+    let mut acc = [[_mm512_setzero_ps(); 2]; 2 * MR];
+    for p in 0..kc {
+        // SAFETY: `p < kc`, so these reads are within the stated ranges.
+        let (b0, b1) = unsafe {
+            (
+                _mm512_loadu_ps(b[0].add(NR * p)),
+                _mm512_loadu_ps(b[1].add(NR * p)),
+            )
+        };
+        for (i, row) in acc.iter_mut().enumerate() {
+            // SAFETY: `MR * p + i % MR < MR * kc`.
+            let ai = _mm512_set1_ps(unsafe { *a[i / MR].add(MR * p + i % MR) });
+            row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: row `i < 12` of C spans `c + i * ldc + 0..32`, within the
+        // stated range.
+        unsafe {
+            let ci = c.add(i * ldc);
+            let (mut r0, mut r1) = (row[0], row[1]);
+            if accumulate {
+                r0 = _mm512_add_ps(r0, _mm512_loadu_ps(ci));
+                r1 = _mm512_add_ps(r1, _mm512_loadu_ps(ci.add(16)));
+            }
+            _mm512_storeu_ps(ci, r0);
+            _mm512_storeu_ps(ci.add(16), r1);
+        }
+    }
+}
+
 /// Flops per round of [`fma_probe`]: 12 chains of 16 lanes, 2 flops each.
 pub(crate) const FMA_PROBE_FLOPS_PER_ROUND: usize = 12 * 16 * 2;
 
