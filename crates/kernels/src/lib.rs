@@ -16,8 +16,12 @@
 //! flash-style attention over a paged KV cache), [`bench`](mod@bench) (the cases and
 //! machine limits behind `exodus bench kernels`).
 //!
-//! NEON covers rms_norm, silu, swiglu and add/mul/scale so far; matmul and
-//! attention run their scalar paths on aarch64. There is no AVX-512 path yet.
+//! SIMD levels (`exodus_numerics::cpu::SimdLevel`): AVX2 covers every
+//! kernel; AVX-512 has its own matmul kernels (VNNI int8 dots for Q8_0 /
+//! Q4_0 / Q4_1, E4M3 dots, a 12x32 GEMM micro-kernel) and runs the AVX2
+//! code elsewhere; NEON covers the matmul (every row-dot kernel and the 6x16
+//! GEMM micro-kernel), rms_norm, silu, swiglu and add/mul/scale so far, and
+//! attention and the other ops run their scalar paths on aarch64.
 
 pub mod attention;
 pub mod bench;

@@ -27,6 +27,8 @@ use crate::error::{FirstError, KernelError, Result};
 use crate::pool::ThreadPool;
 use crate::tiling::Tiling;
 
+#[cfg(target_arch = "aarch64")]
+use super::neon;
 #[cfg(target_arch = "x86_64")]
 use super::x86::{avx512, fdot, idot};
 
@@ -160,6 +162,10 @@ fn dot_f32(simd: Simd, w: &[f32], x: &[f32]) -> f32 {
     if let Some(t) = simd.avx2() {
         return fdot::dot_f32(t, w, x);
     }
+    #[cfg(target_arch = "aarch64")]
+    if let Simd::Neon(t) = simd {
+        return neon::dot_f32(t, w, x);
+    }
     let _ = simd;
     scalar::dot_f32(w, x)
 }
@@ -170,6 +176,8 @@ fn e4m3_row(simd: Simd, codes: &[u8], x: &[f32]) -> f32 {
         Simd::Avx512(t) => avx512::e4m3_row(t, codes, x),
         #[cfg(target_arch = "x86_64")]
         Simd::Avx2(t) => fdot::e4m3_row(t, codes, x),
+        #[cfg(target_arch = "aarch64")]
+        Simd::Neon(t) => neon::e4m3_row(t, codes, x),
         Simd::Scalar => scalar::e4m3_row(codes, x),
     }
 }
@@ -218,6 +226,21 @@ fn encoded_dot(simd: Simd, kernel: RowKernel, w: &[u8], x: &[f32], q: Option<XRo
             RowKernel::Q4K => q.map_or(f32::NAN, |q| idot::q4k_row(t, w, q)),
             RowKernel::Q5K => q.map_or(f32::NAN, |q| idot::q5k_row(t, w, q)),
             RowKernel::Q6K => q.map_or(f32::NAN, |q| idot::q6k_row(t, w, q)),
+            _ => f32::NAN,
+        },
+        #[cfg(target_arch = "aarch64")]
+        Simd::Neon(t) => match kernel {
+            RowKernel::F32 => neon::f32_row(t, w, x),
+            RowKernel::F16 => neon::f16_row(t, w, x),
+            RowKernel::Bf16 => neon::bf16_row(t, w, x),
+            RowKernel::MxFp8E4M3 => neon::mxfp8_row(t, w, x),
+            RowKernel::Q8_0 => q.map_or(f32::NAN, |q| neon::q8_0_row(t, w, q)),
+            RowKernel::Q4_0 => q.map_or(f32::NAN, |q| neon::q4_0_row(t, w, q)),
+            RowKernel::Q4_1 => q.map_or(f32::NAN, |q| neon::q4_1_row(t, w, q)),
+            RowKernel::MxFp4 => q.map_or(f32::NAN, |q| neon::mxfp4_row(t, w, q)),
+            RowKernel::Q4K => q.map_or(f32::NAN, |q| neon::q4k_row(t, w, q)),
+            RowKernel::Q5K => q.map_or(f32::NAN, |q| neon::q5k_row(t, w, q)),
+            RowKernel::Q6K => q.map_or(f32::NAN, |q| neon::q6k_row(t, w, q)),
             _ => f32::NAN,
         },
         Simd::Scalar => match kernel {

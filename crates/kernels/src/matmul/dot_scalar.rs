@@ -1,6 +1,6 @@
 //! Scalar row-dot kernels of the decode regime: one encoded row of W
 //! against one row of x. They are the portable path and the twins the SIMD
-//! kernels (`x86/`) are tested against: the integer parts are the same
+//! kernels (`x86/`, `neon.rs`) are tested against: the integer parts are the same
 //! integer sums, only the order of the f32 additions differs.
 //!
 //! Float formats take `x` as f32; GGUF formats and MXFP4 take `x` quantized

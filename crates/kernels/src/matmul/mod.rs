@@ -16,8 +16,13 @@
 //!   MXFP8 decode W in registers and use f32 FMA; other formats dequantize
 //!   each row first. Outputs are split over the pool.
 //! - [`Regime::Prefill`] (many rows, compute-bound): packed, tiled GEMM with
-//!   a 6x16 AVX2+FMA micro-kernel; quantized W is dequantized into the
-//!   packed panels. Row blocks are split over the pool.
+//!   a 6x16 micro-kernel (AVX2+FMA, NEON; AVX-512 runs 12x32 over two A
+//!   and two B slivers); quantized W is dequantized into the packed
+//!   panels. Row blocks are split over the pool.
+//!
+//! Kernels by level: `x86` (AVX2 for every format, `x86::avx512` where
+//! AVX-512 pays: VNNI Q8_0 / Q4_0 / Q4_1 dots, E4M3 dots, the GEMM) and
+//! `neon` (every row dot and the GEMM).
 //!
 //! Every path has a scalar twin, selected by [`SimdLevel::Scalar`] (or
 //! `EXODUS_FORCE_SCALAR=1` through [`exodus_numerics::cpu::active`]), and
@@ -34,6 +39,9 @@
 
 mod decode;
 mod dot_scalar;
+#[cfg(target_arch = "aarch64")]
+#[allow(unsafe_code)]
+mod neon;
 mod prefill;
 mod quant_x;
 mod reference;
@@ -52,8 +60,8 @@ use crate::error::{KernelError, Result};
 use crate::pool::{self, ThreadPool};
 use crate::tiling::{CacheSizes, Regime, Tiling};
 
-/// The SIMD kernels a call runs: scalar, or AVX2 / AVX-512 with the proof
-/// token.
+/// The SIMD kernels a call runs: scalar, or AVX2 / AVX-512 / NEON with the
+/// proof token.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Simd {
     /// Portable code.
@@ -64,6 +72,9 @@ pub(crate) enum Simd {
     /// AVX-512 kernels where there are some, the AVX2 ones elsewhere.
     #[cfg(target_arch = "x86_64")]
     Avx512(x86::avx512::Avx512),
+    /// Advanced SIMD (aarch64).
+    #[cfg(target_arch = "aarch64")]
+    Neon(neon::Neon),
 }
 
 impl Simd {
@@ -76,6 +87,10 @@ impl Simd {
         #[cfg(target_arch = "x86_64")]
         if let Some(t) = x86::Avx2::new(level) {
             return Simd::Avx2(t);
+        }
+        #[cfg(target_arch = "aarch64")]
+        if let Some(t) = neon::Neon::new(level) {
+            return Simd::Neon(t);
         }
         let _ = level;
         Simd::Scalar

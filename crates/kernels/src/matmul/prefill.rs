@@ -27,6 +27,8 @@ use crate::error::{FirstError, Result};
 use crate::pool::ThreadPool;
 use crate::tiling::{Tiling, MR, NR};
 
+#[cfg(target_arch = "aarch64")]
+use super::neon;
 #[cfg(target_arch = "x86_64")]
 use super::x86::{avx512, gemm};
 
@@ -218,6 +220,16 @@ fn micro(simd: Simd, kc: usize, a: &[f32], b: &[f32], c: &mut [f32], t: Tile, ac
             }
             return;
         }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Simd::Neon(token) = simd {
+        if t.m == MR && t.n == NR {
+            neon::kernel_6x16(token, kc, a, b, &mut c[t.offset..], t.ldc, accumulate);
+        } else {
+            neon::kernel_6x16(token, kc, a, b, &mut tmp, TMP_LD, false);
+            merge(&tmp, c, t, accumulate);
+        }
+        return;
     }
     let _ = (simd, width, height);
     kernel_scalar(kc, a, b, &mut tmp);
