@@ -18,7 +18,11 @@
 //! - [`Regime::Prefill`] (many rows, compute-bound): packed, tiled GEMM with
 //!   a 6x16 micro-kernel (AVX2+FMA, NEON; AVX-512 runs 12x32 over two A
 //!   and two B slivers); quantized W is dequantized into the packed
-//!   panels. Row blocks are split over the pool.
+//!   panels. Row blocks are split over the pool. On AVX-512 VNNI CPUs,
+//!   Q4_0 / Q4_1 / Q8_0 / Q4_K / MXFP4 weights take an integer GEMM
+//!   instead (`int8_prefill.rs`: W repacked per call, x quantized to int8
+//!   blocks of 32, `vpdpbusd`); [`int8_x_block`] says which path a call
+//!   takes.
 //!
 //! Kernels by level: `x86` (AVX2 for every format, `x86::avx512` where
 //! AVX-512 pays: VNNI Q8_0 / Q4_0 / Q4_1 dots, E4M3 dots, the GEMM) and
@@ -39,6 +43,8 @@
 
 mod decode;
 mod dot_scalar;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+mod int8_prefill;
 #[cfg(target_arch = "aarch64")]
 #[allow(unsafe_code)]
 mod neon;
@@ -103,6 +109,30 @@ impl Simd {
             Simd::Avx2(t) => Some(t),
             Simd::Avx512(t) => Some(t.avx2()),
             Simd::Scalar => None,
+        }
+    }
+}
+
+/// The block size in which [`matmul_with`] at `level` with `tiling`
+/// quantizes x to int8 for the weights `w` (its error budget is then the
+/// int8 one of the module docs), or `None` if that path multiplies in f32.
+///
+/// Decode: the GGUF Q4_0 / Q4_1 / Q8_0 and MXFP4 kernels (32) and Q4_K /
+/// Q5_K / Q6_K (256), at every level. Prefill: Q4_0 / Q4_1 / Q8_0 / Q4_K /
+/// MXFP4 at [`SimdLevel::Avx512`] (blocks of 32, VNNI integer GEMM);
+/// everything else dequantizes W into an f32 GEMM.
+pub fn int8_x_block(level: SimdLevel, tiling: &Tiling, w: &Weights) -> Option<usize> {
+    match tiling.regime {
+        Regime::Decode => decode::RowKernel::for_weights(w)
+            .int8_x()
+            .map(|(block, _)| block),
+        Regime::Prefill => {
+            #[cfg(target_arch = "x86_64")]
+            if let (Simd::Avx512(_), Some(_)) = (Simd::new(level), int8_prefill::Int8Kind::of(w)) {
+                return Some(int8_prefill::BLOCK);
+            }
+            let _ = level;
+            None
         }
     }
 }

@@ -20,6 +20,8 @@
 
 use exodus_numerics::cpu::SimdLevel;
 
+#[cfg(target_arch = "x86_64")]
+use super::int8_prefill;
 use super::scratch;
 use super::weights::Weights;
 use super::Simd;
@@ -46,6 +48,11 @@ pub(crate) fn prefill(
     let (n, k) = (w.n(), w.k());
     debug_assert_eq!((x.len(), out.len()), (rows * k, rows * n));
     let simd = Simd::new(level);
+    #[cfg(target_arch = "x86_64")]
+    if let (Simd::Avx512(t), Some(kind)) = (simd, int8_prefill::Int8Kind::of(w)) {
+        let kernel = int8_prefill::TileKernel::Vnni(t);
+        return int8_prefill::prefill(pool, kernel, kind, x, rows, w, out);
+    }
     let (kc, mc, nc) = (t.kc, t.mc, t.nc);
     let errors = FirstError::default();
     let panel_len = kc * nc.min(n.div_ceil(NR) * NR);

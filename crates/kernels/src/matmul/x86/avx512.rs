@@ -531,6 +531,76 @@ fn fma_probe_avx512(iters: usize, seed: f32) -> f32 {
     _mm512_reduce_add_ps(s)
 }
 
+/// The int8 prefill micro-kernel (`int8_prefill.rs`): 8 rows of quantized
+/// x by the 16 rows of a packed W group, over `blocks` blocks of 32.
+/// Per block and 4-byte k-group, one 64-byte load of W codes (16 rows x 4
+/// bytes) feeds 8 `vpdpbusd` against the broadcast 4 x codes of each x
+/// row; per block, the 8 i32 sums are scaled into f32 accumulators:
+/// `acc += sum * (s * dx) + o * (dx * S)`.
+pub(crate) fn int8_tile(
+    t: Avx512,
+    group: &crate::matmul::int8_prefill::Group,
+    blocks: usize,
+    x: &crate::matmul::int8_prefill::XTile,
+    out: &mut [[f32; 16]; 8],
+) {
+    use crate::matmul::int8_prefill::{BLOCK, COLS, GROUP_BLOCK_BYTES};
+    let _ = t;
+    assert!(group.codes.len() >= blocks * GROUP_BLOCK_BYTES);
+    assert!(group.scales.len() >= blocks * COLS && group.offsets.len() >= blocks * COLS);
+    assert!(x.q.iter().all(|q| q.len() >= blocks * BLOCK));
+    assert!(x.d.iter().chain(&x.ds).all(|d| d.len() >= blocks));
+    // SAFETY: the token proves AVX-512 F/BW/VNNI; the asserts above bound
+    // every read the kernel makes (see `int8_tile_avx512`).
+    unsafe { int8_tile_avx512(group, blocks, x, out) }
+}
+
+/// # Safety
+/// AVX-512 F/BW/VNNI must be available; `group` must hold `blocks` packed
+/// blocks with their scales and offsets, and every row of `x` `blocks`
+/// blocks of codes, scales and scaled sums.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+unsafe fn int8_tile_avx512(
+    group: &crate::matmul::int8_prefill::Group,
+    blocks: usize,
+    x: &crate::matmul::int8_prefill::XTile,
+    out: &mut [[f32; 16]; 8],
+) {
+    use crate::matmul::int8_prefill::{BLOCK, COLS, GROUP_BLOCK_BYTES, ROWS};
+    let codes = group.codes.as_ptr();
+    let xq: [*const i8; ROWS] = x.q.map(|q| q.as_ptr());
+    let mut facc = [_mm512_setzero_ps(); ROWS];
+    for b in 0..blocks {
+        let mut acc = [_mm512_setzero_si512(); ROWS];
+        for kg in 0..BLOCK / 4 {
+            // SAFETY: `b < blocks`, so the 64 bytes at
+            // `b * 512 + kg * 64` are inside `group.codes`.
+            let w = unsafe {
+                _mm512_loadu_si512(codes.add(b * GROUP_BLOCK_BYTES + kg * 4 * COLS).cast())
+            };
+            for (r, a) in acc.iter_mut().enumerate() {
+                // SAFETY: `b * 32 + kg * 4 + 4 <= blocks * 32`, inside row
+                // `r` of x; the read is unaligned.
+                let four = unsafe {
+                    std::ptr::read_unaligned(xq[r].add(b * BLOCK + kg * 4).cast::<i32>())
+                };
+                *a = _mm512_dpbusd_epi32(*a, w, _mm512_set1_epi32(four));
+            }
+        }
+        let s = load16_f32(&group.scales[b * COLS..]);
+        let o = load16_f32(&group.offsets[b * COLS..]);
+        for (r, f) in facc.iter_mut().enumerate() {
+            let sd = _mm512_mul_ps(s, _mm512_set1_ps(x.d[r][b]));
+            *f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r]), sd, *f);
+            *f = _mm512_fmadd_ps(o, _mm512_set1_ps(x.ds[r][b]), *f);
+        }
+    }
+    for (dst, f) in out.iter_mut().zip(facc) {
+        // SAFETY: each output row holds 16 floats.
+        unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), f) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
