@@ -129,9 +129,7 @@ impl Ctx<'_> {
                 // The row's tile scales, once for every row of x, in this
                 // thread's scratch (no allocation per output).
                 scratch::with_row(k.div_ceil(tile_cols), |scales| {
-                    for (tc, s) in scales.iter_mut().enumerate() {
-                        *s = self.w.tile_scale(j, tc);
-                    }
+                    self.w.tile_scales_of_row(j, scales);
                     for (r, o) in outs.iter_mut().enumerate() {
                         *o = e4m3_tiled_row(self.simd, row, xr(r), tile_cols, scales);
                     }

@@ -45,6 +45,19 @@ impl TileScales<'_> {
             TileScales::Ue8m0(s) => e8m0::decode(s[i]),
         }
     }
+
+    /// `out[t] = scale at start + t`, one match for the whole run.
+    fn copy_run(&self, start: usize, out: &mut [f32]) {
+        match self {
+            TileScales::F32(s) => out.copy_from_slice(&s[start..start + out.len()]),
+            TileScales::Ue8m0(s) => {
+                let run = &s[start..start + out.len()];
+                for (o, &c) in out.iter_mut().zip(run) {
+                    *o = e8m0::decode(c);
+                }
+            }
+        }
+    }
 }
 
 /// How the bytes of W are stored (see the module docs).
@@ -291,16 +304,14 @@ impl<'a> Weights<'a> {
         }
     }
 
-    /// The scale of row `j`'s tile `tc` (tiled FP8 only).
-    pub(crate) fn tile_scale(&self, j: usize, tc: usize) -> f32 {
+    /// The scales of every column tile of row `j` of a tiled FP8 matrix
+    /// (`out` holds one per tile column); NaN for other weights.
+    pub(crate) fn tile_scales_of_row(&self, j: usize, out: &mut [f32]) {
         match self.data {
             WeightData::Fp8Tiled {
-                scales,
-                tile_rows,
-                tile_cols,
-                ..
-            } => scales.get((j / tile_rows) * self.k.div_ceil(tile_cols) + tc),
-            _ => f32::NAN,
+                scales, tile_rows, ..
+            } => scales.copy_run((j / tile_rows) * out.len(), out),
+            _ => out.fill(f32::NAN),
         }
     }
 }
