@@ -16,14 +16,14 @@
 //!   the 16 vector registers hold the accumulators, two hold a row of B, one
 //!   a broadcast of A. AVX-512 kernels take two slivers of each at once
 //!   (12 x 32: 24 of 32 zmm registers accumulate).
-//! - **kc** (depth of a panel): the A slivers a micro-kernel broadcasts
-//!   from (two of `mr x kc`) should fill half of L1d, so
-//!   `kc_max = L1d / 2 / (2 * mr * 4 bytes)` (512 for a 48 KiB L1d). The B
-//!   slivers are *not* kept in L1: each B vector feeds 6 (AVX2) or 12
-//!   (AVX-512) FMAs, so streaming them from L2 costs about 11 bytes a cycle,
-//!   well under L2's bandwidth, and a deep kc means fewer passes over C
-//!   (with kc sized for L1-resident B, k = 2048 took 8 passes and ran at
-//!   0.40 of the FMA peak against 0.51 with 4; docs/benchmarks.md).
+//! - **kc** (depth of a panel): an `mr x kc` sliver of A and a `kc x nr`
+//!   sliver of B should fill half of L1d, so
+//!   `kc_max = L1d / 2 / ((mr + nr) * 4 bytes)` (279 for a 48 KiB L1d).
+//!   The AVX2 6x16 kernel needs its B sliver in L1: at kc = 512 it ran at
+//!   0.41-0.45 of the FMA peak against 0.55-0.73 at 279. The AVX-512 12x32
+//!   kernel reads two B slivers, which then stream from L2 (it prefetches
+//!   them; each B vector feeds 12 FMAs): 279 and 512 measured the same
+//!   within noise, so one rule serves both.
 //!   `k` is then cut into `ceil(k / kc_max)` equal parts, each rounded up to
 //!   a multiple of 16 and of the weight format's block along k (32 or 256
 //!   for GGUF and MX), so the last part is not a sliver.
@@ -191,7 +191,7 @@ impl Tiling {
         };
         // kc: slivers of A and B fill half of L1d; k cut in equal parts.
         let granule = lcm(16, k_block);
-        let kc_max = (caches.l1d / 2 / (2 * MR * 4)).max(granule);
+        let kc_max = (caches.l1d / 2 / ((MR + NR) * 4)).max(granule);
         let k_parts = k.max(1).div_ceil(kc_max);
         let kc = round_up(k.max(1).div_ceil(k_parts), granule);
         // mc: the A block fills half of L2; a multiple of `threads` blocks.
@@ -311,14 +311,13 @@ mod tests {
     fn heuristic_on_ice_lake() {
         let t = Tiling::choose(512, 2048, 2048, 1, 2, &ICE_LAKE);
         assert_eq!(t.regime, Regime::Prefill);
-        // kc_max = 24576 / 48 = 512: 2048 in 4 parts of 512.
-        assert_eq!(t.kc, 512);
-        // mc_max = 640 KiB / 2 KiB = 320 -> 2 blocks (already a multiple
-        // of 2 threads) of 256 rows, rounded up to a multiple of 6.
+        // kc_max = 24576 / 88 = 279: 2048 in 8 parts of 256.
+        assert_eq!(t.kc, 256);
+        // mc_max = 640 KiB / 1 KiB = 640 -> 1 block, rounded to 2 threads.
         assert_eq!(t.mc, 258);
         assert_eq!(t.nc, 2048);
         let t = Tiling::choose(512, 576, 576, 1, 2, &ICE_LAKE);
-        assert_eq!(t.kc, 288);
+        assert_eq!(t.kc, 192);
         let t = Tiling::choose(1, 4096, 4096, 32, 2, &ICE_LAKE);
         assert_eq!(t.regime, Regime::Decode);
         assert_eq!(t.decode_cols, 512);
