@@ -194,29 +194,94 @@ fn pack_group(kind: Int8Kind, w: &Weights, g: usize, group: &mut Group) -> Resul
     Ok(())
 }
 
-/// Repacks all of `w` (in parallel over groups).
-pub(crate) fn pack(pool: &ThreadPool, kind: Int8Kind, w: &Weights) -> Result<Vec<Group>> {
-    let mut groups: Vec<Group> = (0..w.n().div_ceil(COLS))
-        .map(|_| Group::default())
-        .collect();
+/// Repacks all of `w` into `groups` (in parallel over groups; the buffers
+/// of a previous call are reused, so a repeated call does not fault in
+/// fresh pages).
+pub(crate) fn pack(
+    pool: &ThreadPool,
+    kind: Int8Kind,
+    w: &Weights,
+    groups: &mut Vec<Group>,
+) -> Result<()> {
+    groups.resize_with(w.n().div_ceil(COLS), Group::default);
     let errors = FirstError::default();
     let per_task = groups.len().div_ceil(4 * pool.threads()).max(1);
-    pool.for_each_chunk_mut(&mut groups, per_task, |t, chunk| {
+    pool.for_each_chunk_mut(groups, per_task, |t, chunk| {
         for (i, group) in chunk.iter_mut().enumerate() {
-            errors.keep(pack_group(kind, w, t * per_task + i, group));
+            let g = t * per_task + i;
+            // `pack_group` writes every row below `n`; rows past it (in the
+            // last group only) must be zero even if a previous, larger
+            // matrix left codes there.
+            if (g + 1) * COLS > w.n() {
+                group.codes.fill(0);
+                group.scales.fill(0.0);
+                group.offsets.fill(0.0);
+            }
+            errors.keep(pack_group(kind, w, g, group));
         }
     });
-    errors.into_result()?;
-    Ok(groups)
+    errors.into_result()
 }
 
-/// Eight rows of quantized x, each over all of k: codes, block scales
-/// `dx` and `dx * S` (rows past the end are zero rows).
+thread_local! {
+    /// The packed W of this thread's last integer prefill, kept so that the
+    /// next call reuses its buffers.
+    static PACKED: std::cell::RefCell<Vec<Group>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Eight rows of quantized x over all of k, packed per block so that a
+/// micro-kernel walks three arrays: codes `q[b][r][0..32]`, block scales
+/// `d[b][r]` and scaled code sums `ds[b][r] = dx * S` (rows past the end of
+/// x are zero).
 #[derive(Clone, Copy)]
 pub(crate) struct XTile<'a> {
-    pub(crate) q: [&'a [i8]; ROWS],
-    pub(crate) d: [&'a [f32]; ROWS],
-    pub(crate) ds: [&'a [f32]; ROWS],
+    pub(crate) q: &'a [i8],
+    pub(crate) d: &'a [f32],
+    pub(crate) ds: &'a [f32],
+}
+
+/// The storage behind an [`XTile`].
+#[derive(Default)]
+pub(crate) struct XTileBuf {
+    q: Vec<i8>,
+    d: Vec<f32>,
+    ds: Vec<f32>,
+}
+
+impl XTileBuf {
+    /// Packs rows `r0 .. r0 + 8` of `qx` (`ds`: `dx * S` per row block),
+    /// zero past `rows`.
+    fn pack(&mut self, qx: &QuantX, ds: &[f32], rows: usize, r0: usize) {
+        let blocks = qx.k / BLOCK;
+        self.q.clear();
+        self.q.resize(blocks * ROWS * BLOCK, 0);
+        self.d.clear();
+        self.d.resize(blocks * ROWS, 0.0);
+        self.ds.clear();
+        self.ds.resize(blocks * ROWS, 0.0);
+        for r in 0..ROWS.min(rows.saturating_sub(r0)) {
+            let row = r0 + r;
+            let q = &qx.q[row * qx.k..(row + 1) * qx.k];
+            for (b, src) in q.chunks_exact(BLOCK).enumerate() {
+                let at = (b * ROWS + r) * BLOCK;
+                // An element loop, not `copy_from_slice`: 32 bytes are two
+                // vector moves, not a call into memmove.
+                for (d, &v) in self.q[at..at + BLOCK].iter_mut().zip(src) {
+                    *d = v;
+                }
+                self.d[b * ROWS + r] = qx.d[row * blocks + b];
+                self.ds[b * ROWS + r] = ds[row * blocks + b];
+            }
+        }
+    }
+
+    fn tile(&self) -> XTile<'_> {
+        XTile {
+            q: &self.q,
+            d: &self.d,
+            ds: &self.ds,
+        }
+    }
 }
 
 /// Scalar twin of the micro-kernel: `out[r][c] = sum over blocks of
@@ -227,7 +292,8 @@ pub(crate) fn tile_scalar(group: &Group, blocks: usize, x: &XTile, out: &mut [[f
     for b in 0..blocks {
         let codes = &group.codes[b * GROUP_BLOCK_BYTES..(b + 1) * GROUP_BLOCK_BYTES];
         for (r, acc) in out.iter_mut().enumerate() {
-            let q = &x.q[r][b * BLOCK..(b + 1) * BLOCK];
+            let q = &x.q[(b * ROWS + r) * BLOCK..(b * ROWS + r + 1) * BLOCK];
+            let (d, ds) = (x.d[b * ROWS + r], x.ds[b * ROWS + r]);
             for (c, o) in acc.iter_mut().enumerate() {
                 let mut dot = 0i32;
                 for kg in 0..BLOCK / 4 {
@@ -237,7 +303,7 @@ pub(crate) fn tile_scalar(group: &Group, blocks: usize, x: &XTile, out: &mut [[f
                     }
                 }
                 let (s, off) = (group.scales[b * COLS + c], group.offsets[b * COLS + c]);
-                *o += (dot as f32 * (s * x.d[r][b])) + off * x.ds[r][b];
+                *o += (dot as f32 * (s * d)) + off * ds;
             }
         }
     }
@@ -275,22 +341,38 @@ pub(crate) fn prefill(
     w: &Weights,
     out: &mut [f32],
 ) -> Result<()> {
-    let (n, k) = (w.n(), w.k());
+    let k = w.k();
     if !k.is_multiple_of(BLOCK) {
         return Err(KernelError::BadShape {
             kernel: "matmul int8 prefill",
             reason: format!("k = {k} is not a multiple of {BLOCK}"),
         });
     }
+    PACKED.with_borrow_mut(|groups| prefill_packed(pool, kernel, kind, x, rows, w, out, groups))
+}
+
+/// [`prefill`] with the packed-W buffers to fill and use.
+#[allow(clippy::too_many_arguments)]
+fn prefill_packed(
+    pool: &ThreadPool,
+    kernel: TileKernel,
+    kind: Int8Kind,
+    x: &[f32],
+    rows: usize,
+    w: &Weights,
+    out: &mut [f32],
+    groups: &mut Vec<Group>,
+) -> Result<()> {
+    let (n, k) = (w.n(), w.k());
     let blocks = k / BLOCK;
-    let groups = pack(pool, kind, w)?;
+    pack(pool, kind, w, groups)?;
+    let groups = &groups[..];
     let qx = QuantX::new(x, rows, k, BLOCK, BLOCK);
     let ds: Vec<f32> =
         qx.d.iter()
             .zip(&qx.sums)
             .map(|(&d, &s)| d * s as f32)
             .collect();
-    let (zero_q, zero_f) = (vec![0i8; k], vec![0f32; blocks]);
     // W groups per chunk: half of L2 (codes, scales and offsets).
     let group_bytes = blocks * (GROUP_BLOCK_BYTES + 8 * COLS);
     let chunk_groups = (CacheSizes::detect().l2 / 2 / group_bytes).max(1);
@@ -298,35 +380,28 @@ pub(crate) fn prefill(
     pool.for_each_chunk_mut(out, rows_per_task * n, |task, out_rows| {
         let r0 = task * rows_per_task;
         let task_rows = out_rows.len() / n;
-        let row_of = |r: usize| -> (&[i8], &[f32], &[f32]) {
-            if r < task_rows {
-                let g = r0 + r;
-                (
-                    &qx.q[g * k..(g + 1) * k],
-                    &qx.d[g * blocks..(g + 1) * blocks],
-                    &ds[g * blocks..(g + 1) * blocks],
-                )
-            } else {
-                (&zero_q, &zero_f, &zero_f)
-            }
-        };
+        // This task's x, packed once per 8-row tile.
+        let tiles: Vec<XTileBuf> = (0..task_rows)
+            .step_by(ROWS)
+            .map(|rt| {
+                let mut buf = XTileBuf::default();
+                buf.pack(&qx, &ds, rows, r0 + rt);
+                buf
+            })
+            .collect();
         let mut tile = [[0f32; COLS]; ROWS];
         for (ci, chunk) in groups.chunks(chunk_groups).enumerate() {
-            for rt in (0..task_rows).step_by(ROWS) {
-                let tile_rows: [(&[i8], &[f32], &[f32]); ROWS] =
-                    std::array::from_fn(|i| row_of(rt + i));
-                let xt = XTile {
-                    q: tile_rows.map(|r| r.0),
-                    d: tile_rows.map(|r| r.1),
-                    ds: tile_rows.map(|r| r.2),
-                };
+            for (ti, xt) in tiles.iter().enumerate() {
+                let rt = ti * ROWS;
                 for (gi, group) in chunk.iter().enumerate() {
                     let j0 = (ci * chunk_groups + gi) * COLS;
-                    kernel.run(group, blocks, &xt, &mut tile);
+                    kernel.run(group, blocks, &xt.tile(), &mut tile);
                     let cols = COLS.min(n - j0);
                     for (i, t) in tile.iter().enumerate().take(task_rows - rt) {
                         let at = (rt + i) * n + j0;
-                        out_rows[at..at + cols].copy_from_slice(&t[..cols]);
+                        for (o, &v) in out_rows[at..at + cols].iter_mut().zip(t) {
+                            *o = v;
+                        }
                     }
                 }
             }
@@ -355,7 +430,8 @@ mod tests {
             let bytes = weights(format, n, k, 3);
             let w = Weights::new(format, &bytes, n, k).unwrap();
             let kind = Int8Kind::of(&w).expect("an int8 format");
-            let groups = pack(&pool, kind, &w).unwrap();
+            let mut groups = Vec::new();
+            pack(&pool, kind, &w, &mut groups).unwrap();
             let mut row = vec![0f32; k];
             for j in 0..n {
                 w.dequantize_row(SimdLevel::Scalar, j, 0, k, &mut row)
@@ -397,24 +473,15 @@ mod tests {
             scales: (0..blocks * COLS).map(|_| rng.normal() as f32).collect(),
             offsets: (0..blocks * COLS).map(|_| rng.normal() as f32).collect(),
         };
-        let q: Vec<Vec<i8>> = (0..ROWS)
-            .map(|_| {
-                (0..blocks * BLOCK)
-                    .map(|_| (rng.next_u64() % 255) as i8)
-                    .map(|v| v.max(-127))
-                    .collect()
-            })
+        let q: Vec<i8> = (0..blocks * ROWS * BLOCK)
+            .map(|_| ((rng.next_u64() % 255) as i8).max(-127))
             .collect();
-        let d: Vec<Vec<f32>> = (0..ROWS)
-            .map(|_| (0..blocks).map(|_| rng.normal() as f32).collect())
-            .collect();
-        let ds: Vec<Vec<f32>> = (0..ROWS)
-            .map(|_| (0..blocks).map(|_| rng.normal() as f32).collect())
-            .collect();
+        let d: Vec<f32> = (0..blocks * ROWS).map(|_| rng.normal() as f32).collect();
+        let ds: Vec<f32> = (0..blocks * ROWS).map(|_| rng.normal() as f32).collect();
         let x = XTile {
-            q: std::array::from_fn(|r| q[r].as_slice()),
-            d: std::array::from_fn(|r| d[r].as_slice()),
-            ds: std::array::from_fn(|r| ds[r].as_slice()),
+            q: &q,
+            d: &d,
+            ds: &ds,
         };
         let (mut want, mut got) = ([[0f32; COLS]; ROWS], [[0f32; COLS]; ROWS]);
         TileKernel::Scalar.run(&group, blocks, &x, &mut want);

@@ -548,12 +548,12 @@ pub(crate) fn int8_tile(
     x: &crate::matmul::int8_prefill::XTile,
     out: &mut [[f32; 16]; 8],
 ) {
-    use crate::matmul::int8_prefill::{BLOCK, COLS, GROUP_BLOCK_BYTES};
+    use crate::matmul::int8_prefill::{BLOCK, COLS, GROUP_BLOCK_BYTES, ROWS};
     let _ = t;
     assert!(group.codes.len() >= blocks * GROUP_BLOCK_BYTES);
     assert!(group.scales.len() >= blocks * COLS && group.offsets.len() >= blocks * COLS);
-    assert!(x.q.iter().all(|q| q.len() >= blocks * BLOCK));
-    assert!(x.d.iter().chain(&x.ds).all(|d| d.len() >= blocks));
+    assert!(x.q.len() >= blocks * ROWS * BLOCK);
+    assert!(x.d.len() >= blocks * ROWS && x.ds.len() >= blocks * ROWS);
     // SAFETY: the token proves AVX-512 F/BW/VNNI; the asserts above bound
     // every read the kernel makes (see `int8_tile_avx512`).
     unsafe { int8_tile_avx512(group, blocks, x, out) }
@@ -561,8 +561,8 @@ pub(crate) fn int8_tile(
 
 /// # Safety
 /// AVX-512 F/BW/VNNI must be available; `group` must hold `blocks` packed
-/// blocks with their scales and offsets, and every row of `x` `blocks`
-/// blocks of codes, scales and scaled sums.
+/// blocks with their scales and offsets, and `x` `blocks` packed blocks of
+/// 8 rows (codes, scales, scaled sums).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 unsafe fn int8_tile_avx512(
     group: &crate::matmul::int8_prefill::Group,
@@ -571,32 +571,45 @@ unsafe fn int8_tile_avx512(
     out: &mut [[f32; 16]; 8],
 ) {
     use crate::matmul::int8_prefill::{BLOCK, COLS, GROUP_BLOCK_BYTES, ROWS};
-    let codes = group.codes.as_ptr();
-    let xq: [*const i8; ROWS] = x.q.map(|q| q.as_ptr());
+    let (codes, scales, offsets) = (
+        group.codes.as_ptr(),
+        group.scales.as_ptr(),
+        group.offsets.as_ptr(),
+    );
+    let (xq, xd, xds) = (x.q.as_ptr(), x.d.as_ptr(), x.ds.as_ptr());
     let mut facc = [_mm512_setzero_ps(); ROWS];
     for b in 0..blocks {
+        // The reads below stay inside the asserted lengths because
+        // `b < blocks`.
+        // SAFETY: `b * 512 < blocks * 512 <= codes.len()`.
+        let wb = unsafe { codes.add(b * GROUP_BLOCK_BYTES) };
+        // SAFETY: `b * 256 < blocks * 256 <= x.q.len()`.
+        let qb = unsafe { xq.add(b * ROWS * BLOCK) };
         let mut acc = [_mm512_setzero_si512(); ROWS];
         for kg in 0..BLOCK / 4 {
-            // SAFETY: `b < blocks`, so the 64 bytes at
-            // `b * 512 + kg * 64` are inside `group.codes`.
-            let w = unsafe {
-                _mm512_loadu_si512(codes.add(b * GROUP_BLOCK_BYTES + kg * 4 * COLS).cast())
-            };
+            // SAFETY: 64 bytes at `wb + kg * 64`, `kg < 8`: inside block b.
+            let w = unsafe { _mm512_loadu_si512(wb.add(kg * 4 * COLS).cast()) };
             for (r, a) in acc.iter_mut().enumerate() {
-                // SAFETY: `b * 32 + kg * 4 + 4 <= blocks * 32`, inside row
-                // `r` of x; the read is unaligned.
-                let four = unsafe {
-                    std::ptr::read_unaligned(xq[r].add(b * BLOCK + kg * 4).cast::<i32>())
-                };
+                // SAFETY: 4 bytes at `qb + r * 32 + kg * 4` (`r < 8`,
+                // `kg < 8`) are inside block b of x; the read is unaligned.
+                let four =
+                    unsafe { std::ptr::read_unaligned(qb.add(r * BLOCK + kg * 4).cast::<i32>()) };
                 *a = _mm512_dpbusd_epi32(*a, w, _mm512_set1_epi32(four));
             }
         }
-        let s = load16_f32(&group.scales[b * COLS..]);
-        let o = load16_f32(&group.offsets[b * COLS..]);
+        // SAFETY: the 16 floats at `b * 16` of the scales and offsets.
+        let (s, o) = unsafe {
+            (
+                _mm512_loadu_ps(scales.add(b * COLS)),
+                _mm512_loadu_ps(offsets.add(b * COLS)),
+            )
+        };
         for (r, f) in facc.iter_mut().enumerate() {
-            let sd = _mm512_mul_ps(s, _mm512_set1_ps(x.d[r][b]));
+            // SAFETY: `b * 8 + r < blocks * 8 <= x.d.len(), x.ds.len()`.
+            let (d, ds) = unsafe { (*xd.add(b * ROWS + r), *xds.add(b * ROWS + r)) };
+            let sd = _mm512_mul_ps(s, _mm512_set1_ps(d));
             *f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r]), sd, *f);
-            *f = _mm512_fmadd_ps(o, _mm512_set1_ps(x.ds[r][b]), *f);
+            *f = _mm512_fmadd_ps(o, _mm512_set1_ps(ds), *f);
         }
     }
     for (dst, f) in out.iter_mut().zip(facc) {
