@@ -56,57 +56,57 @@ pub(crate) fn prefill(
     let (kc, mc, nc) = (t.kc, t.mc, t.nc);
     let errors = FirstError::default();
     let panel_len = kc * nc.min(n.div_ceil(NR) * NR);
-    let mut panel_buf = scratch::aligned_vec(panel_len);
-    let panel = scratch::line_aligned(&mut panel_buf, panel_len);
-    for jc in (0..n).step_by(nc) {
-        let slivers = nc.min(n - jc).div_ceil(NR);
-        for pc in (0..k).step_by(kc) {
-            let kcb = kc.min(k - pc);
-            let sliver_len = kcb * NR;
-            // B panel [slivers][kcb][NR], packed in parallel.
-            let per_task = slivers.div_ceil(2 * pool.threads()).max(1);
-            let b = &mut panel[..slivers * sliver_len];
-            pool.for_each_chunk_mut(b, per_task * sliver_len, |task, chunk| {
-                for (s, sliver) in chunk.chunks_exact_mut(sliver_len).enumerate() {
-                    let j0 = jc + (task * per_task + s) * NR;
-                    errors.keep(pack_b(level, w, j0, pc, kcb, sliver));
-                }
-            });
-            let b = &panel[..slivers * sliver_len];
-            // out rows [ic, ic + mc) x all n columns: one task each.
-            pool.for_each_chunk_mut(out, mc * n, |ib, out_rows| {
-                let mcb = out_rows.len() / n;
-                let a_slivers = mcb.div_ceil(MR);
-                scratch::with_pack(a_slivers * MR * kcb, |a| {
-                    pack_a(x, k, ib * mc, mcb, pc, kcb, a);
-                    let a_len = MR * kcb;
-                    let mut s = 0;
-                    while s < slivers {
-                        let j = jc + s * NR;
-                        // Two B slivers at once where the wide kernels run.
-                        let wide = simd.is_wide() && s + 1 < slivers;
-                        let width = if wide { 2 * NR } else { NR };
-                        let bs = &b[s * sliver_len..(s + width / NR) * sliver_len];
-                        let mut ir = 0;
-                        while ir < a_slivers {
-                            // And two A slivers (12 rows) when both B are.
-                            let height = if wide && ir + 1 < a_slivers { 2 } else { 1 };
-                            let tile = Tile {
-                                offset: ir * MR * n + j,
-                                ldc: n,
-                                m: (height * MR).min(mcb - ir * MR),
-                                n: width.min(n - j),
-                            };
-                            let asl = &a[ir * a_len..(ir + height) * a_len];
-                            micro(simd, kcb, asl, bs, out_rows, tile, pc > 0);
-                            ir += height;
-                        }
-                        s += width / NR;
+    scratch::with_panel(panel_len, |panel| {
+        for jc in (0..n).step_by(nc) {
+            let slivers = nc.min(n - jc).div_ceil(NR);
+            for pc in (0..k).step_by(kc) {
+                let kcb = kc.min(k - pc);
+                let sliver_len = kcb * NR;
+                // B panel [slivers][kcb][NR], packed in parallel.
+                let per_task = slivers.div_ceil(2 * pool.threads()).max(1);
+                let b = &mut panel[..slivers * sliver_len];
+                pool.for_each_chunk_mut(b, per_task * sliver_len, |task, chunk| {
+                    for (s, sliver) in chunk.chunks_exact_mut(sliver_len).enumerate() {
+                        let j0 = jc + (task * per_task + s) * NR;
+                        errors.keep(pack_b(level, w, j0, pc, kcb, sliver));
                     }
                 });
-            });
+                let b = &panel[..slivers * sliver_len];
+                // out rows [ic, ic + mc) x all n columns: one task each.
+                pool.for_each_chunk_mut(out, mc * n, |ib, out_rows| {
+                    let mcb = out_rows.len() / n;
+                    let a_slivers = mcb.div_ceil(MR);
+                    scratch::with_pack(a_slivers * MR * kcb, |a| {
+                        pack_a(x, k, ib * mc, mcb, pc, kcb, a);
+                        let a_len = MR * kcb;
+                        let mut s = 0;
+                        while s < slivers {
+                            let j = jc + s * NR;
+                            // Two B slivers at once where the wide kernels run.
+                            let wide = simd.is_wide() && s + 1 < slivers;
+                            let width = if wide { 2 * NR } else { NR };
+                            let bs = &b[s * sliver_len..(s + width / NR) * sliver_len];
+                            let mut ir = 0;
+                            while ir < a_slivers {
+                                // And two A slivers (12 rows) when both B are.
+                                let height = if wide && ir + 1 < a_slivers { 2 } else { 1 };
+                                let tile = Tile {
+                                    offset: ir * MR * n + j,
+                                    ldc: n,
+                                    m: (height * MR).min(mcb - ir * MR),
+                                    n: width.min(n - j),
+                                };
+                                let asl = &a[ir * a_len..(ir + height) * a_len];
+                                micro(simd, kcb, asl, bs, out_rows, tile, pc > 0);
+                                ir += height;
+                            }
+                            s += width / NR;
+                        }
+                    });
+                });
+            }
         }
-    }
+    });
     errors.into_result()
 }
 

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 thread_local! {
     static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PANEL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Floats per cache line: packed panels start on a line so that no vector
@@ -19,10 +20,18 @@ pub(crate) fn line_aligned(v: &mut [f32], len: usize) -> &mut [f32] {
     &mut v[skip..skip + len]
 }
 
-/// A zeroed buffer with room for `len` floats from a 64-byte boundary
-/// (cut it with [`line_aligned`]).
-pub(crate) fn aligned_vec(len: usize) -> Vec<f32> {
-    vec![0f32; len + LINE - 1]
+/// Runs `f` with this thread's B-panel buffer (the prefill GEMM's shared
+/// packed panel, filled by the pool's threads), `len` floats from a 64-byte
+/// boundary (contents unspecified). Kept across calls: a fresh multi-MiB
+/// allocation per call cost a page fault and a page clear per 4 KiB, a
+/// fifth of a 512 x 4096 x 4096 prefill in a profile.
+pub(crate) fn with_panel<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    PANEL.with_borrow_mut(|v| {
+        if v.len() < len + LINE - 1 {
+            v.resize(len + LINE - 1, 0.0);
+        }
+        f(line_aligned(v, len))
+    })
 }
 
 /// Runs `f` with this thread's packing buffer, grown to at least `len`
