@@ -27,10 +27,14 @@
 //! rows: per block, the 32 codes of each of the 16 rows as 8 groups of 4
 //! bytes, interleaved `[k-group][row][4 bytes]` (512 bytes), so one 64-byte
 //! load feeds `vpdpbusd` for 16 outputs at once, plus 16 scales and 16
-//! offsets. A micro-tile is 8 rows of x by 16 outputs over all of k (8 i32
-//! and 8 f32 accumulators). Tasks own contiguous row ranges of `out`; each
-//! walks the W groups in chunks that fit half of L2 and, per chunk, every
-//! 8-row tile of its rows.
+//! offsets. The packed buffers stay with the calling thread for the next
+//! call (no page faults on reuse; the cost is holding the largest packed W
+//! seen, about 1.25x its Q4 size). Packing once at model load instead is
+//! the next step. x is quantized once and packed per 8-row tile
+//! (`[block][row][32]` codes, `[block][row]` scales). A micro-tile is 8
+//! rows of x by 16 outputs over all of k (8 i32 and 8 f32 accumulators).
+//! Tasks own contiguous row ranges of `out`; each walks the W groups in
+//! chunks that fit half of L2 and, per chunk, every 8-row tile of its rows.
 
 use exodus_numerics::gguf::GgufBlockType;
 use exodus_numerics::mx::MxElement;
