@@ -129,7 +129,8 @@ fn pack_a(x: &[f32], k: usize, i0: usize, mcb: usize, pc: usize, kcb: usize, a: 
 }
 
 /// Packs `W[j0 .. j0 + nr, pc .. pc + kcb]`, dequantized, as a sliver
-/// `[p][j]` (`B = Wᵀ`), zero-padding rows past `n`.
+/// `[p][j]` (`B = Wᵀ`), zero-padding rows past `n`: the 16 rows are
+/// dequantized side by side, then transposed into the sliver.
 fn pack_b(
     level: SimdLevel,
     w: &Weights,
@@ -138,19 +139,31 @@ fn pack_b(
     kcb: usize,
     sliver: &mut [f32],
 ) -> Result<()> {
-    scratch::with_row(kcb, |row| {
-        for jj in 0..NR {
+    scratch::with_row(NR * kcb, |rows| {
+        for (jj, row) in rows.chunks_exact_mut(kcb).enumerate() {
             if j0 + jj < w.n() {
                 w.dequantize_row(level, j0 + jj, pc, pc + kcb, row)?;
-                for (p, &v) in row.iter().enumerate() {
-                    sliver[p * NR + jj] = v;
-                }
             } else {
-                (0..kcb).for_each(|p| sliver[p * NR + jj] = 0.0);
+                row.fill(0.0);
             }
         }
+        transpose_16(Simd::new(level), rows, kcb, sliver);
         Ok(())
     })
+}
+
+/// `sliver[p * 16 + j] = rows[j * kcb + p]`: 16 rows of B into a sliver.
+fn transpose_16(simd: Simd, rows: &[f32], kcb: usize, sliver: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = simd.avx2() {
+        return gemm::transpose_16(t, rows, kcb, sliver);
+    }
+    let _ = simd;
+    for (p, dst) in sliver.chunks_exact_mut(NR).take(kcb).enumerate() {
+        for (j, d) in dst.iter_mut().enumerate() {
+            *d = rows[j * kcb + p];
+        }
+    }
 }
 
 impl Simd {

@@ -102,3 +102,93 @@ fn fma_probe_avx2(iters: usize, seed: f32) -> f32 {
     }
     super::fdot::hsum(s)
 }
+
+/// `sliver[p * 16 + j] = rows[j * kc + p]` for `j < 16`, `p < kc`: the 16
+/// dequantized rows of W (`rows`, row-major `[16][kc]`) transposed into a
+/// packed B sliver, 8x8 blocks at a time through registers (the scalar
+/// scatter it replaces wrote one float per cache line and took a fifth of
+/// a 7B-shape prefill). The last `kc % 8` columns go one by one.
+///
+/// Panics if `rows` or `sliver` is shorter than `16 * kc` (an internal
+/// bug).
+pub(crate) fn transpose_16(t: Avx2, rows: &[f32], kc: usize, sliver: &mut [f32]) {
+    let _ = t;
+    let (rows, sliver) = (&rows[..NR * kc], &mut sliver[..NR * kc]);
+    // SAFETY: the token proves AVX2; both slices hold 16 * kc floats,
+    // which bounds every access (see `transpose_16_avx2`).
+    unsafe { transpose_16_avx2(rows, kc, sliver) }
+}
+
+/// # Safety
+/// AVX2 must be available; `rows` and `sliver` must hold `16 * kc` floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn transpose_16_avx2(rows: &[f32], kc: usize, sliver: &mut [f32]) {
+    let (src, dst) = (rows.as_ptr(), sliver.as_mut_ptr());
+    let full = kc / 8 * 8;
+    for p in (0..full).step_by(8) {
+        for jb in (0..NR).step_by(8) {
+            // SAFETY: rows `jb..jb + 8` (< 16), columns `p..p + 8` (<= kc).
+            let r: [__m256; 8] =
+                std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src.add((jb + i) * kc + p)) });
+            // 8x8 transpose: interleave pairs, then quads, then halves.
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let out = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (i, v) in out.into_iter().enumerate() {
+                // SAFETY: `(p + i) * 16 + jb + 0..8 < 16 * kc`.
+                unsafe { _mm256_storeu_ps(dst.add((p + i) * NR + jb), v) };
+            }
+        }
+    }
+    for p in full..kc {
+        for j in 0..NR {
+            sliver[p * NR + j] = rows[j * kc + p];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exodus_numerics::cpu::SimdLevel;
+
+    #[test]
+    fn transpose_16_matches_the_definition() {
+        let Some(t) = Avx2::new(SimdLevel::Avx2) else {
+            return;
+        };
+        for kc in [1usize, 7, 8, 9, 16, 37, 279] {
+            let rows: Vec<f32> = (0..NR * kc).map(|i| i as f32).collect();
+            let mut got = vec![f32::NAN; NR * kc];
+            transpose_16(t, &rows, kc, &mut got);
+            for p in 0..kc {
+                for j in 0..NR {
+                    assert_eq!(got[p * NR + j], rows[j * kc + p], "kc {kc} p {p} j {j}");
+                }
+            }
+        }
+    }
+}
