@@ -18,10 +18,11 @@
 //!
 //! SIMD levels (`exodus_numerics::cpu::SimdLevel`): AVX2 covers every
 //! kernel; AVX-512 has its own matmul kernels (VNNI int8 dots for Q8_0 /
-//! Q4_0 / Q4_1, E4M3 dots, a 12x32 GEMM micro-kernel) and runs the AVX2
-//! code elsewhere; NEON covers the matmul (every row-dot kernel and the 6x16
-//! GEMM micro-kernel), rms_norm, silu, swiglu and add/mul/scale so far, and
-//! attention and the other ops run their scalar paths on aarch64.
+//! Q4_0 / Q4_1, E4M3 dots, a 12x32 GEMM micro-kernel, a VNNI integer
+//! prefill GEMM for the 4- and 8-bit formats) and runs the AVX2
+//! code elsewhere; NEON covers every kernel too: the matmul (every row-dot
+//! kernel and the 6x16 GEMM micro-kernel), the ops (norms, rope, softmax,
+//! activations, elementwise, argmax/top-k) and the attention fold.
 
 pub mod attention;
 pub mod bench;

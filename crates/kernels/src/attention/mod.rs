@@ -11,12 +11,14 @@
 //!   sum, as in FlashAttention), decoding each block's rows into a small
 //!   f32 scratch; tasks are (sequence, KV head) pairs on the thread pool.
 //!
-//! The scalar fold is the reference; the AVX2 fold is tested against a
-//! naive f64 attention in `tests/attention*.rs`.
+//! The scalar fold is the reference; the AVX2 and NEON folds are tested
+//! against a naive f64 attention in `tests/attention*.rs`.
 
 mod cache;
 mod format;
 mod kernel;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod online;
 #[cfg(target_arch = "x86_64")]
 mod x86;

@@ -5,14 +5,14 @@
 //! softmax), honouring causality: query `i` at position `start_pos + i`
 //! sees keys `0 ..= start_pos + i`.
 //!
-//! The per-block fold has a scalar reference here and an AVX2 twin in
-//! `attention::x86`.
+//! The per-block fold has a scalar reference here, an AVX2 twin in
+//! `attention::x86` and a NEON twin in `attention::neon`.
 
 use exodus_numerics::cpu::SimdLevel;
 
 use super::cache::{KvPart, KvView};
 use crate::error::Result;
-use crate::ops::dispatch::path;
+use crate::ops::dispatch::{path, Path};
 
 /// Running softmax state of one (query token, query head).
 #[derive(Debug, Clone, Copy)]
@@ -109,8 +109,10 @@ impl Task<'_> {
         let mut scores = vec![0f32; bs.next_multiple_of(8)];
         let fold = match path(self.level) {
             #[cfg(target_arch = "x86_64")]
-            crate::ops::dispatch::Path::Avx2 => super::x86::fold,
-            _ => fold_scalar,
+            Path::Avx2 => super::x86::fold,
+            #[cfg(target_arch = "aarch64")]
+            Path::Neon => super::neon::fold,
+            Path::Scalar => fold_scalar,
         };
 
         let end = self.start_pos + self.n_q;

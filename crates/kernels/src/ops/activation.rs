@@ -71,6 +71,10 @@ pub fn gelu_with(level: SimdLevel, x: &[f32], out: &mut [f32], approx: GeluAppro
         (Path::Avx2, GeluApprox::Tanh) => super::x86::gelu_tanh(x, out),
         #[cfg(target_arch = "x86_64")]
         (Path::Avx2, GeluApprox::Erf) => super::x86::gelu_erf(x, out),
+        #[cfg(target_arch = "aarch64")]
+        (Path::Neon, GeluApprox::Tanh) => super::neon::gelu_tanh(x, out),
+        #[cfg(target_arch = "aarch64")]
+        (Path::Neon, GeluApprox::Erf) => super::neon::gelu_erf(x, out),
         (_, GeluApprox::Tanh) => {
             for (o, &v) in out.iter_mut().zip(x) {
                 let v = v as f64;

@@ -10,8 +10,8 @@
 //!   (so `EXODUS_FORCE_SCALAR=1` pins it to the scalar path), and
 //!   `op_with(level, ..)` for tests and benchmarks;
 //! - the scalar path is the reference; the SIMD paths (AVX2+FMA in `x86`,
-//!   NEON in `neon` for the simple ops) are tested against it, and a level
-//!   without a kernel for an op runs the scalar path;
+//!   NEON in `neon`, the same kernels four lanes wide) are tested against
+//!   it, and a level without a kernel for an op runs the scalar path;
 //! - the kernels are single-threaded; [`parallel`] splits row-wise ones
 //!   into bands of rows on the crate's thread pool.
 

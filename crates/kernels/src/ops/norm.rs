@@ -2,7 +2,8 @@
 //! `[rows, dim]` tensor.
 //!
 //! The scalar references accumulate the statistics in f64; the SIMD paths
-//! accumulate in f32 over eight lanes (relative difference ~1e-6).
+//! accumulate in f32 over eight (AVX2) or four (NEON) lanes (relative
+//! difference ~1e-6).
 
 use exodus_numerics::cpu::{self, SimdLevel};
 
@@ -124,7 +125,7 @@ pub fn layer_norm_with(
             #[cfg(target_arch = "x86_64")]
             Path::Avx2 => super::x86::layer_norm_row(x, weight, bias, out, eps),
             #[cfg(target_arch = "aarch64")]
-            Path::Neon => layer_norm_row_scalar(x, weight, bias, out, eps),
+            Path::Neon => super::neon::layer_norm_row(x, weight, bias, out, eps),
             Path::Scalar => layer_norm_row_scalar(x, weight, bias, out, eps),
         }
     }

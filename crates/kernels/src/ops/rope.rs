@@ -113,7 +113,7 @@ pub fn rope_with(
             #[cfg(target_arch = "x86_64")]
             Path::Avx2 => super::x86::rope_row(&table, x),
             #[cfg(target_arch = "aarch64")]
-            Path::Neon => rope_row_scalar(&table, x),
+            Path::Neon => super::neon::rope_row(&table, x),
             Path::Scalar => rope_row_scalar(&table, x),
         }
     }

@@ -43,7 +43,7 @@ pub fn argmax_with(
             #[cfg(target_arch = "x86_64")]
             Path::Avx2 => super::x86::argmax_row(row),
             #[cfg(target_arch = "aarch64")]
-            Path::Neon => argmax_row_scalar(row),
+            Path::Neon => super::neon::argmax_row(row),
             Path::Scalar => argmax_row_scalar(row),
         } as u32;
     }
@@ -110,7 +110,7 @@ pub fn top_k_with(
             #[cfg(target_arch = "x86_64")]
             Path::Avx2 => super::x86::top_k_row(row, &mut best),
             #[cfg(target_arch = "aarch64")]
-            Path::Neon => best.extend(row, 0),
+            Path::Neon => super::neon::top_k_row(row, &mut best),
             Path::Scalar => best.extend(row, 0),
         }
         for ((i, v), e) in idx.iter_mut().zip(val.iter_mut()).zip(&best.items) {

@@ -30,7 +30,7 @@ pub fn softmax_with(level: SimdLevel, x: &mut [f32], rows: usize, cols: usize) -
             #[cfg(target_arch = "x86_64")]
             Path::Avx2 => super::x86::softmax_row(row),
             #[cfg(target_arch = "aarch64")]
-            Path::Neon => softmax_row_scalar(row),
+            Path::Neon => super::neon::softmax_row(row),
             Path::Scalar => softmax_row_scalar(row),
         }
     }
