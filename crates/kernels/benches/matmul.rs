@@ -21,7 +21,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use exodus_kernels::matmul::{fma_probe, fma_probe_flops_per_round, matmul_with, tiling_for};
+use exodus_kernels::matmul::{
+    fma_probe, fma_probe_flops_per_round, matmul_prepacked, matmul_with, tiling_for, PackedWeights,
+};
 use exodus_kernels::tiling::CacheSizes;
 use exodus_kernels::{ThreadPool, Weights};
 use exodus_numerics::cpu::{self, SimdLevel};
@@ -244,8 +246,8 @@ fn main() {
         peak / 1e9
     );
     println!(
-        "{:>6} {:>6} {:>6} {:>10} {:>10} {:>7}",
-        "rows", "n", "k", "min GF/s", "med GF/s", "ratio"
+        "{:>6} {:>6} {:>6} {:>10} {:>10} {:>7} {:>12} {:>12}",
+        "rows", "n", "k", "min GF/s", "med GF/s", "ratio", "packed GF/s", "packed ratio"
     );
     let mut prefill = Vec::new();
     let rows = 512;
@@ -267,23 +269,45 @@ fn main() {
                 .expect("bench matmul");
             black_box(&mut out);
         });
+        // The same GEMM with W packed once beforehand, as a model would
+        // keep it (PackedWeights): no B packing in the timed calls.
+        let packed = PackedWeights::new(&pool, level, &tiling, &w).expect("pack");
+        let (pmin, pmed) = time(repeats.min(7), || {
+            matmul_prepacked(
+                &pool,
+                level,
+                &tiling,
+                black_box(&x),
+                rows,
+                &w,
+                &packed,
+                &mut out,
+            )
+            .expect("bench matmul");
+            black_box(&mut out);
+        });
         let flops = 2.0 * (rows * n * k) as f64;
         let gf = |t: Duration| flops / t.as_secs_f64() / 1e9;
         let ratio = gf(min) * 1e9 / peak;
+        let pratio = gf(pmin) * 1e9 / peak;
         println!(
-            "{:>6} {:>6} {:>6} {:>10.1} {:>10.1} {:>7.2}",
+            "{:>6} {:>6} {:>6} {:>10.1} {:>10.1} {:>7.2} {:>12.1} {:>12.2}",
             rows,
             n,
             k,
             gf(min),
             gf(med),
-            ratio
+            ratio,
+            gf(pmin),
+            pratio
         );
         prefill.push(json!({
             "format": "f32", "rows": rows, "n": n, "k": k,
             "tiling": format!("{tiling:?}"),
             "min_s": min.as_secs_f64(), "median_s": med.as_secs_f64(),
             "gflops_min": gf(min), "gflops_median": gf(med), "ratio_vs_fma_peak": ratio,
+            "prepacked_min_s": pmin.as_secs_f64(), "prepacked_median_s": pmed.as_secs_f64(),
+            "prepacked_gflops_min": gf(pmin), "prepacked_ratio_vs_fma_peak": pratio,
         }));
     }
 

@@ -214,3 +214,72 @@ fn one_and_two_threads_agree_exactly() {
         }
     }
 }
+
+#[test]
+fn prepacked_weights_give_the_same_bits_and_refuse_a_mismatch() {
+    use exodus_kernels::matmul::{matmul_prepacked, PackedWeights};
+    use exodus_kernels::KernelError;
+    let pool = ThreadPool::new(2);
+    let mut rng = SplitMix64::new(21);
+    for &kind in &["f32", "bf16", "q4_1", "q4_k", "mxfp4", "fp8-block128"] {
+        let (rows, n, k) = (37, 45, 512);
+        let owned = make(kind, n, k, 8);
+        let w = owned.weights(n, k);
+        let x = normal(&mut rng, rows * k);
+        for level in SimdLevel::supported() {
+            for regime in [Regime::Prefill, Regime::Decode] {
+                let tiling = Tiling {
+                    regime,
+                    ..tiling_for(rows, &w, 2)
+                };
+                let packed = PackedWeights::new(&pool, level, &tiling, &w).unwrap();
+                assert!(packed.bytes() > 0);
+                let mut want = vec![0f32; rows * n];
+                let mut got = vec![f32::NAN; rows * n];
+                matmul_with(&pool, level, &tiling, &x, rows, &w, &mut want).unwrap();
+                matmul_prepacked(&pool, level, &tiling, &x, rows, &w, &packed, &mut got).unwrap();
+                let same = want
+                    .iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{kind} {} {regime:?}", level.name());
+            }
+        }
+        // A pack for another tiling, level or matrix is refused.
+        let tiling = tiling_for(rows, &w, 2);
+        let packed = PackedWeights::new(&pool, SimdLevel::Scalar, &tiling, &w).unwrap();
+        let mut out = vec![0f32; rows * n];
+        let other_kc = Tiling {
+            kc: tiling.kc + 256,
+            ..tiling
+        };
+        let level = SimdLevel::supported().into_iter().last().unwrap();
+        for (t, l) in [(other_kc, SimdLevel::Scalar), (tiling, level)] {
+            if (t.kc, l) == (tiling.kc, SimdLevel::Scalar) {
+                continue;
+            }
+            let err = matmul_prepacked(&pool, l, &t, &x, rows, &w, &packed, &mut out);
+            assert!(
+                matches!(err, Err(KernelError::BadShape { .. })),
+                "{kind}: {err:?}"
+            );
+        }
+        let small = make(kind, n - 1, k, 9);
+        let ws = small.weights(n - 1, k);
+        let mut out = vec![0f32; rows * (n - 1)];
+        let err = matmul_prepacked(
+            &pool,
+            SimdLevel::Scalar,
+            &tiling,
+            &x,
+            rows,
+            &ws,
+            &packed,
+            &mut out,
+        );
+        assert!(
+            matches!(err, Err(KernelError::BadShape { .. })),
+            "{kind}: {err:?}"
+        );
+    }
+}

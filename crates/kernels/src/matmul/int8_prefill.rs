@@ -367,10 +367,22 @@ fn prefill_packed(
     out: &mut [f32],
     groups: &mut Vec<Group>,
 ) -> Result<()> {
+    pack(pool, kind, w, groups)?;
+    prefill_groups(pool, kernel, x, rows, w, out, groups)
+}
+
+/// The integer GEMM against W already packed into `groups` ([`pack`]).
+pub(crate) fn prefill_groups(
+    pool: &ThreadPool,
+    kernel: TileKernel,
+    x: &[f32],
+    rows: usize,
+    w: &Weights,
+    out: &mut [f32],
+    groups: &[Group],
+) -> Result<()> {
     let (n, k) = (w.n(), w.k());
     let blocks = k / BLOCK;
-    pack(pool, kind, w, groups)?;
-    let groups = &groups[..];
     let qx = QuantX::new(x, rows, k, BLOCK, BLOCK);
     let ds: Vec<f32> =
         qx.d.iter()

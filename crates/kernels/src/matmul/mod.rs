@@ -48,6 +48,7 @@ mod int8_prefill;
 #[cfg(target_arch = "aarch64")]
 #[allow(unsafe_code)]
 mod neon;
+mod packed;
 mod prefill;
 mod quant_x;
 mod reference;
@@ -59,6 +60,7 @@ mod x86;
 
 use exodus_numerics::cpu::{self, SimdLevel};
 
+pub use packed::{matmul_prepacked, PackedWeights};
 pub use reference::matmul_reference;
 pub use weights::Weights;
 

@@ -45,33 +45,121 @@ pub(crate) fn prefill(
     w: &Weights,
     out: &mut [f32],
 ) -> Result<()> {
-    let (n, k) = (w.n(), w.k());
-    debug_assert_eq!((x.len(), out.len()), (rows * k, rows * n));
-    let simd = Simd::new(level);
     #[cfg(target_arch = "x86_64")]
-    if let (Simd::Avx512(t), Some(kind)) = (simd, int8_prefill::Int8Kind::of(w)) {
+    if let (Simd::Avx512(t), Some(kind)) = (Simd::new(level), int8_prefill::Int8Kind::of(w)) {
         let kernel = int8_prefill::TileKernel::Vnni(t);
         return int8_prefill::prefill(pool, kernel, kind, x, rows, w, out);
     }
+    prefill_f32(pool, level, t, x, rows, w, out, Panels::PackEachCall)
+}
+
+/// Where the f32 GEMM gets its B panels.
+#[derive(Clone, Copy)]
+pub(crate) enum Panels<'a> {
+    /// Dequantize and pack each panel of W on this call.
+    PackEachCall,
+    /// Every panel, packed before ([`pack_all`]) with the same `kc` and
+    /// `nc`, in the loop order (`jc` outer, `pc` inner).
+    Packed(&'a [f32]),
+}
+
+/// Packs every B panel of `w` for the tiling's `kc` and `nc`, in the order
+/// [`prefill_f32`] reads them: `4 * n * k` bytes (rounded up to whole
+/// slivers).
+pub(crate) fn pack_all(
+    pool: &ThreadPool,
+    level: SimdLevel,
+    t: &Tiling,
+    w: &Weights,
+) -> Result<Vec<f32>> {
+    let (n, k) = (w.n(), w.k());
+    let mut all = vec![0f32; n.div_ceil(NR) * NR * k];
+    let errors = FirstError::default();
+    let mut offset = 0;
+    for jc in (0..n).step_by(t.nc) {
+        let slivers = t.nc.min(n - jc).div_ceil(NR);
+        for pc in (0..k).step_by(t.kc) {
+            let kcb = t.kc.min(k - pc);
+            let len = slivers * kcb * NR;
+            pack_panel(
+                pool,
+                level,
+                w,
+                jc,
+                pc,
+                kcb,
+                &mut all[offset..offset + len],
+                &errors,
+            );
+            offset += len;
+        }
+    }
+    errors.into_result()?;
+    Ok(all)
+}
+
+/// Packs the panel `W[jc.., pc .. pc + kcb]` into `b` (`[slivers][kcb][NR]`),
+/// slivers spread over the pool.
+#[allow(clippy::too_many_arguments)]
+fn pack_panel(
+    pool: &ThreadPool,
+    level: SimdLevel,
+    w: &Weights,
+    jc: usize,
+    pc: usize,
+    kcb: usize,
+    b: &mut [f32],
+    errors: &FirstError,
+) {
+    let sliver_len = kcb * NR;
+    let slivers = b.len() / sliver_len;
+    let per_task = slivers.div_ceil(2 * pool.threads()).max(1);
+    pool.for_each_chunk_mut(b, per_task * sliver_len, |task, chunk| {
+        for (s, sliver) in chunk.chunks_exact_mut(sliver_len).enumerate() {
+            let j0 = jc + (task * per_task + s) * NR;
+            errors.keep(pack_b(level, w, j0, pc, kcb, sliver));
+        }
+    });
+}
+
+/// The f32 GEMM (every format, W dequantized into the B panels).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prefill_f32(
+    pool: &ThreadPool,
+    level: SimdLevel,
+    t: &Tiling,
+    x: &[f32],
+    rows: usize,
+    w: &Weights,
+    out: &mut [f32],
+    panels: Panels,
+) -> Result<()> {
+    let (n, k) = (w.n(), w.k());
+    debug_assert_eq!((x.len(), out.len()), (rows * k, rows * n));
+    let simd = Simd::new(level);
     let (kc, mc, nc) = (t.kc, t.mc, t.nc);
     let errors = FirstError::default();
-    let panel_len = kc * nc.min(n.div_ceil(NR) * NR);
+    let panel_len = match panels {
+        Panels::PackEachCall => kc * nc.min(n.div_ceil(NR) * NR),
+        Panels::Packed(_) => 0,
+    };
+    let mut offset = 0;
     scratch::with_panel(panel_len, |panel| {
         for jc in (0..n).step_by(nc) {
             let slivers = nc.min(n - jc).div_ceil(NR);
             for pc in (0..k).step_by(kc) {
                 let kcb = kc.min(k - pc);
                 let sliver_len = kcb * NR;
-                // B panel [slivers][kcb][NR], packed in parallel.
-                let per_task = slivers.div_ceil(2 * pool.threads()).max(1);
-                let b = &mut panel[..slivers * sliver_len];
-                pool.for_each_chunk_mut(b, per_task * sliver_len, |task, chunk| {
-                    for (s, sliver) in chunk.chunks_exact_mut(sliver_len).enumerate() {
-                        let j0 = jc + (task * per_task + s) * NR;
-                        errors.keep(pack_b(level, w, j0, pc, kcb, sliver));
+                let len = slivers * sliver_len;
+                let b: &[f32] = match panels {
+                    Panels::PackEachCall => {
+                        let b = &mut panel[..len];
+                        pack_panel(pool, level, w, jc, pc, kcb, b, &errors);
+                        b
                     }
-                });
-                let b = &panel[..slivers * sliver_len];
+                    Panels::Packed(all) => &all[offset..offset + len],
+                };
+                offset += len;
                 // out rows [ic, ic + mc) x all n columns: one task each.
                 pool.for_each_chunk_mut(out, mc * n, |ib, out_rows| {
                     let mcb = out_rows.len() / n;
