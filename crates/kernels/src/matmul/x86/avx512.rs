@@ -26,6 +26,7 @@ use std::arch::x86_64::*;
 
 use exodus_numerics::cpu::SimdLevel;
 
+use super::fdot::prefetch_next_row;
 use super::{fdot, idot, Avx2};
 use crate::matmul::quant_x::XRow;
 use crate::tiling::{MR, NR};
@@ -143,6 +144,7 @@ fn q8_0_avx512(t: Avx512, w: &[u8], x: XRow) -> f32 {
         .zip(x.q.chunks_exact(64))
         .zip(x.d.chunks_exact(2))
     {
+        prefetch_next_row(w.len(), b);
         let wq = join(fdot::load32(&b[2..]), fdot::load32(&b[36..]));
         let s = dot_i8(wq, load64_i8(xq));
         let d = pair_ps(f16_at(b, 0) * xd[0], f16_at(b, 34) * xd[1]);
@@ -171,6 +173,7 @@ fn q4_0_avx512(t: Avx512, w: &[u8], x: XRow) -> f32 {
         .zip(x.d.chunks_exact(2))
         .zip(x.sums.chunks_exact(2))
     {
+        prefetch_next_row(w.len(), b);
         let s = _mm512_dpbusd_epi32(
             _mm512_setzero_si512(),
             nibbles_pair(&b[2..], &b[20..]),
@@ -203,6 +206,7 @@ fn q4_1_avx512(t: Avx512, w: &[u8], x: XRow) -> f32 {
         .zip(x.d.chunks_exact(2))
         .zip(x.sums.chunks_exact(2))
     {
+        prefetch_next_row(w.len(), b);
         // d0 m0 d1 m1 in one conversion (bytes 0..4 and 20..24).
         let dm = _mm_cvtph_ps(_mm_set_epi32(
             0,
@@ -287,6 +291,7 @@ fn e4m3_row_avx512(t: Avx512, codes: &[u8], x: &[f32]) -> f32 {
     let mut wc = codes.chunks_exact(64);
     let mut xc = x.chunks_exact(64);
     for (wb, xb) in (&mut wc).zip(&mut xc) {
+        prefetch_next_row(codes.len(), wb);
         let Some(w) = e4m3x64(load64(wb)) else {
             // Any NaN weight makes the dot NaN.
             return f32::NAN;
@@ -321,6 +326,7 @@ fn e4m3_tiled_row_avx512(t: Avx512, codes: &[u8], x: &[f32], tile: usize, scales
         let mut wc = wt.chunks_exact(64);
         let mut xc = xt.chunks_exact(64);
         for (wb, xb) in (&mut wc).zip(&mut xc) {
+            prefetch_next_row(codes.len(), wb);
             let Some(w) = e4m3x64(load64(wb)) else {
                 return f32::NAN;
             };

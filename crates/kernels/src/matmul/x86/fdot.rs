@@ -40,6 +40,18 @@ pub(crate) fn load16(b: &[u8]) -> __m128i {
     unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
 }
 
+/// Starts loading the byte `row_len` past `at`: the same place of the next
+/// W row, since the decode walks W row by row and rows are stored one after
+/// another. The hardware prefetchers stop at every 4 KiB page, which a 7B
+/// row crosses every 1-4 KiB; asking for the next row a row ahead keeps
+/// DRAM busy (FP8 rows from DRAM: 12 -> 16-19 GB/s, docs/benchmarks.md). A
+/// prefetch never faults, so the address may lie past the last row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn prefetch_next_row(row_len: usize, at: &[u8]) {
+    _mm_prefetch::<_MM_HINT_T0>(at.as_ptr().wrapping_add(row_len).cast());
+}
+
 /// Sum of `w[i] * x[i]` over two f32 slices of equal length.
 pub(crate) fn dot_f32(t: Avx2, w: &[f32], x: &[f32]) -> f32 {
     let _ = t;
@@ -74,6 +86,7 @@ fn f32_row_avx2(w: &[u8], x: &[f32]) -> f32 {
     let mut wc = w.chunks_exact(128);
     let mut xc = x.chunks_exact(32);
     for (wb, xb) in (&mut wc).zip(&mut xc) {
+        prefetch_next_row(w.len(), wb);
         for (u, a) in acc.iter_mut().enumerate() {
             *a = _mm256_fmadd_ps(load_f32(&wb[32 * u..]), load_x(&xb[8 * u..]), *a);
         }
@@ -95,6 +108,7 @@ fn f16_row_avx2(w: &[u8], x: &[f32]) -> f32 {
     let mut wc = w.chunks_exact(64);
     let mut xc = x.chunks_exact(32);
     for (wb, xb) in (&mut wc).zip(&mut xc) {
+        prefetch_next_row(w.len(), wb);
         for (u, a) in acc.iter_mut().enumerate() {
             let v = _mm256_cvtph_ps(load16(&wb[16 * u..]));
             *a = _mm256_fmadd_ps(v, load_x(&xb[8 * u..]), *a);
@@ -117,6 +131,7 @@ fn bf16_row_avx2(w: &[u8], x: &[f32]) -> f32 {
     let mut wc = w.chunks_exact(64);
     let mut xc = x.chunks_exact(32);
     for (wb, xb) in (&mut wc).zip(&mut xc) {
+        prefetch_next_row(w.len(), wb);
         for (u, a) in acc.iter_mut().enumerate() {
             let bits = _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load16(&wb[16 * u..])));
             *a = _mm256_fmadd_ps(_mm256_castsi256_ps(bits), load_x(&xb[8 * u..]), *a);
@@ -194,6 +209,7 @@ fn e4m3_row_avx2(codes: &[u8], x: &[f32]) -> f32 {
     let mut wc = codes.chunks_exact(32);
     let mut xc = x.chunks_exact(32);
     for (wb, xb) in (&mut wc).zip(&mut xc) {
+        prefetch_next_row(codes.len(), wb);
         let (w0, w1) = e4m3x16(load16(wb));
         let (w2, w3) = e4m3x16(load16(&wb[16..]));
         acc[0] = _mm256_fmadd_ps(w0, load_x(xb), acc[0]);
@@ -216,6 +232,7 @@ pub(crate) fn mxfp8_row(t: Avx2, w: &[u8], x: &[f32]) -> f32 {
 fn mxfp8_row_avx2(w: &[u8], x: &[f32]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (b, xb) in w.chunks_exact(33).zip(x.chunks_exact(32)) {
+        prefetch_next_row(w.len(), b);
         let (w0, w1) = e4m3x16(load16(&b[1..]));
         let (w2, w3) = e4m3x16(load16(&b[17..]));
         let mut blk = _mm256_mul_ps(w0, load_x(xb));
@@ -248,6 +265,7 @@ fn e4m3_tiled_row_avx2(codes: &[u8], x: &[f32], tile: usize, scales: &[f32]) -> 
         let mut wc = wt.chunks_exact(32);
         let mut xc = xt.chunks_exact(32);
         for (wb, xb) in (&mut wc).zip(&mut xc) {
+            prefetch_next_row(codes.len(), wb);
             let w = e4m3x32(load32(wb));
             for (u, a) in acc.iter_mut().enumerate() {
                 *a = _mm256_fmadd_ps(w[u], load_x(&xb[8 * u..]), *a);

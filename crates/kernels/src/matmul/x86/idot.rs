@@ -14,7 +14,7 @@
 
 use std::arch::x86_64::*;
 
-use super::fdot::{hsum, load16, load32};
+use super::fdot::{hsum, load16, load32, prefetch_next_row};
 use super::Avx2;
 use crate::matmul::dot_scalar::{scales_mins_k4, FP4_X2};
 use crate::matmul::quant_x::XRow;
@@ -74,6 +74,7 @@ pub(crate) fn q8_0_row(t: Avx2, w: &[u8], x: XRow) -> f32 {
 fn q8_0_avx2(w: &[u8], x: XRow) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for ((b, xq), &xd) in w.chunks_exact(34).zip(x.q.chunks_exact(32)).zip(x.d) {
+        prefetch_next_row(w.len(), b);
         let s = dot_i8(load32(&b[2..]), load_q(xq));
         let d = _mm256_set1_ps(f16_at(b, 0) * xd);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
@@ -93,6 +94,7 @@ fn q4_0_avx2(w: &[u8], x: XRow) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let eight = _mm256_set1_epi8(8);
     for ((b, xq), &xd) in w.chunks_exact(18).zip(x.q.chunks_exact(32)).zip(x.d) {
+        prefetch_next_row(w.len(), b);
         let q = _mm256_sub_epi8(nibbles32(&b[2..]), eight);
         let s = dot_i8(q, load_q(xq));
         let d = _mm256_set1_ps(f16_at(b, 0) * xd);
@@ -118,6 +120,7 @@ fn q4_1_avx2(w: &[u8], x: XRow) -> f32 {
         .zip(x.d)
         .zip(x.sums)
     {
+        prefetch_next_row(w.len(), b);
         // d and m in one F16C conversion.
         let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([
             b[0], b[1], b[2], b[3],
@@ -182,6 +185,7 @@ fn mxfp4_avx2(w: &[u8], x: XRow) -> f32 {
     let mut dc = x.d.chunks_exact(4);
     let mut sc = x.sums.chunks_exact(4);
     for (((b, xq), xd), xs) in (&mut wc).zip(&mut qc).zip(&mut dc).zip(&mut sc) {
+        prefetch_next_row(w.len(), b);
         // Four blocks: each one's 8 lanes of partial sums, then lanes
         // [s0 s1 s2 s3 | s0 s1 s2 s3] of their halves.
         let s0 = mxfp4_block_biased(lut, load16(&b[1..]), xq);
@@ -291,6 +295,7 @@ fn q4k_avx2(w: &[u8], x: XRow) -> f32 {
         .zip(x.d)
         .zip(x.sums.chunks_exact(16))
     {
+        prefetch_next_row(w.len(), b);
         let (sc, mn) = scales_mins_k4(&b[4..16]);
         let mut sumi = _mm256_setzero_si256();
         for i in 0..4 {
@@ -323,6 +328,7 @@ fn q5k_avx2(w: &[u8], x: XRow) -> f32 {
         .zip(x.d)
         .zip(x.sums.chunks_exact(16))
     {
+        prefetch_next_row(w.len(), b);
         let (sc, mn) = scales_mins_k4(&b[4..16]);
         let qh = load32(&b[16..]);
         let mut sumi = _mm256_setzero_si256();
@@ -364,6 +370,7 @@ fn q6k_avx2(w: &[u8], x: XRow) -> f32 {
         .zip(x.d)
         .zip(x.sums.chunks_exact(16))
     {
+        prefetch_next_row(w.len(), b);
         let sc = &b[192..208];
         let mut sumi = _mm256_setzero_si256();
         for half in 0..2 {
