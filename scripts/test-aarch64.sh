@@ -17,5 +17,5 @@ fi
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 set -e
-cargo test --release -p exodus-numerics -p exodus-kernels -p exodus-runtime -p exodus-trace \
+cargo test --release -p exodus-numerics -p exodus-kernels -p exodus-runtime -p exodus-trace -p exodus-graph \
   --target aarch64-unknown-linux-gnu

@@ -1,0 +1,73 @@
+//! [`Graph::dump`]: a readable text form, one line per value and node.
+//!
+//! ```text
+//! graph mlp(tokens) {
+//!   %0 x: f32[tokens, 576] = input
+//!   %1 w_up: f32[1536, 576] = weight
+//!   %3 up: f32[tokens, 1536] = matmul(%0, %1)
+//!   return %3
+//! }
+//! ```
+
+use std::fmt::Write;
+
+use crate::ir::{Def, Graph, Op, Unary, ValueId};
+
+impl Graph {
+    /// The graph as text: inputs, weights and constants first, then one
+    /// line per node in execution order (`%id name: type[shape] = op(args)
+    /// attributes`), then the outputs.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "graph {}({}) {{", self.name, self.symbols.join(", "));
+        let decl = |out: &mut String, v: ValueId, rhs: &str| {
+            if let Some(info) = self.value(v) {
+                let _ = writeln!(
+                    out,
+                    "  %{} {}: {}{} = {rhs}",
+                    v.0,
+                    info.name,
+                    info.dtype,
+                    info.shape.display(&self.symbols)
+                );
+            }
+        };
+        for (i, info) in self.values.iter().enumerate() {
+            let rhs = match &info.def {
+                Def::Input => "input".to_owned(),
+                Def::Weight => "weight".to_owned(),
+                Def::Const(data) => format!("const({} values)", data.len()),
+                Def::Node { .. } => continue,
+            };
+            decl(&mut out, ValueId(i as u32), &rhs);
+        }
+        for node in &self.nodes {
+            let args: Vec<String> = node.inputs.iter().map(|v| format!("%{}", v.0)).collect();
+            let attrs = attributes(&node.op, &self.symbols);
+            let rhs = format!("{}({}){attrs}", node.op.name(), args.join(", "));
+            for &v in &node.outputs {
+                decl(&mut out, v, &rhs);
+            }
+        }
+        let outs: Vec<String> = self.outputs.iter().map(|v| format!("%{}", v.0)).collect();
+        let _ = writeln!(out, "  return {}", outs.join(", "));
+        out.push_str("}\n");
+        out
+    }
+}
+
+/// An op's attributes as ` key=value ...` (empty when it has none).
+fn attributes(op: &Op, symbols: &[String]) -> String {
+    match op {
+        Op::Unary(Unary::Gelu { tanh }) => format!(" tanh={tanh}"),
+        Op::Unary(Unary::Scale(f)) => format!(" factor={f}"),
+        Op::RmsNorm { eps } | Op::LayerNorm { eps } => format!(" eps={eps}"),
+        Op::Rope {
+            head_dim,
+            neox,
+            theta,
+        } => format!(" head_dim={head_dim} neox={neox} theta={theta}"),
+        Op::Reshape(shape) => format!(" shape={}", shape.display(symbols)),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,195 @@
+//! Type and shape rules: for each op, the output types and shapes its
+//! inputs imply, or why they do not fit. The builder applies these when a
+//! node is added; the verifier applies them again to a whole graph.
+
+use crate::ir::{Op, Unary};
+use crate::types::{DType, Dim, Shape};
+
+/// An input as the rules see it.
+pub(crate) type Operand<'a> = (&'a DType, &'a Shape);
+
+/// The outputs of `op` on `inputs`, or a reason naming the mismatch
+/// (shapes printed with `symbols`).
+pub(crate) fn infer(
+    op: &Op,
+    inputs: &[Operand<'_>],
+    symbols: &[String],
+) -> Result<Vec<(DType, Shape)>, String> {
+    if inputs.len() != op.arity() {
+        return Err(format!("takes {} inputs, got {}", op.arity(), inputs.len()));
+    }
+    let show = |s: &Shape| s.display(symbols).to_string();
+    let f32_input = |i: usize| -> Result<&Shape, String> {
+        let (dtype, shape) = inputs[i];
+        if *dtype != DType::F32 {
+            return Err(format!("input {i} must be f32, is {dtype}"));
+        }
+        Ok(shape)
+    };
+    let min_rank = |i: usize, shape: &Shape, rank: usize| -> Result<(), String> {
+        if shape.rank() < rank {
+            return Err(format!(
+                "input {i} needs rank >= {rank}, has shape {}",
+                show(shape)
+            ));
+        }
+        Ok(())
+    };
+    match op {
+        Op::Add | Op::Sub | Op::Mul | Op::Div => {
+            let (a, b) = (f32_input(0)?, f32_input(1)?);
+            let suffix = b.rank() <= a.rank() && a.0[a.rank() - b.rank()..] == b.0[..];
+            if !suffix {
+                return Err(format!(
+                    "shapes {} and {} do not broadcast (the second must equal the first's trailing dims)",
+                    show(a),
+                    show(b)
+                ));
+            }
+            Ok(vec![(DType::F32, a.clone())])
+        }
+        Op::Unary(u) => {
+            let x = f32_input(0)?;
+            if let Unary::Scale(f) = u {
+                if !f.is_finite() {
+                    return Err(format!("scale factor {f} is not finite"));
+                }
+            }
+            Ok(vec![(DType::F32, x.clone())])
+        }
+        Op::SwiGlu => {
+            let (gate, up) = (f32_input(0)?, f32_input(1)?);
+            if gate != up {
+                return Err(format!("gate {} and up {} differ", show(gate), show(up)));
+            }
+            Ok(vec![(DType::F32, gate.clone())])
+        }
+        Op::RmsNorm { eps } | Op::LayerNorm { eps } => {
+            if !(eps.is_finite() && *eps >= 0.0) {
+                return Err(format!("eps {eps} must be finite and >= 0"));
+            }
+            let x = f32_input(0)?;
+            min_rank(0, x, 1)?;
+            let want = Shape(vec![x.last().unwrap_or(Dim::Fixed(0))]);
+            for i in 1..inputs.len() {
+                let p = f32_input(i)?;
+                if *p != want {
+                    return Err(format!(
+                        "input {i} must have shape {} (the last axis of x), has {}",
+                        show(&want),
+                        show(p)
+                    ));
+                }
+            }
+            Ok(vec![(DType::F32, x.clone())])
+        }
+        Op::Softmax => {
+            let x = f32_input(0)?;
+            min_rank(0, x, 1)?;
+            Ok(vec![(DType::F32, x.clone())])
+        }
+        Op::MatMul => matmul(inputs, &show),
+        Op::Rope {
+            head_dim, theta, ..
+        } => {
+            let x = f32_input(0)?;
+            let (pdtype, pos) = inputs[1];
+            if *pdtype != DType::I32 {
+                return Err(format!("positions must be i32, are {pdtype}"));
+            }
+            if x.rank() != 2 || pos.rank() != 1 || x.0[0] != pos.0[0] {
+                return Err(format!(
+                    "needs x[tokens, width] and positions[tokens], got {} and {}",
+                    show(x),
+                    show(pos)
+                ));
+            }
+            if *head_dim == 0 || head_dim % 2 != 0 {
+                return Err(format!("head_dim {head_dim} must be even and > 0"));
+            }
+            if !(theta.is_finite() && *theta > 0.0) {
+                return Err(format!("theta {theta} must be finite and > 0"));
+            }
+            match x.0[1] {
+                Dim::Fixed(w) if w % head_dim == 0 => Ok(vec![(DType::F32, x.clone())]),
+                d => Err(format!(
+                    "width {} is not a fixed multiple of head_dim {head_dim}",
+                    show(&Shape(vec![d]))
+                )),
+            }
+        }
+        Op::Embedding => {
+            let (tdtype, table) = inputs[0];
+            let (idtype, ids) = inputs[1];
+            if matches!(tdtype, DType::I32) {
+                return Err("the table must be f32 or weights, is i32".into());
+            }
+            if *idtype != DType::I32 {
+                return Err(format!("ids must be i32, are {idtype}"));
+            }
+            let [Dim::Fixed(_), d @ Dim::Fixed(_)] = table.0[..] else {
+                return Err(format!(
+                    "the table must be [vocab, dim] with fixed sizes, is {}",
+                    show(table)
+                ));
+            };
+            let mut out = ids.0.clone();
+            out.push(d);
+            Ok(vec![(DType::F32, Shape(out))])
+        }
+        Op::Reshape(target) => {
+            let (dtype, x) = inputs[0];
+            if matches!(dtype, DType::Weights(_)) {
+                return Err("weights cannot be reshaped".into());
+            }
+            if x.volume() != target.volume() {
+                return Err(format!(
+                    "cannot reshape {} to {}: element counts differ",
+                    show(x),
+                    show(target)
+                ));
+            }
+            Ok(vec![(*dtype, target.clone())])
+        }
+        Op::Argmax => {
+            let x = f32_input(0)?;
+            min_rank(0, x, 1)?;
+            Ok(vec![(DType::I32, Shape(x.0[..x.rank() - 1].to_vec()))])
+        }
+    }
+}
+
+/// `x[m, k] · W[n, k]ᵀ`.
+fn matmul(
+    inputs: &[Operand<'_>],
+    show: &dyn Fn(&Shape) -> String,
+) -> Result<Vec<(DType, Shape)>, String> {
+    let (xd, x) = inputs[0];
+    let (wd, w) = inputs[1];
+    if *xd != DType::F32 {
+        return Err(format!("x must be f32, is {xd}"));
+    }
+    if *wd == DType::I32 {
+        return Err("W must be f32 or weights, is i32".into());
+    }
+    let (m, kx) = match x.0[..] {
+        [m, k] => (m, k),
+        _ => return Err(format!("x must be [rows, k], is {}", show(x))),
+    };
+    let (n, k) = match w.0[..] {
+        [Dim::Fixed(n), Dim::Fixed(k)] => (n, k),
+        _ => return Err(format!("W must be [n, k] with fixed sizes, is {}", show(w))),
+    };
+    if kx != Dim::Fixed(k) {
+        return Err(format!("x {} and W {} disagree on k", show(x), show(w)));
+    }
+    if let DType::Weights(format) = wd {
+        let block = format.block_elems();
+        if k % block != 0 {
+            return Err(format!(
+                "k = {k} is not a multiple of {format}'s block of {block}"
+            ));
+        }
+    }
+    Ok(vec![(DType::F32, Shape(vec![m, Dim::Fixed(n)]))])
+}

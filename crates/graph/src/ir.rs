@@ -1,0 +1,217 @@
+//! The graph itself: values, nodes and the ops they apply.
+
+use crate::types::{DType, Shape};
+
+/// A value of a graph (an index into its value table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ValueId(pub u32);
+
+/// A node of a graph (an index into its node list, which is in execution
+/// order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub u32);
+
+/// Where a value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Def {
+    /// Fed by the caller on every run.
+    Input,
+    /// A model weight, bound once.
+    Weight,
+    /// Values known when the graph is built (f32, row-major).
+    Const(Vec<f32>),
+    /// Output `index` of a node.
+    Node {
+        /// The node.
+        node: NodeId,
+        /// Which of its outputs.
+        index: usize,
+    },
+}
+
+/// Everything known about a value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueInfo {
+    /// Name for dumps and errors (unique names are not required).
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Shape, possibly symbolic.
+    pub shape: Shape,
+    /// Definition.
+    pub def: Def,
+}
+
+/// A unary elementwise function.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Unary {
+    /// `x * sigmoid(x)`.
+    Silu,
+    /// GELU, tanh approximation (`true`) or exact erf (`false`).
+    Gelu {
+        /// Use the tanh approximation.
+        tanh: bool,
+    },
+    /// `x * factor`.
+    Scale(f32),
+}
+
+/// The operation a node applies, with its attributes. Inputs are listed in
+/// the order each variant documents.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// `a + b` (b may broadcast over a's leading dims: its shape is a
+    /// suffix of a's).
+    Add,
+    /// `a - b` (broadcast as [`Op::Add`]).
+    Sub,
+    /// `a * b` (broadcast as [`Op::Add`]).
+    Mul,
+    /// `a / b` (broadcast as [`Op::Add`]).
+    Div,
+    /// A unary function of one input.
+    Unary(Unary),
+    /// `silu(gate) * up`, inputs `[gate, up]` of one shape.
+    SwiGlu,
+    /// RMS norm over the last axis; inputs `[x, weight[d]]`.
+    RmsNorm {
+        /// Added to the mean square.
+        eps: f32,
+    },
+    /// Layer norm over the last axis; inputs `[x, weight[d], bias[d]]`.
+    LayerNorm {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// Softmax over the last axis.
+    Softmax,
+    /// `x[m, k] · W[n, k]ᵀ -> [m, n]`; inputs `[x (f32), W (weights or
+    /// f32)]`.
+    MatMul,
+    /// Rotary position embedding on `x[tokens, heads * head_dim]`, inputs
+    /// `[x, positions (i32[tokens])]`.
+    Rope {
+        /// Width of one head.
+        head_dim: usize,
+        /// NeoX rotate-half (`true`) or interleaved pairs (`false`).
+        neox: bool,
+        /// Frequency base.
+        theta: f32,
+    },
+    /// Rows of a table: inputs `[table[vocab, d] (weights or f32), ids
+    /// (i32[..])]`, output `f32[.., d]`.
+    Embedding,
+    /// Same elements, another shape (same volume for every binding of
+    /// the symbols).
+    Reshape(Shape),
+    /// Index of the largest value along the last axis (`i32`, last axis
+    /// removed).
+    Argmax,
+}
+
+impl Op {
+    /// The op's name, as dumps and errors print it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Sub => "sub",
+            Op::Mul => "mul",
+            Op::Div => "div",
+            Op::Unary(Unary::Silu) => "silu",
+            Op::Unary(Unary::Gelu { .. }) => "gelu",
+            Op::Unary(Unary::Scale(_)) => "scale",
+            Op::SwiGlu => "swiglu",
+            Op::RmsNorm { .. } => "rms_norm",
+            Op::LayerNorm { .. } => "layer_norm",
+            Op::Softmax => "softmax",
+            Op::MatMul => "matmul",
+            Op::Rope { .. } => "rope",
+            Op::Embedding => "embedding",
+            Op::Reshape(_) => "reshape",
+            Op::Argmax => "argmax",
+        }
+    }
+
+    /// How many inputs the op takes.
+    pub fn arity(&self) -> usize {
+        match self {
+            Op::Unary(_) | Op::Softmax | Op::Reshape(_) | Op::Argmax => 1,
+            Op::LayerNorm { .. } => 3,
+            _ => 2,
+        }
+    }
+}
+
+/// One operation applied to earlier values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Name for dumps, errors and trace spans (e.g. `layer3.attn_norm`).
+    pub name: String,
+    /// What it computes.
+    pub op: Op,
+    /// Its operands.
+    pub inputs: Vec<ValueId>,
+    /// The values it defines (one for every op so far).
+    pub outputs: Vec<ValueId>,
+}
+
+/// A verified-or-not computation graph (see the crate docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Graph {
+    pub(crate) name: String,
+    pub(crate) symbols: Vec<String>,
+    pub(crate) values: Vec<ValueInfo>,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) outputs: Vec<ValueId>,
+}
+
+impl Graph {
+    /// A graph from its parts, *not* checked: for graphs that come from
+    /// outside the builder (files, tests). Call [`Graph::verify`] before
+    /// using it.
+    pub fn from_parts(
+        name: impl Into<String>,
+        symbols: Vec<String>,
+        values: Vec<ValueInfo>,
+        nodes: Vec<Node>,
+        outputs: Vec<ValueId>,
+    ) -> Graph {
+        Graph {
+            name: name.into(),
+            symbols,
+            values,
+            nodes,
+            outputs,
+        }
+    }
+
+    /// The graph's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Names of the symbolic dims, indexed by [`crate::Sym`].
+    pub fn symbols(&self) -> &[String] {
+        &self.symbols
+    }
+
+    /// Every value, indexed by [`ValueId`].
+    pub fn values(&self) -> &[ValueInfo] {
+        &self.values
+    }
+
+    /// Every node, in execution order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The values the graph returns.
+    pub fn outputs(&self) -> &[ValueId] {
+        &self.outputs
+    }
+
+    /// One value's info, if the id exists.
+    pub fn value(&self, v: ValueId) -> Option<&ValueInfo> {
+        self.values.get(v.0 as usize)
+    }
+}

@@ -1,0 +1,31 @@
+//! exodus-graph: the compilation rung. A model is written once as a graph
+//! (through [`GraphBuilder`], which reads like the model code it serves),
+//! checked by [`Graph::verify`], printed by [`Graph::dump`], and (in later
+//! steps) optimised by passes and lowered to kernel launches on runtime
+//! streams, eagerly or captured and replayed.
+//!
+//! # The IR in one paragraph
+//!
+//! A [`Graph`] holds *values* and *nodes*. A value has an element type
+//! ([`DType`]: f32, i32, or weights stored in an exodus-numerics format)
+//! and a [`Shape`] whose dims are fixed sizes or named symbols such as
+//! `tokens` ([`Dim`]), so one graph serves every prompt length. A value is
+//! defined exactly once: as a graph input, a weight, a constant, or an
+//! output of one node. A node applies one typed [`Op`] (with its
+//! attributes) to earlier values, so node order is a topological order and
+//! the graph is acyclic by construction. The builder infers every output
+//! type and shape when a node is added and refuses a mismatch at that call;
+//! the verifier re-checks a graph that did not come from the builder.
+
+mod builder;
+mod dump;
+mod error;
+mod infer;
+mod ir;
+mod types;
+mod verify;
+
+pub use builder::GraphBuilder;
+pub use error::GraphError;
+pub use ir::{Def, Graph, Node, NodeId, Op, Unary, ValueId, ValueInfo};
+pub use types::{DType, Dim, Shape, Sym};
