@@ -94,8 +94,8 @@ pub(crate) fn infer(
         } => {
             let x = f32_input(0)?;
             let (pdtype, pos) = inputs[1];
-            if *pdtype != DType::I32 {
-                return Err(format!("positions must be i32, are {pdtype}"));
+            if *pdtype != DType::U32 {
+                return Err(format!("positions must be u32, are {pdtype}"));
             }
             if x.rank() != 2 || pos.rank() != 1 || x.0[0] != pos.0[0] {
                 return Err(format!(
@@ -121,11 +121,11 @@ pub(crate) fn infer(
         Op::Embedding => {
             let (tdtype, table) = inputs[0];
             let (idtype, ids) = inputs[1];
-            if matches!(tdtype, DType::I32) {
-                return Err("the table must be f32 or weights, is i32".into());
+            if matches!(tdtype, DType::U32) {
+                return Err("the table must be f32 or weights, is u32".into());
             }
-            if *idtype != DType::I32 {
-                return Err(format!("ids must be i32, are {idtype}"));
+            if *idtype != DType::U32 {
+                return Err(format!("ids must be u32, are {idtype}"));
             }
             let [Dim::Fixed(_), d @ Dim::Fixed(_)] = table.0[..] else {
                 return Err(format!(
@@ -154,7 +154,7 @@ pub(crate) fn infer(
         Op::Argmax => {
             let x = f32_input(0)?;
             min_rank(0, x, 1)?;
-            Ok(vec![(DType::I32, Shape(x.0[..x.rank() - 1].to_vec()))])
+            Ok(vec![(DType::U32, Shape(x.0[..x.rank() - 1].to_vec()))])
         }
     }
 }
@@ -169,8 +169,8 @@ fn matmul(
     if *xd != DType::F32 {
         return Err(format!("x must be f32, is {xd}"));
     }
-    if *wd == DType::I32 {
-        return Err("W must be f32 or weights, is i32".into());
+    if *wd == DType::U32 {
+        return Err("W must be f32 or weights, is u32".into());
     }
     let (m, kx) = match x.0[..] {
         [m, k] => (m, k),

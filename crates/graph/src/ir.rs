@@ -89,7 +89,7 @@ pub enum Op {
     /// f32)]`.
     MatMul,
     /// Rotary position embedding on `x[tokens, heads * head_dim]`, inputs
-    /// `[x, positions (i32[tokens])]`.
+    /// `[x, positions (u32[tokens])]`.
     Rope {
         /// Width of one head.
         head_dim: usize,
@@ -99,12 +99,12 @@ pub enum Op {
         theta: f32,
     },
     /// Rows of a table: inputs `[table[vocab, d] (weights or f32), ids
-    /// (i32[..])]`, output `f32[.., d]`.
+    /// (u32[..])]`, output `f32[.., d]`.
     Embedding,
     /// Same elements, another shape (same volume for every binding of
     /// the symbols).
     Reshape(Shape),
-    /// Index of the largest value along the last axis (`i32`, last axis
+    /// Index of the largest value along the last axis (`u32`, last axis
     /// removed).
     Argmax,
 }

@@ -1,13 +1,15 @@
 //! exodus-graph: the compilation rung. A model is written once as a graph
 //! (through [`GraphBuilder`], which reads like the model code it serves),
-//! checked by [`Graph::verify`], printed by [`Graph::dump`], and (in later
-//! steps) optimised by passes and lowered to kernel launches on runtime
-//! streams, eagerly or captured and replayed.
+//! checked by [`Graph::verify`], printed by [`Graph::dump`], and run by a
+//! [`Session`]: eagerly ([`Session::run_eager`], one runtime launch per
+//! node with exodus-kernels' kernels). Passes (fusion, memory planning,
+//! stream assignment) and graph mode (compiled per shape bucket, captured
+//! and replayed) come next.
 //!
 //! # The IR in one paragraph
 //!
 //! A [`Graph`] holds *values* and *nodes*. A value has an element type
-//! ([`DType`]: f32, i32, or weights stored in an exodus-numerics format)
+//! ([`DType`]: f32, u32, or weights stored in an exodus-numerics format)
 //! and a [`Shape`] whose dims are fixed sizes or named symbols such as
 //! `tokens` ([`Dim`]), so one graph serves every prompt length. A value is
 //! defined exactly once: as a graph input, a weight, a constant, or an
@@ -20,6 +22,7 @@
 mod builder;
 mod dump;
 mod error;
+mod exec;
 mod infer;
 mod ir;
 mod types;
@@ -27,5 +30,6 @@ mod verify;
 
 pub use builder::GraphBuilder;
 pub use error::GraphError;
+pub use exec::{ExecError, Session, Tensor};
 pub use ir::{Def, Graph, Node, NodeId, Op, Unary, ValueId, ValueInfo};
 pub use types::{DType, Dim, Shape, Sym};

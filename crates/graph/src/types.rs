@@ -144,8 +144,8 @@ impl fmt::Display for ShapeDisplay<'_> {
 pub enum DType {
     /// 32-bit float: activations.
     F32,
-    /// 32-bit signed integer: token ids, positions, indices.
-    I32,
+    /// 32-bit unsigned integer: token ids, positions, indices.
+    U32,
     /// Weights stored in an exodus-numerics format (GGUF blocks, MX, FP8,
     /// bf16, ...), read by matmul and embedding.
     Weights(Format),
@@ -155,7 +155,7 @@ impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DType::F32 => f.write_str("f32"),
-            DType::I32 => f.write_str("i32"),
+            DType::U32 => f.write_str("u32"),
             DType::Weights(format) => write!(f, "{format}"),
         }
     }

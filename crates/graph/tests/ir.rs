@@ -26,7 +26,7 @@ fn block() -> Result<Graph, GraphError> {
     let mut b = GraphBuilder::new("block");
     let tokens = b.symbol("tokens");
     let x = b.input("x", DType::F32, (tokens, HIDDEN));
-    let pos = b.input("pos", DType::I32, (tokens,));
+    let pos = b.input("pos", DType::U32, (tokens,));
     let norm_w = b.weight("attn_norm.weight", DType::F32, (HIDDEN,));
     let wq = b.weight("wq", q4_1(), (HEADS * HEAD_DIM, HIDDEN));
     let wk = b.weight("wk", q4_1(), (KV_HEADS * HEAD_DIM, HIDDEN));
@@ -148,7 +148,7 @@ fn the_builder_refuses_mismatches_naming_the_node() {
 
     let msg = refused(|b| {
         let x = b.input("x", DType::F32, (4, 100));
-        let p = b.input("p", DType::I32, (4,));
+        let p = b.input("p", DType::U32, (4,));
         b.rope("rope", x, p, 64, false, 10000.0)
     });
     assert!(msg.contains("not a fixed multiple of head_dim 64"), "{msg}");
@@ -158,7 +158,7 @@ fn the_builder_refuses_mismatches_naming_the_node() {
         let ids = b.input("ids", DType::F32, (4,));
         b.embedding("embed", table, ids)
     });
-    assert!(msg.contains("ids must be i32"), "{msg}");
+    assert!(msg.contains("ids must be u32"), "{msg}");
 
     let msg = refused(|b| b.silu("act", ValueId(7)));
     assert!(msg.contains("input 7 does not exist"), "{msg}");
@@ -337,7 +337,7 @@ fn random_graph(rng: &mut SplitMix64) -> Graph {
             theta: 1e4,
         },
     ];
-    let dtypes = [DType::F32, DType::I32, q4_1()];
+    let dtypes = [DType::F32, DType::U32, q4_1()];
     let values = (0..n_values)
         .map(|i| {
             let rank = pick(3) as usize;

@@ -250,6 +250,8 @@ fn elementwise_ops_are_exact_on_every_level() {
         let b = normal(&mut rng, n, 1.0);
         let add: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
         let mul: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x * y).collect();
+        let sub: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+        let div: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x / y).collect();
         let scaled: Vec<f32> = a.iter().map(|x| x * 0.37).collect();
         for level in levels() {
             let mut out = vec![0f32; n];
@@ -257,6 +259,14 @@ fn elementwise_ops_are_exact_on_every_level() {
             assert_eq!(out, add, "add {level:?} n {n}");
             ops::mul_with(level, &a, &b, &mut out).unwrap();
             assert_eq!(out, mul, "mul {level:?} n {n}");
+            ops::sub_with(level, &a, &b, &mut out).unwrap();
+            assert_eq!(out, sub, "sub {level:?} n {n}");
+            ops::div_with(level, &a, &b, &mut out).unwrap();
+            let same = out
+                .iter()
+                .zip(&div)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "div {level:?} n {n}");
             ops::scale_with(level, &a, 0.37, &mut out).unwrap();
             assert_eq!(out, scaled, "scale {level:?} n {n}");
         }

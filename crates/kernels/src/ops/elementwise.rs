@@ -1,5 +1,5 @@
-//! Elementwise arithmetic on f32 slices of equal length: `add`, `mul`,
-//! `scale`. Memory-bound; the SIMD paths are exact (the same single f32
+//! Elementwise arithmetic on f32 slices of equal length: `add`, `sub`,
+//! `mul`, `div`, `scale`. Memory-bound; the SIMD paths are exact (the same single f32
 //! operation per element as the scalar reference).
 
 use exodus_numerics::cpu::{self, SimdLevel};
@@ -13,8 +13,25 @@ use crate::error::Result;
 pub(crate) enum Binary {
     /// `a + b`.
     Add,
+    /// `a - b`.
+    Sub,
     /// `a * b`.
     Mul,
+    /// `a / b`.
+    Div,
+}
+
+impl Binary {
+    /// The scalar operation (every SIMD path computes exactly this).
+    #[inline]
+    pub(crate) fn apply(self, x: f32, y: f32) -> f32 {
+        match self {
+            Binary::Add => x + y,
+            Binary::Sub => x - y,
+            Binary::Mul => x * y,
+            Binary::Div => x / y,
+        }
+    }
 }
 
 /// `out = a + b` elementwise, on the active SIMD level.
@@ -27,6 +44,31 @@ pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) -> Result<()> {
 /// [`add`] on a given SIMD level (an unsupported one runs the scalar path).
 pub fn add_with(level: SimdLevel, a: &[f32], b: &[f32], out: &mut [f32]) -> Result<()> {
     binary("add", Binary::Add, level, a, b, out)
+}
+
+/// `out = a - b` elementwise, on the active SIMD level.
+///
+/// Shapes: `a`, `b`, `out`: `[n]`.
+pub fn sub(a: &[f32], b: &[f32], out: &mut [f32]) -> Result<()> {
+    sub_with(cpu::active(), a, b, out)
+}
+
+/// [`sub`] on a given SIMD level (an unsupported one runs the scalar path).
+pub fn sub_with(level: SimdLevel, a: &[f32], b: &[f32], out: &mut [f32]) -> Result<()> {
+    binary("sub", Binary::Sub, level, a, b, out)
+}
+
+/// `out = a / b` elementwise (IEEE division: `x / 0` is ±inf or NaN), on
+/// the active SIMD level.
+///
+/// Shapes: `a`, `b`, `out`: `[n]`.
+pub fn div(a: &[f32], b: &[f32], out: &mut [f32]) -> Result<()> {
+    div_with(cpu::active(), a, b, out)
+}
+
+/// [`div`] on a given SIMD level (an unsupported one runs the scalar path).
+pub fn div_with(level: SimdLevel, a: &[f32], b: &[f32], out: &mut [f32]) -> Result<()> {
+    binary("div", Binary::Div, level, a, b, out)
 }
 
 /// `out = a * b` elementwise, on the active SIMD level.
@@ -58,10 +100,7 @@ fn binary(
         Path::Neon => super::neon::binary(op, a, b, out),
         Path::Scalar => {
             for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                *o = match op {
-                    Binary::Add => x + y,
-                    Binary::Mul => x * y,
-                };
+                *o = op.apply(x, y);
             }
         }
     }

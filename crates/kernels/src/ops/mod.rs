@@ -33,7 +33,9 @@ pub(crate) mod neon;
 pub(crate) mod x86;
 
 pub use activation::{gelu, gelu_with, silu, silu_with, swiglu, swiglu_with, GeluApprox};
-pub use elementwise::{add, add_with, mul, mul_with, scale, scale_with};
+pub use elementwise::{
+    add, add_with, div, div_with, mul, mul_with, scale, scale_with, sub, sub_with,
+};
 pub use embedding::{embedding, QuantizedRows};
 pub use norm::{
     layer_norm, layer_norm_with, rms_norm, rms_norm_with, LayerNormParams, RmsNormParams,

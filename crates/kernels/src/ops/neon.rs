@@ -295,15 +295,14 @@ fn binary_neon(op: Binary, a: &[f32], b: &[f32], out: &mut [f32]) {
             o,
             match op {
                 Binary::Add => vaddq_f32(x, y),
+                Binary::Sub => vsubq_f32(x, y),
                 Binary::Mul => vmulq_f32(x, y),
+                Binary::Div => vdivq_f32(x, y),
             },
         );
     }
     for ((o, &x), &y) in out[main..].iter_mut().zip(&a[main..]).zip(&b[main..]) {
-        *o = match op {
-            Binary::Add => x + y,
-            Binary::Mul => x * y,
-        };
+        *o = op.apply(x, y);
     }
 }
 

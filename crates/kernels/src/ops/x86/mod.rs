@@ -293,15 +293,14 @@ fn binary_avx2(op: Binary, a: &[f32], b: &[f32], out: &mut [f32]) {
             o,
             match op {
                 Binary::Add => _mm256_add_ps(x, y),
+                Binary::Sub => _mm256_sub_ps(x, y),
                 Binary::Mul => _mm256_mul_ps(x, y),
+                Binary::Div => _mm256_div_ps(x, y),
             },
         );
     }
     for ((o, &x), &y) in out[main..].iter_mut().zip(&a[main..]).zip(&b[main..]) {
-        *o = match op {
-            Binary::Add => x + y,
-            Binary::Mul => x * y,
-        };
+        *o = op.apply(x, y);
     }
 }
 

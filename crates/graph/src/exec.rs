@@ -1,0 +1,599 @@
+//! Eager (single-operator) execution: a [`Session`] binds a verified graph
+//! to its weights on a device, and [`Session::run_eager`] binds the symbols
+//! to sizes, launches every node as it is reached on a runtime stream (one
+//! launch per node, each output allocated from the device's caching
+//! allocator and released after its last reader), and returns the graph's
+//! outputs. The kernels are exodus-kernels' own; graph mode (compiled per
+//! shape bucket and replayed) will run the very same launches.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use exodus_kernels::matmul::{matmul_in, Weights};
+use exodus_kernels::ops::{
+    self, GeluApprox, LayerNormParams, QuantizedRows, RmsNormParams, RopeParams, RopeStyle,
+};
+use exodus_kernels::pool;
+use exodus_numerics::{ElementFormat, Format};
+use exodus_runtime::{CpuDevice, Device, DeviceBuffer, Launch, RuntimeError, Stream};
+use thiserror::Error;
+
+use crate::error::GraphError;
+use crate::ir::{Def, Graph, Node, Op, Unary, ValueId};
+use crate::types::{DType, Dim, Shape};
+
+/// Host data for an input, a weight or an output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tensor {
+    /// f32 values, row-major.
+    F32(Vec<f32>),
+    /// u32 values (token ids, positions).
+    U32(Vec<u32>),
+    /// Encoded bytes of a weight in its value's format.
+    Bytes(Vec<u8>),
+}
+
+impl Tensor {
+    fn kind(&self) -> &'static str {
+        match self {
+            Tensor::F32(_) => "f32",
+            Tensor::U32(_) => "u32",
+            Tensor::Bytes(_) => "bytes",
+        }
+    }
+}
+
+/// Why a session could not be made or a run failed.
+#[derive(Debug, Error)]
+pub enum ExecError {
+    /// The graph itself is malformed.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// An input, weight or symbol binding does not fit the graph.
+    #[error("binding '{name}': {reason}")]
+    Binding {
+        /// The value or symbol.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The runtime refused a launch, or a kernel failed while running.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The node uses a form the executor cannot run yet.
+    #[error("node '{node}' ({op}): {reason}")]
+    Unsupported {
+        /// The node.
+        node: String,
+        /// Its op.
+        op: &'static str,
+        /// What is missing.
+        reason: String,
+    },
+}
+
+/// A device buffer of any element type the graph uses.
+#[derive(Clone)]
+enum Buf {
+    F32(DeviceBuffer<f32>),
+    U32(DeviceBuffer<u32>),
+    Bytes(DeviceBuffer<u8>),
+}
+
+impl Buf {
+    fn input_of(&self, launch: Launch) -> Launch {
+        match self {
+            Buf::F32(b) => launch.input(b),
+            Buf::U32(b) => launch.input(b),
+            Buf::Bytes(b) => launch.input(b),
+        }
+    }
+
+    fn output_of(&self, launch: Launch) -> Launch {
+        match self {
+            Buf::F32(b) => launch.output(b),
+            Buf::U32(b) => launch.output(b),
+            Buf::Bytes(b) => launch.output(b),
+        }
+    }
+
+    fn to_host(&self) -> Tensor {
+        match self {
+            Buf::F32(b) => Tensor::F32(b.to_host()),
+            Buf::U32(b) => Tensor::U32(b.to_host()),
+            Buf::Bytes(b) => Tensor::Bytes(b.to_host()),
+        }
+    }
+}
+
+/// A graph bound to its weights on a CPU device, ready to run.
+pub struct Session {
+    graph: Graph,
+    device: CpuDevice,
+    /// The stream runs go to; replaced by a fresh one after a failed run
+    /// (a failed launch poisons its stream), so the session stays usable.
+    stream: Mutex<Stream>,
+    /// Weight buffers by value id: f32 weights as f32, encoded ones as
+    /// bytes (and f32 weights that matmul or embedding read as W also as
+    /// little-endian bytes, made once here).
+    weights: HashMap<ValueId, Buf>,
+    weight_bytes: HashMap<ValueId, DeviceBuffer<u8>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("graph", &self.graph.name())
+            .field("weights", &self.weights.len())
+            .finish()
+    }
+}
+
+/// Sizes of a shape once every symbol is bound.
+fn concrete(shape: &Shape, sizes: &[usize]) -> Vec<usize> {
+    shape
+        .0
+        .iter()
+        .map(|d| match *d {
+            Dim::Fixed(n) => n,
+            Dim::Sym(s) => sizes[s.0 as usize],
+        })
+        .collect()
+}
+
+fn volume(dims: &[usize]) -> usize {
+    dims.iter().product()
+}
+
+impl Session {
+    /// Verifies `graph` and uploads its weights: every [`Def::Weight`]
+    /// value needs exactly one entry, `Tensor::F32` for an f32 weight (its
+    /// fixed shape's size) or `Tensor::Bytes` for a weight in an encoded
+    /// format (that format's encoded size).
+    pub fn new(
+        graph: Graph,
+        weights: impl IntoIterator<Item = (ValueId, Tensor)>,
+    ) -> Result<Session, ExecError> {
+        graph.verify()?;
+        let device = CpuDevice::new();
+        let stream = device.create_stream()?;
+        let mut bound: HashMap<ValueId, Buf> = HashMap::new();
+        for (v, data) in weights {
+            let info = graph.value(v).ok_or_else(|| ExecError::Binding {
+                name: format!("value {}", v.0),
+                reason: "does not exist".into(),
+            })?;
+            let err = |reason: String| ExecError::Binding {
+                name: info.name.clone(),
+                reason,
+            };
+            if info.def != Def::Weight {
+                return Err(err("is not a weight".into()));
+            }
+            let (fixed, syms) = info.shape.volume();
+            if !syms.is_empty() {
+                return Err(err("a weight's shape must be fixed".into()));
+            }
+            let buf = match (&info.dtype, data) {
+                (DType::F32, Tensor::F32(d)) if d.len() == fixed => Buf::F32(device.upload(&d)?),
+                (DType::U32, Tensor::U32(d)) if d.len() == fixed => Buf::U32(device.upload(&d)?),
+                (DType::Weights(format), Tensor::Bytes(d)) => {
+                    let want = format
+                        .encoded_len(fixed, false)
+                        .map_err(|e| err(e.to_string()))?;
+                    if d.len() != want {
+                        return Err(err(format!("{format} needs {want} bytes, got {}", d.len())));
+                    }
+                    Buf::Bytes(device.upload(&d)?)
+                }
+                (dtype, d) => {
+                    return Err(err(format!(
+                        "a {dtype}{} weight cannot take {} data of {} values",
+                        info.shape.display(graph.symbols()),
+                        d.kind(),
+                        match &d {
+                            Tensor::F32(v) => v.len(),
+                            Tensor::U32(v) => v.len(),
+                            Tensor::Bytes(v) => v.len(),
+                        }
+                    )))
+                }
+            };
+            if bound.insert(v, buf).is_some() {
+                return Err(err("bound twice".into()));
+            }
+        }
+        // Every weight bound; f32 weights read as W by matmul or embedding
+        // get their byte form now.
+        let mut weight_bytes = HashMap::new();
+        for (i, info) in graph.values().iter().enumerate() {
+            let v = ValueId(i as u32);
+            if info.def == Def::Weight && !bound.contains_key(&v) {
+                return Err(ExecError::Binding {
+                    name: info.name.clone(),
+                    reason: "weight not given".into(),
+                });
+            }
+        }
+        for node in graph.nodes() {
+            let w = match node.op {
+                Op::MatMul => node.inputs[1],
+                Op::Embedding => node.inputs[0],
+                _ => continue,
+            };
+            if let Some(Buf::F32(b)) = bound.get(&w) {
+                let bytes: Vec<u8> = b.to_host().iter().flat_map(|x| x.to_le_bytes()).collect();
+                weight_bytes.insert(w, device.upload(&bytes)?);
+            }
+        }
+        Ok(Session {
+            graph,
+            device,
+            stream: Mutex::new(stream),
+            weights: bound,
+            weight_bytes,
+        })
+    }
+
+    /// The graph this session runs.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Runs the graph once in eager mode: binds each symbol by name,
+    /// uploads `inputs` (every [`Def::Input`] value, with the size its
+    /// shape has under the binding), launches the nodes in order and
+    /// returns the outputs in the graph's order.
+    pub fn run_eager(
+        &self,
+        symbols: &[(&str, usize)],
+        inputs: &[(ValueId, Tensor)],
+    ) -> Result<Vec<Tensor>, ExecError> {
+        let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = self.run_on(&stream, symbols, inputs);
+        if result.is_err() {
+            // Whatever failed may have poisoned the stream: start afresh.
+            *stream = self.device.create_stream()?;
+        }
+        result
+    }
+
+    fn run_on(
+        &self,
+        stream: &Stream,
+        symbols: &[(&str, usize)],
+        inputs: &[(ValueId, Tensor)],
+    ) -> Result<Vec<Tensor>, ExecError> {
+        let g = &self.graph;
+        let sizes = self.bind_symbols(symbols)?;
+        let mut bufs: HashMap<ValueId, Buf> = self.weights.clone();
+        for (v, data) in inputs {
+            let buf = self.upload_input(*v, data, &sizes)?;
+            if bufs.insert(*v, buf).is_some() {
+                return Err(ExecError::Binding {
+                    name: g
+                        .value(*v)
+                        .map_or_else(|| format!("{}", v.0), |i| i.name.clone()),
+                    reason: "given twice (or is a weight)".into(),
+                });
+            }
+        }
+        for (i, info) in g.values().iter().enumerate() {
+            if info.def == Def::Input && !bufs.contains_key(&ValueId(i as u32)) {
+                return Err(ExecError::Binding {
+                    name: info.name.clone(),
+                    reason: "input not given".into(),
+                });
+            }
+        }
+        for (v, data) in g.values().iter().enumerate() {
+            if let Def::Const(values) = &data.def {
+                bufs.insert(ValueId(v as u32), Buf::F32(self.device.upload(values)?));
+            }
+        }
+        // The last node that reads each value: its buffer is released after.
+        let mut last_use: HashMap<ValueId, usize> = HashMap::new();
+        for (n, node) in g.nodes().iter().enumerate() {
+            for &v in &node.inputs {
+                last_use.insert(v, n);
+            }
+        }
+        for (n, node) in g.nodes().iter().enumerate() {
+            self.launch_node(stream, node, &sizes, &mut bufs)?;
+            for &v in &node.inputs {
+                let keep = g.outputs().contains(&v) || self.weights.contains_key(&v);
+                if last_use.get(&v) == Some(&n) && !keep {
+                    bufs.remove(&v);
+                }
+            }
+        }
+        stream.synchronize()?;
+        g.outputs()
+            .iter()
+            .map(|v| {
+                bufs.get(v)
+                    .map(Buf::to_host)
+                    .ok_or_else(|| ExecError::Binding {
+                        name: format!("output {}", v.0),
+                        reason: "was never computed".into(),
+                    })
+            })
+            .collect()
+    }
+
+    fn bind_symbols(&self, symbols: &[(&str, usize)]) -> Result<Vec<usize>, ExecError> {
+        let names = self.graph.symbols();
+        let mut sizes = vec![None; names.len()];
+        for (name, size) in symbols {
+            let at = names
+                .iter()
+                .position(|s| s == name)
+                .ok_or_else(|| ExecError::Binding {
+                    name: (*name).to_owned(),
+                    reason: "the graph has no such symbol".into(),
+                })?;
+            sizes[at] = Some(*size);
+        }
+        sizes
+            .into_iter()
+            .zip(names)
+            .map(|(s, name)| {
+                s.ok_or_else(|| ExecError::Binding {
+                    name: name.clone(),
+                    reason: "symbol not bound".into(),
+                })
+            })
+            .collect()
+    }
+
+    fn upload_input(&self, v: ValueId, data: &Tensor, sizes: &[usize]) -> Result<Buf, ExecError> {
+        let info = self.graph.value(v).ok_or_else(|| ExecError::Binding {
+            name: format!("value {}", v.0),
+            reason: "does not exist".into(),
+        })?;
+        let err = |reason: String| ExecError::Binding {
+            name: info.name.clone(),
+            reason,
+        };
+        if info.def != Def::Input {
+            return Err(err("is not a graph input".into()));
+        }
+        let n = volume(&concrete(&info.shape, sizes));
+        Ok(match (&info.dtype, data) {
+            (DType::F32, Tensor::F32(d)) if d.len() == n => Buf::F32(self.device.upload(d)?),
+            (DType::U32, Tensor::U32(d)) if d.len() == n => Buf::U32(self.device.upload(d)?),
+            (dtype, d) => {
+                return Err(err(format!(
+                    "needs {n} {dtype} values under this binding, got {} data",
+                    d.kind()
+                )))
+            }
+        })
+    }
+
+    /// Allocates the node's output and launches its kernel.
+    fn launch_node(
+        &self,
+        stream: &Stream,
+        node: &Node,
+        sizes: &[usize],
+        bufs: &mut HashMap<ValueId, Buf>,
+    ) -> Result<(), ExecError> {
+        let g = &self.graph;
+        let unsupported = |reason: &str| ExecError::Unsupported {
+            node: node.name.clone(),
+            op: node.op.name(),
+            reason: reason.to_owned(),
+        };
+        let dims = |v: ValueId| {
+            g.value(v)
+                .map(|i| concrete(&i.shape, sizes))
+                .unwrap_or_default()
+        };
+        let out_id = node.outputs[0];
+        let out_info = g
+            .value(out_id)
+            .ok_or_else(|| unsupported("missing output"))?;
+        let out_dims = dims(out_id);
+        let out = match out_info.dtype {
+            DType::F32 => Buf::F32(self.device.alloc(volume(&out_dims))?),
+            DType::U32 => Buf::U32(self.device.alloc(volume(&out_dims))?),
+            DType::Weights(_) => return Err(unsupported("an op cannot produce weights")),
+        };
+        let input = |i: usize| -> Result<Buf, ExecError> {
+            bufs.get(&node.inputs[i])
+                .cloned()
+                .ok_or_else(|| unsupported("an input has no buffer (released or never computed)"))
+        };
+        let mut launch = match &node.op {
+            Op::Add | Op::Sub | Op::Mul | Op::Div => {
+                let f = match node.op {
+                    Op::Add => ops::add,
+                    Op::Sub => ops::sub,
+                    Op::Mul => ops::mul,
+                    _ => ops::div,
+                };
+                let b_len = volume(&dims(node.inputs[1])).max(1);
+                Launch::new(node.name.clone(), move |k| {
+                    let (a, b) = (k.input::<f32>(0)?, k.input::<f32>(1)?);
+                    let mut out = k.output::<f32>(0)?;
+                    for (o, x) in out.chunks_mut(b_len).zip(a.chunks(b_len)) {
+                        f(x, &b, o)?;
+                    }
+                    Ok(())
+                })
+            }
+            Op::Unary(u) => {
+                let u = *u;
+                Launch::new(node.name.clone(), move |k| {
+                    let x = k.input::<f32>(0)?;
+                    let mut out = k.output::<f32>(0)?;
+                    match u {
+                        Unary::Silu => ops::silu(&x, &mut out)?,
+                        Unary::Gelu { tanh } => {
+                            let approx = if tanh {
+                                GeluApprox::Tanh
+                            } else {
+                                GeluApprox::Erf
+                            };
+                            ops::gelu(&x, &mut out, approx)?
+                        }
+                        Unary::Scale(f) => ops::scale(&x, f, &mut out)?,
+                    }
+                    Ok(())
+                })
+            }
+            Op::SwiGlu => Launch::new(node.name.clone(), |k| {
+                let (gate, up) = (k.input::<f32>(0)?, k.input::<f32>(1)?);
+                ops::swiglu(&gate, &up, &mut k.output::<f32>(0)?)?;
+                Ok(())
+            }),
+            Op::RmsNorm { eps } | Op::LayerNorm { eps } => {
+                let d = out_dims.last().copied().unwrap_or(1).max(1);
+                let rows = volume(&out_dims) / d;
+                let (eps, layer) = (*eps, matches!(node.op, Op::LayerNorm { .. }));
+                Launch::new(node.name.clone(), move |k| {
+                    let (x, w) = (k.input::<f32>(0)?, k.input::<f32>(1)?);
+                    let mut out = k.output::<f32>(0)?;
+                    if layer {
+                        let b = k.input::<f32>(2)?;
+                        let p = LayerNormParams { eps };
+                        ops::layer_norm(&x, &w, Some(&b), &mut out, rows, d, &p)?;
+                    } else {
+                        ops::rms_norm(&x, &w, &mut out, rows, d, &RmsNormParams { eps })?;
+                    }
+                    Ok(())
+                })
+            }
+            Op::Softmax => {
+                let cols = out_dims.last().copied().unwrap_or(1).max(1);
+                let rows = volume(&out_dims) / cols;
+                Launch::new(node.name.clone(), move |k| {
+                    let x = k.input::<f32>(0)?;
+                    let mut out = k.output::<f32>(0)?;
+                    out.copy_from_slice(&x);
+                    ops::softmax(&mut out, rows, cols)?;
+                    Ok(())
+                })
+            }
+            Op::MatMul => {
+                let w_id = node.inputs[1];
+                let format = match g.value(w_id).map(|i| i.dtype) {
+                    Some(DType::Weights(f)) => f,
+                    _ => Format::Element(ElementFormat::F32),
+                };
+                let w_dims = dims(w_id);
+                let (n, kk) = (w_dims[0], w_dims[1]);
+                let rows = out_dims[0];
+                let w_buf = self.weight_as_bytes(w_id).ok_or_else(|| {
+                    unsupported("W must be a bound weight (a computed W arrives with attention)")
+                })?;
+                let launch = Launch::new(node.name.clone(), move |k| {
+                    let (x, wb) = (k.input::<f32>(0)?, k.input::<u8>(1)?);
+                    let w = Weights::new(format, &wb, n, kk)?;
+                    matmul_in(pool::global(), &x, rows, &w, &mut k.output::<f32>(0)?)?;
+                    Ok(())
+                });
+                // x, then W as bytes.
+                let launch = input(0)?.input_of(launch).input(&w_buf);
+                return submit(stream, out.output_of(launch), out_id, out, bufs);
+            }
+            Op::Rope {
+                head_dim,
+                neox,
+                theta,
+            } => {
+                let params = RopeParams {
+                    style: if *neox {
+                        RopeStyle::NeoX
+                    } else {
+                        RopeStyle::Interleaved
+                    },
+                    theta: *theta,
+                    rotary_dim: None,
+                };
+                let (head_dim, heads) = (*head_dim, out_dims[1] / *head_dim);
+                Launch::new(node.name.clone(), move |k| {
+                    let (x, pos) = (k.input::<f32>(0)?, k.input::<u32>(1)?);
+                    let mut out = k.output::<f32>(0)?;
+                    out.copy_from_slice(&x);
+                    ops::rope(&mut out, &pos, heads, head_dim, &params)?;
+                    Ok(())
+                })
+            }
+            Op::Embedding => {
+                let t_id = node.inputs[0];
+                let format = match g.value(t_id).map(|i| i.dtype) {
+                    Some(DType::Weights(f)) => f,
+                    _ => Format::Element(ElementFormat::F32),
+                };
+                let t_dims = dims(t_id);
+                let (vocab, dim) = (t_dims[0], t_dims[1]);
+                let table = self
+                    .weight_as_bytes(t_id)
+                    .ok_or_else(|| unsupported("the table must be a bound weight"))?;
+                let launch = Launch::new(node.name.clone(), move |k| {
+                    let (bytes, ids) = (k.input::<u8>(0)?, k.input::<u32>(1)?);
+                    let rows = QuantizedRows {
+                        bytes: &bytes,
+                        format,
+                        vocab,
+                        dim,
+                    };
+                    ops::embedding(&rows, &ids, &mut k.output::<f32>(0)?)?;
+                    Ok(())
+                });
+                let launch = input(1)?.input_of(launch.input(&table));
+                return submit(stream, out.output_of(launch), out_id, out, bufs);
+            }
+            Op::Reshape(_) => match out {
+                Buf::F32(_) => Launch::new(node.name.clone(), |k| {
+                    k.output::<f32>(0)?.copy_from_slice(&k.input::<f32>(0)?);
+                    Ok(())
+                }),
+                _ => Launch::new(node.name.clone(), |k| {
+                    k.output::<u32>(0)?.copy_from_slice(&k.input::<u32>(0)?);
+                    Ok(())
+                }),
+            },
+            Op::Argmax => {
+                let in_dims = dims(node.inputs[0]);
+                let cols = in_dims.last().copied().unwrap_or(1).max(1);
+                let rows = volume(&in_dims) / cols;
+                Launch::new(node.name.clone(), move |k| {
+                    let x = k.input::<f32>(0)?;
+                    ops::argmax(&x, rows, cols, &mut k.output::<u32>(0)?)?;
+                    Ok(())
+                })
+            }
+        };
+        for i in 0..node.inputs.len() {
+            launch = input(i)?.input_of(launch);
+        }
+        submit(stream, out.output_of(launch), out_id, out, bufs)
+    }
+
+    /// A bound weight as bytes (encoded weights as they are, f32 weights in
+    /// their byte copy).
+    fn weight_as_bytes(&self, v: ValueId) -> Option<DeviceBuffer<u8>> {
+        match self.weights.get(&v) {
+            Some(Buf::Bytes(b)) => Some(b.clone()),
+            Some(Buf::F32(_)) => self.weight_bytes.get(&v).cloned(),
+            _ => None,
+        }
+    }
+}
+
+/// Launches `launch` on `stream` and records `out` as the buffer of
+/// `out_id`.
+fn submit(
+    stream: &Stream,
+    launch: Launch,
+    out_id: ValueId,
+    out: Buf,
+    bufs: &mut HashMap<ValueId, Buf>,
+) -> Result<(), ExecError> {
+    stream.launch(launch)?;
+    bufs.insert(out_id, out);
+    Ok(())
+}
