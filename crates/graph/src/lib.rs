@@ -2,9 +2,11 @@
 //! (through [`GraphBuilder`], which reads like the model code it serves),
 //! checked by [`Graph::verify`], printed by [`Graph::dump`], and run by a
 //! [`Session`]: eagerly ([`Session::run_eager`], one runtime launch per
-//! node with exodus-kernels' kernels). Passes (fusion, memory planning,
-//! stream assignment) and graph mode (compiled per shape bucket, captured
-//! and replayed) come next.
+//! node with exodus-kernels' kernels). Passes so far: dead-code and
+//! common-subexpression elimination ([`run_passes`] with statistics) and
+//! memory planning ([`Graph::plan_memory`]: one arena, offsets reused by
+//! lifetime). Fusion, constant folding, stream assignment and graph mode
+//! (compiled per shape bucket, captured and replayed) come next.
 //!
 //! # The IR in one paragraph
 //!
@@ -25,6 +27,8 @@ mod error;
 mod exec;
 mod infer;
 mod ir;
+mod passes;
+mod plan;
 mod types;
 mod verify;
 
@@ -32,4 +36,6 @@ pub use builder::GraphBuilder;
 pub use error::GraphError;
 pub use exec::{ExecError, Session, Tensor};
 pub use ir::{Def, Graph, Node, NodeId, Op, Unary, ValueId, ValueInfo};
+pub use passes::{run_passes, CommonSubexpressions, DeadCodeElimination, Pass, PassStats};
+pub use plan::{MemoryPlan, Slot, ALIGN};
 pub use types::{DType, Dim, Shape, Sym};

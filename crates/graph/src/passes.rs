@@ -1,0 +1,187 @@
+//! Graph passes: named units that rewrite a graph and report what they
+//! changed. [`run_passes`] runs a list in the order given and verifies the
+//! graph after each, so a pass that breaks an invariant is caught at the
+//! pass, not three passes later.
+//!
+//! So far: [`DeadCodeElimination`] and [`CommonSubexpressions`]. Both keep
+//! the graph's interface (inputs, weights, outputs) as it is.
+
+use std::collections::HashMap;
+
+use crate::error::GraphError;
+use crate::ir::{Def, Graph, Node, NodeId, ValueId, ValueInfo};
+
+/// What one pass changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassStats {
+    /// The pass.
+    pub pass: &'static str,
+    /// Nodes before and after.
+    pub nodes: (usize, usize),
+    /// Values before and after.
+    pub values: (usize, usize),
+    /// A one-line account of the changes.
+    pub detail: String,
+}
+
+/// A graph rewrite.
+pub trait Pass {
+    /// The pass's name, as statistics and logs print it.
+    fn name(&self) -> &'static str;
+    /// Rewrites `graph`, returning a one-line account of what changed.
+    fn run(&self, graph: &mut Graph) -> Result<String, GraphError>;
+}
+
+/// Runs `passes` in order on `graph`, verifying after each one.
+pub fn run_passes(graph: &mut Graph, passes: &[&dyn Pass]) -> Result<Vec<PassStats>, GraphError> {
+    let mut stats = Vec::with_capacity(passes.len());
+    for pass in passes {
+        let before = (graph.nodes.len(), graph.values.len());
+        let detail = pass.run(graph)?;
+        graph.verify().map_err(|e| GraphError::Graph {
+            graph: graph.name.clone(),
+            reason: format!("pass {} left an invalid graph: {e}", pass.name()),
+        })?;
+        stats.push(PassStats {
+            pass: pass.name(),
+            nodes: (before.0, graph.nodes.len()),
+            values: (before.1, graph.values.len()),
+            detail,
+        });
+    }
+    Ok(stats)
+}
+
+impl Graph {
+    /// Rebuilds the graph keeping the nodes marked in `keep` (in order),
+    /// with every read of a value in `replace` redirected to its
+    /// replacement first. Inputs, weights and constants stay; values of
+    /// dropped nodes go; ids are renumbered densely.
+    pub(crate) fn compact(&mut self, keep: &[bool], replace: &HashMap<ValueId, ValueId>) {
+        let resolve = |v: ValueId| *replace.get(&v).unwrap_or(&v);
+        let mut new_id: HashMap<ValueId, ValueId> = HashMap::new();
+        let mut values: Vec<ValueInfo> = Vec::new();
+        let mut nodes: Vec<Node> = Vec::new();
+        for (i, info) in self.values.iter().enumerate() {
+            if !matches!(info.def, Def::Node { .. }) {
+                new_id.insert(ValueId(i as u32), ValueId(values.len() as u32));
+                values.push(info.clone());
+            }
+        }
+        for (n, node) in self.nodes.iter().enumerate() {
+            if !keep[n] {
+                continue;
+            }
+            let id = NodeId(nodes.len() as u32);
+            let outputs = node
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(index, &v)| {
+                    let fresh = ValueId(values.len() as u32);
+                    let mut info = self.values[v.0 as usize].clone();
+                    info.def = Def::Node { node: id, index };
+                    values.push(info);
+                    new_id.insert(v, fresh);
+                    fresh
+                })
+                .collect();
+            let inputs = node
+                .inputs
+                .iter()
+                .map(|&v| new_id.get(&resolve(v)).copied().unwrap_or(v))
+                .collect();
+            nodes.push(Node {
+                name: node.name.clone(),
+                op: node.op.clone(),
+                inputs,
+                outputs,
+            });
+        }
+        self.outputs = self
+            .outputs
+            .iter()
+            .map(|&v| new_id.get(&resolve(v)).copied().unwrap_or(v))
+            .collect();
+        self.values = values;
+        self.nodes = nodes;
+    }
+}
+
+/// Removes nodes none of whose outputs reach a graph output.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeadCodeElimination;
+
+impl Pass for DeadCodeElimination {
+    fn name(&self) -> &'static str {
+        "dead-code-elimination"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
+        let mut live = vec![false; graph.values.len()];
+        for v in &graph.outputs {
+            if let Some(l) = live.get_mut(v.0 as usize) {
+                *l = true;
+            }
+        }
+        let mut keep = vec![false; graph.nodes.len()];
+        for (n, node) in graph.nodes.iter().enumerate().rev() {
+            if node.outputs.iter().any(|v| live[v.0 as usize]) {
+                keep[n] = true;
+                for v in &node.inputs {
+                    live[v.0 as usize] = true;
+                }
+            }
+        }
+        let removed = keep.iter().filter(|k| !**k).count();
+        if removed > 0 {
+            graph.compact(&keep, &HashMap::new());
+        }
+        Ok(format!(
+            "removed {removed} nodes whose results nothing reads"
+        ))
+    }
+}
+
+/// Merges nodes that apply the same op (same attributes) to the same
+/// inputs: later ones read the first one's outputs instead.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommonSubexpressions;
+
+impl Pass for CommonSubexpressions {
+    fn name(&self) -> &'static str {
+        "common-subexpression-elimination"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
+        let mut replace: HashMap<ValueId, ValueId> = HashMap::new();
+        // Key: the op with its attributes (Debug prints every field) and
+        // the inputs after earlier merges.
+        let mut seen: HashMap<(String, Vec<ValueId>), usize> = HashMap::new();
+        let mut keep = vec![true; graph.nodes.len()];
+        for (n, node) in graph.nodes.iter().enumerate() {
+            let inputs: Vec<ValueId> = node
+                .inputs
+                .iter()
+                .map(|v| *replace.get(v).unwrap_or(v))
+                .collect();
+            let key = (format!("{:?}", node.op), inputs);
+            match seen.get(&key) {
+                Some(&first) => {
+                    keep[n] = false;
+                    for (&mine, &theirs) in node.outputs.iter().zip(&graph.nodes[first].outputs) {
+                        replace.insert(mine, theirs);
+                    }
+                }
+                None => {
+                    seen.insert(key, n);
+                }
+            }
+        }
+        let merged = keep.iter().filter(|k| !**k).count();
+        if merged > 0 {
+            graph.compact(&keep, &replace);
+        }
+        Ok(format!("merged {merged} nodes into identical earlier ones"))
+    }
+}
