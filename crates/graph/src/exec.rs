@@ -1,10 +1,17 @@
-//! Eager (single-operator) execution: a [`Session`] binds a verified graph
-//! to its weights on a device, and [`Session::run_eager`] binds the symbols
-//! to sizes, launches every node as it is reached on a runtime stream (one
-//! launch per node, each output allocated from the device's caching
-//! allocator and released after its last reader), and returns the graph's
-//! outputs. The kernels are exodus-kernels' own; graph mode (compiled per
-//! shape bucket and replayed) will run the very same launches.
+//! Execution. A [`Session`] binds a verified graph to its weights on a
+//! device and runs it in either mode, with the very same launches:
+//!
+//! - eager (single-operator) mode, [`Session::run_eager`]: binds the
+//!   symbols to sizes, launches every node as it is reached on a runtime
+//!   stream (one launch per node, each output allocated from the device's
+//!   caching allocator and released after its last reader), and returns
+//!   the graph's outputs;
+//! - graph mode, [`Session::run_graph`]: the first run for a binding of the
+//!   symbols (a shape bucket) allocates every buffer once and captures the
+//!   launch sequence into a runtime graph; every run with that binding
+//!   copies the inputs in, replays the capture as one submission and reads
+//!   the outputs. A new binding compiles a new bucket
+//!   ([`Session::compiles`] counts them).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -15,7 +22,7 @@ use exodus_kernels::ops::{
 };
 use exodus_kernels::pool;
 use exodus_numerics::{ElementFormat, Format};
-use exodus_runtime::{CpuDevice, Device, DeviceBuffer, Launch, RuntimeError, Stream};
+use exodus_runtime::{CpuDevice, Device, DeviceBuffer, GraphExec, Launch, RuntimeError, Stream};
 use thiserror::Error;
 
 use crate::error::GraphError;
@@ -97,6 +104,19 @@ impl Buf {
         }
     }
 
+    fn upload(&self, data: &Tensor) -> Result<(), RuntimeError> {
+        match (self, data) {
+            (Buf::F32(b), Tensor::F32(d)) => b.copy_from_host(d),
+            (Buf::U32(b), Tensor::U32(d)) => b.copy_from_host(d),
+            (Buf::Bytes(b), Tensor::Bytes(d)) => b.copy_from_host(d),
+            _ => Err(RuntimeError::LengthMismatch {
+                what: "input kind",
+                expected: 0,
+                got: 1,
+            }),
+        }
+    }
+
     fn to_host(&self) -> Tensor {
         match self {
             Buf::F32(b) => Tensor::F32(b.to_host()),
@@ -118,6 +138,21 @@ pub struct Session {
     /// little-endian bytes, made once here).
     weights: HashMap<ValueId, Buf>,
     weight_bytes: HashMap<ValueId, DeviceBuffer<u8>>,
+    /// Graph mode's compiled buckets, by the symbol sizes they were made
+    /// for, and how many were compiled.
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    by_sizes: HashMap<Vec<usize>, Compiled>,
+    compiles: usize,
+}
+
+/// One shape bucket in graph mode: every buffer, and the captured launches.
+struct Compiled {
+    bufs: HashMap<ValueId, Buf>,
+    exec: GraphExec,
 }
 
 impl std::fmt::Debug for Session {
@@ -232,6 +267,7 @@ impl Session {
             stream: Mutex::new(stream),
             weights: bound,
             weight_bytes,
+            buckets: Mutex::new(Buckets::default()),
         })
     }
 
@@ -258,6 +294,102 @@ impl Session {
         result
     }
 
+    /// Runs the graph once in graph mode: like [`Session::run_eager`],
+    /// but the launches of this binding of the symbols are captured on its
+    /// first run and replayed as one submission on every later one.
+    pub fn run_graph(
+        &self,
+        symbols: &[(&str, usize)],
+        inputs: &[(ValueId, Tensor)],
+    ) -> Result<Vec<Tensor>, ExecError> {
+        let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = self.replay_on(&stream, symbols, inputs);
+        if result.is_err() {
+            *stream = self.device.create_stream()?;
+        }
+        result
+    }
+
+    /// How many shape buckets graph mode has compiled so far.
+    pub fn compiles(&self) -> usize {
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .compiles
+    }
+
+    fn replay_on(
+        &self,
+        stream: &Stream,
+        symbols: &[(&str, usize)],
+        inputs: &[(ValueId, Tensor)],
+    ) -> Result<Vec<Tensor>, ExecError> {
+        let sizes = self.bind_symbols(symbols)?;
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if !buckets.by_sizes.contains_key(&sizes) {
+            let compiled = self.compile(stream, &sizes)?;
+            buckets.by_sizes.insert(sizes.clone(), compiled);
+            buckets.compiles += 1;
+        }
+        let bucket = &buckets.by_sizes[&sizes];
+        // Inputs go into the bucket's own buffers (checked like eager's).
+        let mut given = std::collections::HashSet::new();
+        for (v, data) in inputs {
+            self.check_input(*v, data, &sizes)?;
+            if !given.insert(*v) {
+                return Err(self.binding_err(*v, "given twice"));
+            }
+            if let Some(buf) = bucket.bufs.get(v) {
+                buf.upload(data)?;
+            }
+        }
+        self.all_inputs_given(|v| given.contains(&v))?;
+        stream.replay(&bucket.exec)?;
+        stream.synchronize()?;
+        self.graph
+            .outputs()
+            .iter()
+            .map(|v| {
+                bucket
+                    .bufs
+                    .get(v)
+                    .map(Buf::to_host)
+                    .ok_or_else(|| ExecError::Binding {
+                        name: format!("output {}", v.0),
+                        reason: "was never computed".into(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Allocates every buffer of the bucket `sizes` and captures its launch
+    /// sequence.
+    fn compile(&self, stream: &Stream, sizes: &[usize]) -> Result<Compiled, ExecError> {
+        let g = &self.graph;
+        let mut bufs: HashMap<ValueId, Buf> = self.weights.clone();
+        for (i, info) in g.values().iter().enumerate() {
+            let v = ValueId(i as u32);
+            let n = volume(&concrete(&info.shape, sizes));
+            match (&info.def, info.dtype) {
+                (Def::Input, DType::F32) => bufs.insert(v, Buf::F32(self.device.alloc(n)?)),
+                (Def::Input, DType::U32) => bufs.insert(v, Buf::U32(self.device.alloc(n)?)),
+                (Def::Const(values), _) => bufs.insert(v, Buf::F32(self.device.upload(values)?)),
+                _ => None,
+            };
+        }
+        stream.begin_capture()?;
+        let captured = g
+            .nodes()
+            .iter()
+            .try_for_each(|node| self.launch_node(stream, node, sizes, &mut bufs));
+        let graph = stream.end_capture()?;
+        captured?;
+        Ok(Compiled {
+            bufs,
+            exec: graph.instantiate()?,
+        })
+    }
+
     fn run_on(
         &self,
         stream: &Stream,
@@ -270,22 +402,10 @@ impl Session {
         for (v, data) in inputs {
             let buf = self.upload_input(*v, data, &sizes)?;
             if bufs.insert(*v, buf).is_some() {
-                return Err(ExecError::Binding {
-                    name: g
-                        .value(*v)
-                        .map_or_else(|| format!("{}", v.0), |i| i.name.clone()),
-                    reason: "given twice (or is a weight)".into(),
-                });
+                return Err(self.binding_err(*v, "given twice"));
             }
         }
-        for (i, info) in g.values().iter().enumerate() {
-            if info.def == Def::Input && !bufs.contains_key(&ValueId(i as u32)) {
-                return Err(ExecError::Binding {
-                    name: info.name.clone(),
-                    reason: "input not given".into(),
-                });
-            }
-        }
+        self.all_inputs_given(|v| bufs.contains_key(&v))?;
         for (v, data) in g.values().iter().enumerate() {
             if let Def::Const(values) = &data.def {
                 bufs.insert(ValueId(v as u32), Buf::F32(self.device.upload(values)?));
@@ -346,28 +466,56 @@ impl Session {
             .collect()
     }
 
-    fn upload_input(&self, v: ValueId, data: &Tensor, sizes: &[usize]) -> Result<Buf, ExecError> {
-        let info = self.graph.value(v).ok_or_else(|| ExecError::Binding {
-            name: format!("value {}", v.0),
-            reason: "does not exist".into(),
-        })?;
-        let err = |reason: String| ExecError::Binding {
-            name: info.name.clone(),
-            reason,
-        };
+    fn binding_err(&self, v: ValueId, reason: &str) -> ExecError {
+        ExecError::Binding {
+            name: self
+                .graph
+                .value(v)
+                .map_or_else(|| format!("value {}", v.0), |i| i.name.clone()),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// Every [`Def::Input`] value for which `given` holds, or the first
+    /// that is missing.
+    fn all_inputs_given(&self, given: impl Fn(ValueId) -> bool) -> Result<(), ExecError> {
+        for (i, info) in self.graph.values().iter().enumerate() {
+            if info.def == Def::Input && !given(ValueId(i as u32)) {
+                return Err(self.binding_err(ValueId(i as u32), "input not given"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `data` fits input `v` under the binding `sizes`.
+    fn check_input(&self, v: ValueId, data: &Tensor, sizes: &[usize]) -> Result<(), ExecError> {
+        let info = self
+            .graph
+            .value(v)
+            .ok_or_else(|| self.binding_err(v, "does not exist"))?;
         if info.def != Def::Input {
-            return Err(err("is not a graph input".into()));
+            return Err(self.binding_err(v, "is not a graph input"));
         }
         let n = volume(&concrete(&info.shape, sizes));
-        Ok(match (&info.dtype, data) {
-            (DType::F32, Tensor::F32(d)) if d.len() == n => Buf::F32(self.device.upload(d)?),
-            (DType::U32, Tensor::U32(d)) if d.len() == n => Buf::U32(self.device.upload(d)?),
-            (dtype, d) => {
-                return Err(err(format!(
+        match (&info.dtype, data) {
+            (DType::F32, Tensor::F32(d)) if d.len() == n => Ok(()),
+            (DType::U32, Tensor::U32(d)) if d.len() == n => Ok(()),
+            (dtype, d) => Err(self.binding_err(
+                v,
+                &format!(
                     "needs {n} {dtype} values under this binding, got {} data",
                     d.kind()
-                )))
-            }
+                ),
+            )),
+        }
+    }
+
+    fn upload_input(&self, v: ValueId, data: &Tensor, sizes: &[usize]) -> Result<Buf, ExecError> {
+        self.check_input(v, data, sizes)?;
+        Ok(match data {
+            Tensor::F32(d) => Buf::F32(self.device.upload(d)?),
+            Tensor::U32(d) => Buf::U32(self.device.upload(d)?),
+            Tensor::Bytes(d) => Buf::Bytes(self.device.upload(d)?),
         })
     }
 

@@ -2,11 +2,14 @@
 //! (through [`GraphBuilder`], which reads like the model code it serves),
 //! checked by [`Graph::verify`], printed by [`Graph::dump`], and run by a
 //! [`Session`]: eagerly ([`Session::run_eager`], one runtime launch per
-//! node with exodus-kernels' kernels). Passes so far: dead-code and
+//! node with exodus-kernels' kernels) or in graph mode
+//! ([`Session::run_graph`]: compiled once per binding of the symbols,
+//! captured and replayed as one submission). Passes so far: dead-code and
 //! common-subexpression elimination ([`run_passes`] with statistics) and
 //! memory planning ([`Graph::plan_memory`]: one arena, offsets reused by
-//! lifetime). Fusion, constant folding, stream assignment and graph mode
-//! (compiled per shape bucket, captured and replayed) come next.
+//! lifetime). Fusion, constant folding, stream assignment, running the
+//! memory plan, and the remaining ops (attention, shape ops, reductions)
+//! come next.
 //!
 //! # The IR in one paragraph
 //!

@@ -112,10 +112,17 @@ fn random_graphs_give_the_same_results_with_passes_on_and_off() {
         let mut opt = g.clone();
         let stats = run_passes(&mut opt, &passes).unwrap();
         assert!(stats.iter().all(|s| s.nodes.1 <= s.nodes.0));
+        // Graph mode (captured and replayed) on the optimised graph too.
+        let session = Session::new(opt.clone(), []).unwrap();
+        let data = normal(3 * 16, 7);
+        let replayed = session
+            .run_graph(&[("tokens", 3)], &[(x, Tensor::F32(data))])
+            .unwrap();
         let after = run(opt, x, 3, 16);
         // The same kernels on the same values, in the same order per value:
-        // bit for bit.
+        // bit for bit, eager or replayed, passes on or off.
         assert_eq!(after, before, "{}", g.dump());
+        assert_eq!(replayed, before, "{}", g.dump());
     }
 }
 
