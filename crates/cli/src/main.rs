@@ -24,6 +24,9 @@ enum Command {
     Convert(commands::convert::Args),
     /// Inspect trace files (Chrome trace-event JSON, as Perfetto opens).
     Trace(commands::trace::Args),
+    /// Inspect compute graphs: the IR before and after passes, pass
+    /// statistics, the memory plan, Graphviz DOT.
+    Graph(commands::graph::Args),
     /// Benchmarks: `exodus bench kernels` (every kernel at model shapes,
     /// against this machine's FMA peak and memcpy bandwidth).
     Bench(commands::bench::Args),
@@ -35,6 +38,7 @@ fn main() -> std::process::ExitCode {
         Command::Formats(args) => commands::formats::run(&args),
         Command::Convert(args) => commands::convert::run(&args),
         Command::Trace(args) => commands::trace::run(&args),
+        Command::Graph(args) => commands::graph::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
     };
     match result {

@@ -292,3 +292,38 @@ fn closed_stdout_is_not_a_crash() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn graph_dump_prints_passes_plan_and_dot() {
+    let out = exodus(&["graph", "dump", "--tokens", "64"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "# before passes",
+        "graph block(tokens) {",
+        "attn_q.weight: q4_1[576, 576] = weight",
+        "common-subexpression-elimination",
+        "dead-code-elimination",
+        "# after passes",
+        "# memory plan for tokens = 64: arena ",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let out = exodus(&["graph", "dump", "--dot", "--format", "q8_0"], None);
+    assert!(out.status.success());
+    let dot = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        dot.starts_with("digraph \"block\" {") && dot.contains("q8_0[576, 576]"),
+        "{dot}"
+    );
+    let out = exodus(&["graph", "dump", "--example", "nope"], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("unknown --example \"nope\""), "{err}");
+    let out = exodus(&["graph", "dump", "--format", "q9_9"], None);
+    assert!(!out.status.success());
+}

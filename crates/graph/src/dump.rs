@@ -71,3 +71,64 @@ fn attributes(op: &Op, symbols: &[String]) -> String {
         _ => String::new(),
     }
 }
+
+impl Graph {
+    /// The graph in Graphviz DOT: a box per node (op and name), an ellipse
+    /// per input, weight or constant, edges labelled with the shape that
+    /// flows along them. `dot -Tsvg` draws it.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::new();
+        let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(out, "digraph \"{}\" {{", quote(&self.name));
+        let _ = writeln!(out, "  rankdir=TB; node [fontname=\"monospace\"];");
+        // Where each value comes from: a source node id in the DOT graph.
+        let source = |v: ValueId| -> String {
+            match self.value(v).map(|i| &i.def) {
+                Some(Def::Node { node, .. }) => format!("n{}", node.0),
+                _ => format!("v{}", v.0),
+            }
+        };
+        for (i, info) in self.values.iter().enumerate() {
+            let kind = match info.def {
+                Def::Input => "input",
+                Def::Weight => "weight",
+                Def::Const(_) => "const",
+                Def::Node { .. } => continue,
+            };
+            let _ = writeln!(
+                out,
+                "  v{i} [shape=ellipse, label=\"{}\\n{kind} {}{}\"];",
+                quote(&info.name),
+                info.dtype,
+                info.shape.display(&self.symbols)
+            );
+        }
+        for (n, node) in self.nodes.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  n{n} [shape=box, label=\"{}\\n{}{}\"];",
+                node.op.name(),
+                quote(&node.name),
+                quote(&attributes(&node.op, &self.symbols))
+            );
+            for &v in &node.inputs {
+                let label = self
+                    .value(v)
+                    .map(|i| format!("{}{}", i.dtype, i.shape.display(&self.symbols)))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {} -> n{n} [label=\"{}\"];",
+                    source(v),
+                    quote(&label)
+                );
+            }
+        }
+        for (i, &v) in self.outputs.iter().enumerate() {
+            let _ = writeln!(out, "  out{i} [shape=doublecircle, label=\"out {i}\"];");
+            let _ = writeln!(out, "  {} -> out{i};", source(v));
+        }
+        out.push_str("}\n");
+        out
+    }
+}

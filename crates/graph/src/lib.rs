@@ -27,6 +27,7 @@
 mod builder;
 mod dump;
 mod error;
+pub mod examples;
 mod exec;
 mod infer;
 mod ir;

@@ -391,3 +391,20 @@ fn random_raw_graphs_never_panic_the_verifier_or_the_dump() {
     // Some random graphs are well formed (inputs only, trivial nodes).
     assert!(accepted > 0);
 }
+
+#[test]
+fn the_dot_form_has_every_node_value_and_edge() {
+    let g = block().unwrap();
+    let dot = g.to_dot();
+    assert!(dot.starts_with("digraph \"block\" {"), "{dot}");
+    assert!(dot.trim_end().ends_with('}'));
+    let boxes = dot.lines().filter(|l| l.contains("[shape=box")).count();
+    assert_eq!(boxes, g.nodes().len());
+    let edges = dot.lines().filter(|l| l.contains(" -> n")).count();
+    assert_eq!(
+        edges,
+        g.nodes().iter().map(|n| n.inputs.len()).sum::<usize>()
+    );
+    assert!(dot.contains("label=\"f32[tokens, 576]\""), "{dot}");
+    assert!(dot.contains("rms_norm\\nattn_norm eps=0.00001"), "{dot}");
+}

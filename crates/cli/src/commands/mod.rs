@@ -20,4 +20,5 @@ macro_rules! out {
 pub mod bench;
 pub mod convert;
 pub mod formats;
+pub mod graph;
 pub mod trace;

@@ -1,0 +1,87 @@
+//! `exodus graph dump`: a graph before and after the passes, what each pass
+//! changed, and its memory plan for a number of tokens; or the graph in
+//! Graphviz DOT. The graph is a built-in example until model files provide
+//! real ones.
+
+use anyhow::Context;
+use exodus_graph::examples::{block_without_attention, BlockDims};
+use exodus_graph::{run_passes, CommonSubexpressions, DeadCodeElimination, Pass};
+use exodus_numerics::Format;
+
+/// Arguments of `exodus graph`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Print a graph, run the passes, print it again with their statistics
+    /// and the memory plan.
+    Dump {
+        /// Which graph: `block` (a SmolLM2-135M block without the attention
+        /// core, which arrives with the attention op).
+        #[arg(long, default_value = "block")]
+        example: String,
+        /// Weight format of the matmuls (any `exodus formats` name).
+        #[arg(long, default_value = "q4_1")]
+        format: String,
+        /// Tokens to plan memory for.
+        #[arg(long, default_value_t = 512)]
+        tokens: usize,
+        /// Print Graphviz DOT (after the passes) instead of text.
+        #[arg(long)]
+        dot: bool,
+    },
+}
+
+/// Run the subcommand.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    match &args.command {
+        Command::Dump {
+            example,
+            format,
+            tokens,
+            dot,
+        } => {
+            let format: Format = format
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("--format {format}"))?;
+            let mut graph = match example.as_str() {
+                "block" => block_without_attention(BlockDims::SMOLLM2_135M, format)?,
+                other => anyhow::bail!("unknown --example {other:?} (known: block)"),
+            };
+            let before = graph.dump();
+            let passes: [&dyn Pass; 2] = [&CommonSubexpressions, &DeadCodeElimination];
+            let stats = run_passes(&mut graph, &passes)?;
+            if *dot {
+                out!("{}", graph.to_dot())?;
+                return Ok(());
+            }
+            outln!("# before passes\n{before}")?;
+            outln!("# passes")?;
+            for s in &stats {
+                outln!(
+                    "{:<34} nodes {} -> {}, values {} -> {}: {}",
+                    s.pass,
+                    s.nodes.0,
+                    s.nodes.1,
+                    s.values.0,
+                    s.values.1,
+                    s.detail
+                )?;
+            }
+            outln!("\n# after passes\n{}", graph.dump())?;
+            let plan = graph.plan_memory(&[("tokens", *tokens)])?;
+            outln!(
+                "# memory plan for tokens = {tokens}: arena {} bytes (planned peak) vs {} bytes for every intermediate on its own ({:.2}x)",
+                plan.arena_bytes,
+                plan.total_bytes,
+                plan.total_bytes as f64 / plan.arena_bytes.max(1) as f64
+            )?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Built-in example graphs for inspection and benchmarks until model files
+//! (issue 5) provide real ones: the pieces of a Llama-family block at given
+//! sizes, built with [`GraphBuilder`] as the model layer will build them.
+
+use exodus_numerics::Format;
+
+use crate::builder::GraphBuilder;
+use crate::error::GraphError;
+use crate::ir::Graph;
+use crate::types::DType;
+
+/// Sizes of a Llama-family block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockDims {
+    /// Model width.
+    pub hidden: usize,
+    /// MLP width.
+    pub ffn: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Width of a head.
+    pub head_dim: usize,
+}
+
+impl BlockDims {
+    /// SmolLM2-135M (the default model).
+    pub const SMOLLM2_135M: BlockDims = BlockDims {
+        hidden: 576,
+        ffn: 1536,
+        heads: 9,
+        kv_heads: 3,
+        head_dim: 64,
+    };
+}
+
+/// One block without the attention core (which arrives with the
+/// attention op): norm, q/k/v projections with rope, o projection and
+/// residual, norm, SwiGLU MLP and residual, over `tokens` rows, with every
+/// matmul weight in `format`. Inputs: `x[tokens, hidden]`,
+/// `pos[tokens]`; output: the block's residual stream.
+pub fn block_without_attention(dims: BlockDims, format: Format) -> Result<Graph, GraphError> {
+    let BlockDims {
+        hidden,
+        ffn,
+        heads,
+        kv_heads,
+        head_dim,
+    } = dims;
+    let w = DType::Weights(format);
+    let mut b = GraphBuilder::new("block");
+    let t = b.symbol("tokens");
+    let x = b.input("x", DType::F32, (t, hidden));
+    let pos = b.input("pos", DType::U32, (t,));
+    let attn_norm = b.weight("attn_norm.weight", DType::F32, (hidden,));
+    let wq = b.weight("attn_q.weight", w, (heads * head_dim, hidden));
+    let wk = b.weight("attn_k.weight", w, (kv_heads * head_dim, hidden));
+    let wv = b.weight("attn_v.weight", w, (kv_heads * head_dim, hidden));
+    let wo = b.weight("attn_output.weight", w, (hidden, heads * head_dim));
+    let ffn_norm = b.weight("ffn_norm.weight", DType::F32, (hidden,));
+    let w_gate = b.weight("ffn_gate.weight", w, (ffn, hidden));
+    let w_up = b.weight("ffn_up.weight", w, (ffn, hidden));
+    let w_down = b.weight("ffn_down.weight", w, (hidden, ffn));
+    let h = b.rms_norm("attn_norm", x, attn_norm, 1e-5)?;
+    let q = b.matmul("attn_q", h, wq)?;
+    let q = b.rope("rope_q", q, pos, head_dim, true, 100_000.0)?;
+    let k = b.matmul("attn_k", h, wk)?;
+    let _k = b.rope("rope_k", k, pos, head_dim, true, 100_000.0)?;
+    let _v = b.matmul("attn_v", h, wv)?;
+    // Until attention lands, the rotated queries stand in for its output.
+    let o = b.matmul("attn_output", q, wo)?;
+    let x = b.add("attn_residual", x, o)?;
+    let h = b.rms_norm("ffn_norm", x, ffn_norm, 1e-5)?;
+    let gate = b.matmul("ffn_gate", h, w_gate)?;
+    let up = b.matmul("ffn_up", h, w_up)?;
+    let act = b.swiglu("ffn_swiglu", gate, up)?;
+    let down = b.matmul("ffn_down", act, w_down)?;
+    let y = b.add("ffn_residual", x, down)?;
+    b.output(y)?;
+    b.finish()
+}
