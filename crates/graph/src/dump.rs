@@ -11,7 +11,7 @@
 
 use std::fmt::Write;
 
-use crate::ir::{Def, Graph, Op, Unary, ValueId};
+use crate::ir::{Def, Graph, Op, Step, Unary, ValueId};
 
 impl Graph {
     /// The graph as text: inputs, weights and constants first, then one
@@ -68,6 +68,17 @@ fn attributes(op: &Op, symbols: &[String]) -> String {
             theta,
         } => format!(" head_dim={head_dim} neox={neox} theta={theta}"),
         Op::Reshape(shape) => format!(" shape={}", shape.display(symbols)),
+        Op::Fused(program) => {
+            let steps: Vec<String> = program
+                .steps
+                .iter()
+                .map(|s| match s {
+                    Step::Unary(u, a) => format!("{}(r{a})", Op::Unary(*u).name()),
+                    Step::Binary(b, a, c) => format!("{b:?}(r{a}, r{c})").to_lowercase(),
+                })
+                .collect();
+            format!(" [{}]", steps.join("; "))
+        }
         _ => String::new(),
     }
 }

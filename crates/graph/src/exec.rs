@@ -26,7 +26,7 @@ use exodus_runtime::{CpuDevice, Device, DeviceBuffer, GraphExec, Launch, Runtime
 use thiserror::Error;
 
 use crate::error::GraphError;
-use crate::ir::{Def, Graph, Node, Op, Unary, ValueId};
+use crate::ir::{Binary, Def, Graph, Node, Op, Program, Step, Unary, ValueId};
 use crate::types::{DType, Dim, Shape};
 
 /// Host data for an input, a weight or an output.
@@ -704,6 +704,18 @@ impl Session {
                     Ok(())
                 }),
             },
+            Op::Fused(program) => {
+                let program = program.clone();
+                let n_in = node.inputs.len();
+                Launch::new(node.name.clone(), move |k| {
+                    let ins = (0..n_in)
+                        .map(|i| k.input::<f32>(i))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let slices: Vec<&[f32]> = ins.iter().map(|r| &r[..]).collect();
+                    run_fused(&program, &slices, &mut k.output::<f32>(0)?)?;
+                    Ok(())
+                })
+            }
             Op::Argmax => {
                 let in_dims = dims(node.inputs[0]);
                 let cols = in_dims.last().copied().unwrap_or(1).max(1);
@@ -743,5 +755,73 @@ fn submit(
 ) -> Result<(), ExecError> {
     stream.launch(launch)?;
     bufs.insert(out_id, out);
+    Ok(())
+}
+
+/// Elements per chunk of a fused program: its registers stay in L1.
+const FUSED_CHUNK: usize = 1024;
+
+/// Runs a fused elementwise program chunk by chunk: each register holds
+/// one chunk; an input as long as the output is read in place, a shorter
+/// (broadcast) one is tiled into its register. Every step is one
+/// exodus-kernels op on the chunk, so the arithmetic is bit for bit that of
+/// the unfused nodes.
+fn run_fused(
+    program: &Program,
+    inputs: &[&[f32]],
+    out: &mut [f32],
+) -> Result<(), exodus_kernels::KernelError> {
+    let total = out.len();
+    let n_in = inputs.len();
+    let mut regs: Vec<Vec<f32>> = vec![vec![0f32; FUSED_CHUNK]; n_in + program.steps.len()];
+    for start in (0..total).step_by(FUSED_CHUNK) {
+        let len = FUSED_CHUNK.min(total - start);
+        for (i, input) in inputs.iter().enumerate() {
+            if input.len() != total && !input.is_empty() {
+                for (j, r) in regs[i][..len].iter_mut().enumerate() {
+                    *r = input[(start + j) % input.len()];
+                }
+            }
+        }
+        for (s, step) in program.steps.iter().enumerate() {
+            let dst = n_in + s;
+            let mut target = std::mem::take(&mut regs[dst]);
+            {
+                let read = |r: usize| -> &[f32] {
+                    if r < n_in && inputs[r].len() == total {
+                        &inputs[r][start..start + len]
+                    } else {
+                        &regs[r][..len]
+                    }
+                };
+                let o = &mut target[..len];
+                match *step {
+                    Step::Unary(Unary::Silu, a) => ops::silu(read(a), o)?,
+                    Step::Unary(Unary::Gelu { tanh }, a) => {
+                        let approx = if tanh {
+                            GeluApprox::Tanh
+                        } else {
+                            GeluApprox::Erf
+                        };
+                        ops::gelu(read(a), o, approx)?
+                    }
+                    Step::Unary(Unary::Scale(f), a) => ops::scale(read(a), f, o)?,
+                    Step::Binary(op, a, b) => {
+                        let f = match op {
+                            Binary::Add => ops::add,
+                            Binary::Sub => ops::sub,
+                            Binary::Mul => ops::mul,
+                            Binary::Div => ops::div,
+                            Binary::SwiGlu => ops::swiglu,
+                        };
+                        f(read(a), read(b), o)?
+                    }
+                }
+            }
+            regs[dst] = target;
+        }
+        let last = regs.len() - 1;
+        out[start..start + len].copy_from_slice(&regs[last][..len]);
+    }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! inputs imply, or why they do not fit. The builder applies these when a
 //! node is added; the verifier applies them again to a whole graph.
 
-use crate::ir::{Op, Unary};
+use crate::ir::{Op, Program, Step, Unary};
 use crate::types::{DType, Dim, Shape};
 
 /// An input as the rules see it.
@@ -15,8 +15,10 @@ pub(crate) fn infer(
     inputs: &[Operand<'_>],
     symbols: &[String],
 ) -> Result<Vec<(DType, Shape)>, String> {
-    if inputs.len() != op.arity() {
-        return Err(format!("takes {} inputs, got {}", op.arity(), inputs.len()));
+    if let Some(arity) = op.arity() {
+        if inputs.len() != arity {
+            return Err(format!("takes {arity} inputs, got {}", inputs.len()));
+        }
     }
     let show = |s: &Shape| s.display(symbols).to_string();
     let f32_input = |i: usize| -> Result<&Shape, String> {
@@ -156,7 +158,55 @@ pub(crate) fn infer(
             min_rank(0, x, 1)?;
             Ok(vec![(DType::U32, Shape(x.0[..x.rank() - 1].to_vec()))])
         }
+        Op::Fused(program) => fused(program, inputs, &show),
     }
+}
+
+/// A fused program: f32 inputs that all broadcast against the largest
+/// one, registers read only after they are written, at least one step.
+fn fused(
+    program: &Program,
+    inputs: &[Operand<'_>],
+    show: &dyn Fn(&Shape) -> String,
+) -> Result<Vec<(DType, Shape)>, String> {
+    let full = inputs
+        .iter()
+        .map(|(_, s)| *s)
+        .max_by_key(|s| s.rank())
+        .ok_or("a fused node needs inputs")?;
+    for (i, (dtype, shape)) in inputs.iter().enumerate() {
+        if **dtype != DType::F32 {
+            return Err(format!("input {i} must be f32, is {dtype}"));
+        }
+        let suffix =
+            shape.rank() <= full.rank() && full.0[full.rank() - shape.rank()..] == shape.0[..];
+        if !suffix {
+            return Err(format!(
+                "input {i} {} does not broadcast against {}",
+                show(shape),
+                show(full)
+            ));
+        }
+    }
+    if program.steps.is_empty() {
+        return Err("an empty program".into());
+    }
+    for (i, step) in program.steps.iter().enumerate() {
+        let written = inputs.len() + i;
+        let reads = match *step {
+            Step::Unary(_, a) => [a, a],
+            Step::Binary(_, a, b) => [a, b],
+        };
+        if let Some(r) = reads.iter().find(|&&r| r >= written) {
+            return Err(format!("step {i} reads register {r} before it is written"));
+        }
+        if let Step::Unary(Unary::Scale(f), _) = step {
+            if !f.is_finite() {
+                return Err(format!("step {i}: scale factor {f} is not finite"));
+            }
+        }
+    }
+    Ok(vec![(DType::F32, full.clone())])
 }
 
 /// `x[m, k] · W[n, k]ᵀ`.

@@ -56,6 +56,40 @@ pub enum Unary {
     Scale(f32),
 }
 
+/// A binary elementwise function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binary {
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a * b`.
+    Mul,
+    /// `a / b`.
+    Div,
+    /// `silu(a) * b`.
+    SwiGlu,
+}
+
+/// One step of a fused elementwise program. Registers `0..inputs` hold the
+/// fused node's inputs; step `i` writes register `inputs + i`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Step {
+    /// A unary function of a register.
+    Unary(Unary, usize),
+    /// A binary function of two registers.
+    Binary(Binary, usize, usize),
+}
+
+/// The elementwise chain a fusion pass folded into one node: run in one
+/// launch, chunk by chunk, with the intermediates in cache-sized scratch
+/// instead of whole tensors. The last step's register is the output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
 /// The operation a node applies, with its attributes. Inputs are listed in
 /// the order each variant documents.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +141,9 @@ pub enum Op {
     /// Index of the largest value along the last axis (`u32`, last axis
     /// removed).
     Argmax,
+    /// A fused elementwise chain over any number of inputs (each the
+    /// output's shape, or a suffix of it that broadcasts).
+    Fused(Program),
 }
 
 impl Op {
@@ -129,15 +166,18 @@ impl Op {
             Op::Embedding => "embedding",
             Op::Reshape(_) => "reshape",
             Op::Argmax => "argmax",
+            Op::Fused(_) => "fused",
         }
     }
 
-    /// How many inputs the op takes.
-    pub fn arity(&self) -> usize {
+    /// How many inputs the op takes (`None`: any number, for
+    /// [`Op::Fused`]).
+    pub fn arity(&self) -> Option<usize> {
         match self {
-            Op::Unary(_) | Op::Softmax | Op::Reshape(_) | Op::Argmax => 1,
-            Op::LayerNorm { .. } => 3,
-            _ => 2,
+            Op::Unary(_) | Op::Softmax | Op::Reshape(_) | Op::Argmax => Some(1),
+            Op::LayerNorm { .. } => Some(3),
+            Op::Fused(_) => None,
+            _ => Some(2),
         }
     }
 }

@@ -5,11 +5,11 @@
 //! node with exodus-kernels' kernels) or in graph mode
 //! ([`Session::run_graph`]: compiled once per binding of the symbols,
 //! captured and replayed as one submission). Passes so far: dead-code and
-//! common-subexpression elimination ([`run_passes`] with statistics) and
-//! memory planning ([`Graph::plan_memory`]: one arena, offsets reused by
-//! lifetime). Fusion, constant folding, stream assignment, running the
-//! memory plan, and the remaining ops (attention, shape ops, reductions)
-//! come next.
+//! common-subexpression elimination and elementwise fusion ([`run_passes`]
+//! with statistics), and memory planning ([`Graph::plan_memory`]: one
+//! arena, offsets reused by lifetime). Matmul epilogues, norm fusion,
+//! constant folding, stream assignment, running the memory plan, and the
+//! remaining ops (attention, shape ops, reductions) come next.
 //!
 //! # The IR in one paragraph
 //!
@@ -39,7 +39,9 @@ mod verify;
 pub use builder::GraphBuilder;
 pub use error::GraphError;
 pub use exec::{ExecError, Session, Tensor};
-pub use ir::{Def, Graph, Node, NodeId, Op, Unary, ValueId, ValueInfo};
-pub use passes::{run_passes, CommonSubexpressions, DeadCodeElimination, Pass, PassStats};
+pub use ir::{Binary, Def, Graph, Node, NodeId, Op, Program, Step, Unary, ValueId, ValueInfo};
+pub use passes::{
+    run_passes, CommonSubexpressions, DeadCodeElimination, ElementwiseFusion, Pass, PassStats,
+};
 pub use plan::{MemoryPlan, Slot, ALIGN};
 pub use types::{DType, Dim, Shape, Sym};

@@ -3,13 +3,14 @@
 //! graph after each, so a pass that breaks an invariant is caught at the
 //! pass, not three passes later.
 //!
-//! So far: [`DeadCodeElimination`] and [`CommonSubexpressions`]. Both keep
-//! the graph's interface (inputs, weights, outputs) as it is.
+//! So far: [`DeadCodeElimination`], [`CommonSubexpressions`] and
+//! [`ElementwiseFusion`]. All keep the graph's interface (inputs, weights,
+//! outputs) as it is.
 
 use std::collections::HashMap;
 
 use crate::error::GraphError;
-use crate::ir::{Def, Graph, Node, NodeId, ValueId, ValueInfo};
+use crate::ir::{Binary, Def, Graph, Node, NodeId, Op, Program, Step, ValueId, ValueInfo};
 
 /// What one pass changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,5 +184,123 @@ impl Pass for CommonSubexpressions {
             graph.compact(&keep, &replace);
         }
         Ok(format!("merged {merged} nodes into identical earlier ones"))
+    }
+}
+
+/// Folds chains of elementwise nodes (add, sub, mul, div, unary functions,
+/// swiglu) into single [`Op::Fused`] nodes: a producer joins its consumer's
+/// group when the consumer is its only reader, it is not a graph output,
+/// and it has the consumer's output shape. The fused node runs in one
+/// launch and keeps the intermediates in cache-sized chunks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ElementwiseFusion;
+
+/// The step an elementwise op becomes, with its operand registers.
+fn as_step(op: &Op, regs: &[usize]) -> Option<Step> {
+    let bin = |b: Binary| Some(Step::Binary(b, regs[0], regs[1]));
+    match op {
+        Op::Add => bin(Binary::Add),
+        Op::Sub => bin(Binary::Sub),
+        Op::Mul => bin(Binary::Mul),
+        Op::Div => bin(Binary::Div),
+        Op::SwiGlu => bin(Binary::SwiGlu),
+        Op::Unary(u) => Some(Step::Unary(*u, regs[0])),
+        _ => None,
+    }
+}
+
+impl Pass for ElementwiseFusion {
+    fn name(&self) -> &'static str {
+        "elementwise-fusion"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
+        let fusable = |op: &Op| as_step(op, &[0, 0]).is_some();
+        let mut uses = vec![0usize; graph.values.len()];
+        for node in &graph.nodes {
+            for v in &node.inputs {
+                uses[v.0 as usize] += 1;
+            }
+        }
+        for v in &graph.outputs {
+            uses[v.0 as usize] += 1;
+        }
+        // group[n]: the root (last node) of node n's group.
+        let mut group: Vec<usize> = (0..graph.nodes.len()).collect();
+        for (n, node) in graph.nodes.iter().enumerate() {
+            if !fusable(&node.op) {
+                continue;
+            }
+            let out_shape = &graph.values[node.outputs[0].0 as usize].shape;
+            for v in &node.inputs {
+                let info = &graph.values[v.0 as usize];
+                if let Def::Node { node: p, .. } = info.def {
+                    let p = p.0 as usize;
+                    let joins = fusable(&graph.nodes[p].op)
+                        && uses[v.0 as usize] == 1
+                        && info.shape == *out_shape
+                        && group[p] == p;
+                    if joins {
+                        for g in group.iter_mut() {
+                            if *g == p {
+                                *g = n;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut keep = vec![true; graph.nodes.len()];
+        let mut fused_groups = 0;
+        let mut fused_nodes = 0;
+        for root in 0..graph.nodes.len() {
+            let members: Vec<usize> = (0..=root).filter(|&m| group[m] == root).collect();
+            if members.len() < 2 {
+                continue;
+            }
+            let mut reg: HashMap<ValueId, usize> = HashMap::new();
+            let mut externals: Vec<ValueId> = Vec::new();
+            let inside: Vec<ValueId> = members.iter().map(|&m| graph.nodes[m].outputs[0]).collect();
+            for &m in &members {
+                for &v in &graph.nodes[m].inputs {
+                    if !inside.contains(&v) && !reg.contains_key(&v) {
+                        reg.insert(v, externals.len());
+                        externals.push(v);
+                    }
+                }
+            }
+            let mut steps = Vec::with_capacity(members.len());
+            for &m in &members {
+                let node = &graph.nodes[m];
+                let regs: Vec<usize> = node.inputs.iter().map(|v| reg[v]).collect();
+                let step = as_step(&node.op, &regs).ok_or_else(|| GraphError::Node {
+                    node: node.name.clone(),
+                    op: node.op.name(),
+                    reason: "fusion grouped a node that is not elementwise".into(),
+                })?;
+                steps.push(step);
+                reg.insert(node.outputs[0], externals.len() + steps.len() - 1);
+            }
+            for &m in &members[..members.len() - 1] {
+                keep[m] = false;
+            }
+            let name = members
+                .iter()
+                .map(|&m| graph.nodes[m].name.as_str())
+                .collect::<Vec<_>>()
+                .join("+");
+            let root_node = &mut graph.nodes[root];
+            root_node.name = name;
+            root_node.op = Op::Fused(Program { steps });
+            root_node.inputs = externals;
+            fused_groups += 1;
+            fused_nodes += members.len();
+        }
+        if fused_groups > 0 {
+            graph.compact(&keep, &HashMap::new());
+        }
+        Ok(format!(
+            "fused {fused_nodes} elementwise nodes into {fused_groups}"
+        ))
     }
 }

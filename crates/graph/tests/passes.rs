@@ -4,8 +4,8 @@
 //! sum of all intermediates.
 
 use exodus_graph::{
-    run_passes, CommonSubexpressions, DType, DeadCodeElimination, Graph, GraphBuilder, Pass,
-    Session, Tensor, ValueId, ALIGN,
+    run_passes, CommonSubexpressions, DType, DeadCodeElimination, ElementwiseFusion, Graph,
+    GraphBuilder, Op, Pass, Session, Tensor, ValueId, ALIGN,
 };
 use exodus_numerics::sample::{normal, SplitMix64};
 
@@ -165,4 +165,49 @@ fn memory_plan_never_overlaps_live_values_and_beats_the_sum() {
     assert_eq!(plan.arena_bytes, 2 * one);
     let err = GraphBuilder::new("x").finish().unwrap_err();
     assert!(err.to_string().contains("returns nothing"));
+}
+
+#[test]
+fn elementwise_chains_fuse_into_one_node_with_the_same_bits() {
+    let mut b = GraphBuilder::new("chain");
+    let t = b.symbol("tokens");
+    let x = b.input("x", DType::F32, (t, 40));
+    let w = b
+        .constant("w", (40,), (0..40).map(|i| 0.5 + i as f32 * 0.01).collect())
+        .unwrap();
+    let a = b.silu("act", x).unwrap();
+    let s = b.scale("half", a, 0.5).unwrap();
+    let r = b.add("residual", s, x).unwrap();
+    let m = b.mul("gain", r, w).unwrap(); // broadcast [40] over [tokens, 40]
+    let side = b.softmax("side", x).unwrap(); // not elementwise: stays
+    let y = b.sub("out", m, side).unwrap();
+    b.output(y).unwrap();
+    let g = b.finish().unwrap();
+    // 1029 tokens x 40 = 41160 values: many 1024-value chunks and a tail.
+    let before = run(g.clone(), x, 1029, 40);
+    let mut opt = g.clone();
+    let stats = run_passes(&mut opt, &[&ElementwiseFusion]).unwrap();
+    assert_eq!(stats[0].nodes, (6, 2), "{stats:?}");
+    assert!(
+        stats[0].detail.contains("fused 5 elementwise nodes into 1"),
+        "{stats:?}"
+    );
+    let fused = opt
+        .nodes()
+        .iter()
+        .find(|n| matches!(n.op, Op::Fused(_)))
+        .unwrap();
+    assert_eq!(fused.name, "act+half+residual+gain+out");
+    let text = opt.dump();
+    assert!(
+        text.contains("= fused(") && text.contains("[silu(r0); scale(r3)"),
+        "{text}"
+    );
+    assert_eq!(run(opt.clone(), x, 1029, 40), before);
+    let session = Session::new(opt, []).unwrap();
+    let data = normal(1029 * 40, 7);
+    let replayed = session
+        .run_graph(&[("tokens", 1029)], &[(x, Tensor::F32(data))])
+        .unwrap();
+    assert_eq!(replayed, before);
 }

@@ -5,7 +5,9 @@
 
 use anyhow::Context;
 use exodus_graph::examples::{block_without_attention, BlockDims};
-use exodus_graph::{run_passes, CommonSubexpressions, DeadCodeElimination, Pass};
+use exodus_graph::{
+    run_passes, CommonSubexpressions, DeadCodeElimination, ElementwiseFusion, Pass,
+};
 use exodus_numerics::Format;
 
 /// Arguments of `exodus graph`.
@@ -54,7 +56,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 other => anyhow::bail!("unknown --example {other:?} (known: block)"),
             };
             let before = graph.dump();
-            let passes: [&dyn Pass; 2] = [&CommonSubexpressions, &DeadCodeElimination];
+            let passes: [&dyn Pass; 3] = [
+                &CommonSubexpressions,
+                &DeadCodeElimination,
+                &ElementwiseFusion,
+            ];
             let stats = run_passes(&mut graph, &passes)?;
             if *dot {
                 out!("{}", graph.to_dot())?;
