@@ -153,6 +153,9 @@ struct Buckets {
 struct Compiled {
     bufs: HashMap<ValueId, Buf>,
     exec: GraphExec,
+    /// Bytes of the buffers the intermediates share (graph outputs
+    /// included).
+    intermediate_bytes: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -310,6 +313,40 @@ impl Session {
         result
     }
 
+    /// Bytes of the intermediate buffers graph mode uses for this binding
+    /// of the symbols (compiling the bucket if needed): the planned peak.
+    pub fn graph_intermediate_bytes(&self, symbols: &[(&str, usize)]) -> Result<usize, ExecError> {
+        let sizes = self.bind_symbols(symbols)?;
+        let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if !buckets.by_sizes.contains_key(&sizes) {
+            let compiled = self.compile(&stream, &sizes)?;
+            buckets.by_sizes.insert(sizes.clone(), compiled);
+            buckets.compiles += 1;
+        }
+        Ok(buckets.by_sizes[&sizes].intermediate_bytes)
+    }
+
+    /// Fills every intermediate buffer of every compiled bucket with
+    /// `value` (NaN in tests): a replay must then still give the right
+    /// results, which it only does if no value is read before it is
+    /// written and no two live values share a buffer.
+    pub fn poison_graph_buffers(&self, value: f32) -> Result<(), ExecError> {
+        let buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        for bucket in buckets.by_sizes.values() {
+            for (v, buf) in &bucket.bufs {
+                let planned =
+                    matches!(self.graph.value(*v).map(|i| &i.def), Some(Def::Node { .. }));
+                match buf {
+                    Buf::F32(b) if planned => b.copy_from_host(&vec![value; b.len()])?,
+                    Buf::U32(b) if planned => b.copy_from_host(&vec![u32::MAX; b.len()])?,
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// How many shape buckets graph mode has compiled so far.
     pub fn compiles(&self) -> usize {
         self.buckets
@@ -377,16 +414,67 @@ impl Session {
                 _ => None,
             };
         }
+        // Intermediates share buffers by lifetime: the stream runs the
+        // launches in order, so a buffer whose last reader has been launched
+        // can take the next output that fits (best fit, same element type).
+        let mut last_use: HashMap<ValueId, usize> = HashMap::new();
+        for (n, node) in g.nodes().iter().enumerate() {
+            for &v in &node.inputs {
+                last_use.insert(v, n);
+            }
+        }
+        for &v in g.outputs() {
+            last_use.insert(v, usize::MAX);
+        }
+        let mut free: Vec<Buf> = Vec::new();
+        let mut intermediate_bytes = 0;
         stream.begin_capture()?;
-        let captured = g
-            .nodes()
-            .iter()
-            .try_for_each(|node| self.launch_node(stream, node, sizes, &mut bufs));
+        let mut captured = Ok(());
+        for (n, node) in g.nodes().iter().enumerate() {
+            let out = node.outputs[0];
+            let (len, dtype) = match g.value(out) {
+                Some(info) => (volume(&concrete(&info.shape, sizes)).max(1), info.dtype),
+                None => break,
+            };
+            let fits = |b: &Buf| match (b, dtype) {
+                (Buf::F32(b), DType::F32) => Some(b.len()).filter(|&l| l >= len),
+                (Buf::U32(b), DType::U32) => Some(b.len()).filter(|&l| l >= len),
+                _ => None,
+            };
+            let best = (0..free.len())
+                .filter_map(|i| fits(&free[i]).map(|l| (l, i)))
+                .min()
+                .map(|(_, i)| i);
+            let buf = match (best, dtype) {
+                (Some(i), _) => free.swap_remove(i),
+                (None, DType::U32) => {
+                    intermediate_bytes += 4 * len;
+                    Buf::U32(self.device.alloc(len)?)
+                }
+                (None, _) => {
+                    intermediate_bytes += 4 * len;
+                    Buf::F32(self.device.alloc(len)?)
+                }
+            };
+            captured = self.launch_node(stream, node, sizes, &mut bufs, Some(buf));
+            if captured.is_err() {
+                break;
+            }
+            let done = node.inputs.iter().chain(&node.outputs).filter(|v| {
+                matches!(g.value(**v).map(|i| &i.def), Some(Def::Node { .. }))
+                    && last_use.get(v).copied().unwrap_or(n) == n
+            });
+            let mut done: Vec<ValueId> = done.copied().collect();
+            done.sort_unstable();
+            done.dedup();
+            free.extend(done.iter().filter_map(|v| bufs.get(v).cloned()));
+        }
         let graph = stream.end_capture()?;
         captured?;
         Ok(Compiled {
             bufs,
             exec: graph.instantiate()?,
+            intermediate_bytes,
         })
     }
 
@@ -419,7 +507,7 @@ impl Session {
             }
         }
         for (n, node) in g.nodes().iter().enumerate() {
-            self.launch_node(stream, node, &sizes, &mut bufs)?;
+            self.launch_node(stream, node, &sizes, &mut bufs, None)?;
             for &v in &node.inputs {
                 let keep = g.outputs().contains(&v) || self.weights.contains_key(&v);
                 if last_use.get(&v) == Some(&n) && !keep {
@@ -526,6 +614,7 @@ impl Session {
         node: &Node,
         sizes: &[usize],
         bufs: &mut HashMap<ValueId, Buf>,
+        planned: Option<Buf>,
     ) -> Result<(), ExecError> {
         let g = &self.graph;
         let unsupported = |reason: &str| ExecError::Unsupported {
@@ -543,16 +632,28 @@ impl Session {
             .value(out_id)
             .ok_or_else(|| unsupported("missing output"))?;
         let out_dims = dims(out_id);
-        let out = match out_info.dtype {
-            DType::F32 => Buf::F32(self.device.alloc(volume(&out_dims))?),
-            DType::U32 => Buf::U32(self.device.alloc(volume(&out_dims))?),
-            DType::Weights(_) => return Err(unsupported("an op cannot produce weights")),
+        let out = match (planned, out_info.dtype) {
+            (Some(buf), _) => buf,
+            (None, DType::F32) => Buf::F32(self.device.alloc(volume(&out_dims))?),
+            (None, DType::U32) => Buf::U32(self.device.alloc(volume(&out_dims))?),
+            (None, DType::Weights(_)) => return Err(unsupported("an op cannot produce weights")),
         };
         let input = |i: usize| -> Result<Buf, ExecError> {
             bufs.get(&node.inputs[i])
                 .cloned()
                 .ok_or_else(|| unsupported("an input has no buffer (released or never computed)"))
         };
+        // Element counts of the inputs (weights: their whole buffer) and of
+        // the output: a planned buffer may be longer than its value.
+        let lens: Vec<usize> = node
+            .inputs
+            .iter()
+            .map(|&v| match g.value(v).map(|i| &i.def) {
+                Some(Def::Weight) => usize::MAX,
+                _ => volume(&dims(v)),
+            })
+            .collect();
+        let out_len = volume(&out_dims);
         let mut launch = match &node.op {
             Op::Add | Op::Sub | Op::Mul | Op::Div => {
                 let f = match node.op {
@@ -563,8 +664,8 @@ impl Session {
                 };
                 let b_len = volume(&dims(node.inputs[1])).max(1);
                 Launch::new(node.name.clone(), move |k| {
-                    let (a, b) = (k.input::<f32>(0)?, k.input::<f32>(1)?);
-                    let mut out = k.output::<f32>(0)?;
+                    let (a, b) = (cut_in::<f32>(k, 0, &lens)?, cut_in::<f32>(k, 1, &lens)?);
+                    let mut out = cut_out::<f32>(k, out_len)?;
                     for (o, x) in out.chunks_mut(b_len).zip(a.chunks(b_len)) {
                         f(x, &b, o)?;
                     }
@@ -574,8 +675,8 @@ impl Session {
             Op::Unary(u) => {
                 let u = *u;
                 Launch::new(node.name.clone(), move |k| {
-                    let x = k.input::<f32>(0)?;
-                    let mut out = k.output::<f32>(0)?;
+                    let x = cut_in::<f32>(k, 0, &lens)?;
+                    let mut out = cut_out::<f32>(k, out_len)?;
                     match u {
                         Unary::Silu => ops::silu(&x, &mut out)?,
                         Unary::Gelu { tanh } => {
@@ -591,9 +692,9 @@ impl Session {
                     Ok(())
                 })
             }
-            Op::SwiGlu => Launch::new(node.name.clone(), |k| {
-                let (gate, up) = (k.input::<f32>(0)?, k.input::<f32>(1)?);
-                ops::swiglu(&gate, &up, &mut k.output::<f32>(0)?)?;
+            Op::SwiGlu => Launch::new(node.name.clone(), move |k| {
+                let (gate, up) = (cut_in::<f32>(k, 0, &lens)?, cut_in::<f32>(k, 1, &lens)?);
+                ops::swiglu(&gate, &up, &mut cut_out::<f32>(k, out_len)?)?;
                 Ok(())
             }),
             Op::RmsNorm { eps } | Op::LayerNorm { eps } => {
@@ -601,10 +702,10 @@ impl Session {
                 let rows = volume(&out_dims) / d;
                 let (eps, layer) = (*eps, matches!(node.op, Op::LayerNorm { .. }));
                 Launch::new(node.name.clone(), move |k| {
-                    let (x, w) = (k.input::<f32>(0)?, k.input::<f32>(1)?);
-                    let mut out = k.output::<f32>(0)?;
+                    let (x, w) = (cut_in::<f32>(k, 0, &lens)?, cut_in::<f32>(k, 1, &lens)?);
+                    let mut out = cut_out::<f32>(k, out_len)?;
                     if layer {
-                        let b = k.input::<f32>(2)?;
+                        let b = cut_in::<f32>(k, 2, &lens)?;
                         let p = LayerNormParams { eps };
                         ops::layer_norm(&x, &w, Some(&b), &mut out, rows, d, &p)?;
                     } else {
@@ -617,8 +718,8 @@ impl Session {
                 let cols = out_dims.last().copied().unwrap_or(1).max(1);
                 let rows = volume(&out_dims) / cols;
                 Launch::new(node.name.clone(), move |k| {
-                    let x = k.input::<f32>(0)?;
-                    let mut out = k.output::<f32>(0)?;
+                    let x = cut_in::<f32>(k, 0, &lens)?;
+                    let mut out = cut_out::<f32>(k, out_len)?;
                     out.copy_from_slice(&x);
                     ops::softmax(&mut out, rows, cols)?;
                     Ok(())
@@ -637,9 +738,15 @@ impl Session {
                     unsupported("W must be a bound weight (a computed W arrives with attention)")
                 })?;
                 let launch = Launch::new(node.name.clone(), move |k| {
-                    let (x, wb) = (k.input::<f32>(0)?, k.input::<u8>(1)?);
+                    let (x, wb) = (cut_in::<f32>(k, 0, &lens)?, cut_in::<u8>(k, 1, &lens)?);
                     let w = Weights::new(format, &wb, n, kk)?;
-                    matmul_in(pool::global(), &x, rows, &w, &mut k.output::<f32>(0)?)?;
+                    matmul_in(
+                        pool::global(),
+                        &x,
+                        rows,
+                        &w,
+                        &mut cut_out::<f32>(k, out_len)?,
+                    )?;
                     Ok(())
                 });
                 // x, then W as bytes.
@@ -662,8 +769,8 @@ impl Session {
                 };
                 let (head_dim, heads) = (*head_dim, out_dims[1] / *head_dim);
                 Launch::new(node.name.clone(), move |k| {
-                    let (x, pos) = (k.input::<f32>(0)?, k.input::<u32>(1)?);
-                    let mut out = k.output::<f32>(0)?;
+                    let (x, pos) = (cut_in::<f32>(k, 0, &lens)?, cut_in::<u32>(k, 1, &lens)?);
+                    let mut out = cut_out::<f32>(k, out_len)?;
                     out.copy_from_slice(&x);
                     ops::rope(&mut out, &pos, heads, head_dim, &params)?;
                     Ok(())
@@ -681,26 +788,26 @@ impl Session {
                     .weight_as_bytes(t_id)
                     .ok_or_else(|| unsupported("the table must be a bound weight"))?;
                 let launch = Launch::new(node.name.clone(), move |k| {
-                    let (bytes, ids) = (k.input::<u8>(0)?, k.input::<u32>(1)?);
+                    let (bytes, ids) = (cut_in::<u8>(k, 0, &lens)?, cut_in::<u32>(k, 1, &lens)?);
                     let rows = QuantizedRows {
                         bytes: &bytes,
                         format,
                         vocab,
                         dim,
                     };
-                    ops::embedding(&rows, &ids, &mut k.output::<f32>(0)?)?;
+                    ops::embedding(&rows, &ids, &mut cut_out::<f32>(k, out_len)?)?;
                     Ok(())
                 });
                 let launch = input(1)?.input_of(launch.input(&table));
                 return submit(stream, out.output_of(launch), out_id, out, bufs);
             }
             Op::Reshape(_) => match out {
-                Buf::F32(_) => Launch::new(node.name.clone(), |k| {
-                    k.output::<f32>(0)?.copy_from_slice(&k.input::<f32>(0)?);
+                Buf::F32(_) => Launch::new(node.name.clone(), move |k| {
+                    cut_out::<f32>(k, out_len)?.copy_from_slice(&cut_in::<f32>(k, 0, &lens)?);
                     Ok(())
                 }),
-                _ => Launch::new(node.name.clone(), |k| {
-                    k.output::<u32>(0)?.copy_from_slice(&k.input::<u32>(0)?);
+                _ => Launch::new(node.name.clone(), move |k| {
+                    cut_out::<u32>(k, out_len)?.copy_from_slice(&cut_in::<u32>(k, 0, &lens)?);
                     Ok(())
                 }),
             },
@@ -709,10 +816,10 @@ impl Session {
                 let n_in = node.inputs.len();
                 Launch::new(node.name.clone(), move |k| {
                     let ins = (0..n_in)
-                        .map(|i| k.input::<f32>(i))
+                        .map(|i| cut_in::<f32>(k, i, &lens))
                         .collect::<Result<Vec<_>, _>>()?;
                     let slices: Vec<&[f32]> = ins.iter().map(|r| &r[..]).collect();
-                    run_fused(&program, &slices, &mut k.output::<f32>(0)?)?;
+                    run_fused(&program, &slices, &mut cut_out::<f32>(k, out_len)?)?;
                     Ok(())
                 })
             }
@@ -721,8 +828,8 @@ impl Session {
                 let cols = in_dims.last().copied().unwrap_or(1).max(1);
                 let rows = volume(&in_dims) / cols;
                 Launch::new(node.name.clone(), move |k| {
-                    let x = k.input::<f32>(0)?;
-                    ops::argmax(&x, rows, cols, &mut k.output::<u32>(0)?)?;
+                    let x = cut_in::<f32>(k, 0, &lens)?;
+                    ops::argmax(&x, rows, cols, &mut cut_out::<u32>(k, out_len)?)?;
                     Ok(())
                 })
             }
@@ -824,4 +931,31 @@ fn run_fused(
         out[start..start + len].copy_from_slice(&regs[last][..len]);
     }
     Ok(())
+}
+
+/// Input `i` of a running launch cut to `lens[i]` elements (`usize::MAX`:
+/// the whole buffer).
+fn cut_in<'k, T: exodus_runtime::Pod>(
+    k: &'k exodus_runtime::Kernel<'_>,
+    i: usize,
+    lens: &[usize],
+) -> Result<std::cell::Ref<'k, [T]>, exodus_runtime::TaskError> {
+    let len = lens.get(i).copied().unwrap_or(usize::MAX);
+    let whole = k.input::<T>(i)?;
+    if len != usize::MAX && whole.len() < len {
+        return Err(format!("input {i}: buffer of {} for {len} values", whole.len()).into());
+    }
+    Ok(std::cell::Ref::map(whole, |s| &s[..len.min(s.len())]))
+}
+
+/// The output of a running launch cut to `len` elements.
+fn cut_out<'k, T: exodus_runtime::Pod>(
+    k: &'k exodus_runtime::Kernel<'_>,
+    len: usize,
+) -> Result<std::cell::RefMut<'k, [T]>, exodus_runtime::TaskError> {
+    let whole = k.output::<T>(0)?;
+    if whole.len() < len {
+        return Err(format!("output: buffer of {} for {len} values", whole.len()).into());
+    }
+    Ok(std::cell::RefMut::map(whole, |s| &mut s[..len]))
 }

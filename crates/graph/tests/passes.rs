@@ -115,9 +115,12 @@ fn random_graphs_give_the_same_results_with_passes_on_and_off() {
         // Graph mode (captured and replayed) on the optimised graph too.
         let session = Session::new(opt.clone(), []).unwrap();
         let data = normal(3 * 16, 7);
-        let replayed = session
-            .run_graph(&[("tokens", 3)], &[(x, Tensor::F32(data))])
-            .unwrap();
+        let inputs = [(x, Tensor::F32(data))];
+        session.run_graph(&[("tokens", 3)], &inputs).unwrap();
+        // Replay again over poisoned buffers: shared buffers must never
+        // leak a stale (here NaN) value into a result.
+        session.poison_graph_buffers(f32::NAN).unwrap();
+        let replayed = session.run_graph(&[("tokens", 3)], &inputs).unwrap();
         let after = run(opt, x, 3, 16);
         // The same kernels on the same values, in the same order per value:
         // bit for bit, eager or replayed, passes on or off.
@@ -210,4 +213,28 @@ fn elementwise_chains_fuse_into_one_node_with_the_same_bits() {
         .run_graph(&[("tokens", 1029)], &[(x, Tensor::F32(data))])
         .unwrap();
     assert_eq!(replayed, before);
+}
+
+#[test]
+fn graph_mode_shares_buffers_by_lifetime() {
+    let mut b = GraphBuilder::new("chain");
+    let t = b.symbol("tokens");
+    let x = b.input("x", DType::F32, (t, 576));
+    let mut v = x;
+    for i in 0..10 {
+        v = b.silu(format!("s{i}"), v).unwrap();
+    }
+    b.output(v).unwrap();
+    let g = b.finish().unwrap();
+    let eager = run(g.clone(), x, 7, 576);
+    let session = Session::new(g, []).unwrap();
+    let bytes = session.graph_intermediate_bytes(&[("tokens", 7)]).unwrap();
+    assert_eq!(bytes, 2 * 7 * 576 * 4, "ten values in two buffers");
+    session.poison_graph_buffers(f32::NAN).unwrap();
+    let data = normal(7 * 576, 7);
+    let replayed = session
+        .run_graph(&[("tokens", 7)], &[(x, Tensor::F32(data))])
+        .unwrap();
+    assert_eq!(replayed, eager);
+    assert_eq!(session.compiles(), 1);
 }
