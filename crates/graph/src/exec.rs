@@ -386,15 +386,23 @@ impl Session {
         self.graph
             .outputs()
             .iter()
-            .map(|v| {
-                bucket
+            .map(|&v| {
+                // A shared buffer may be longer than the value it holds.
+                let len = self
+                    .graph
+                    .value(v)
+                    .map_or(0, |i| volume(&concrete(&i.shape, &sizes)));
+                let mut t = bucket
                     .bufs
-                    .get(v)
+                    .get(&v)
                     .map(Buf::to_host)
-                    .ok_or_else(|| ExecError::Binding {
-                        name: format!("output {}", v.0),
-                        reason: "was never computed".into(),
-                    })
+                    .ok_or_else(|| self.binding_err(v, "was never computed"))?;
+                match &mut t {
+                    Tensor::F32(d) => d.truncate(len),
+                    Tensor::U32(d) => d.truncate(len),
+                    Tensor::Bytes(_) => {}
+                }
+                Ok(t)
             })
             .collect()
     }

@@ -24,6 +24,7 @@
 //! type and shape when a node is added and refuses a mismatch at that call;
 //! the verifier re-checks a graph that did not come from the builder.
 
+pub mod bench;
 mod builder;
 mod dump;
 mod error;

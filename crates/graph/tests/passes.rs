@@ -238,3 +238,25 @@ fn graph_mode_shares_buffers_by_lifetime() {
     assert_eq!(replayed, eager);
     assert_eq!(session.compiles(), 1);
 }
+
+#[test]
+fn a_graph_output_in_a_longer_shared_buffer_comes_back_at_its_own_length() {
+    // x[t, 64] -> a[t, 64] -> b[t, 16] (a reshape-free narrowing via a
+    // matmul) -> c[t, 16]: c may take a's longer buffer.
+    let mut b = GraphBuilder::new("narrow");
+    let t = b.symbol("tokens");
+    let x = b.input("x", DType::F32, (t, 64));
+    let w = b.weight("w", DType::F32, (16, 64));
+    let a = b.silu("a", x).unwrap();
+    let n = b.matmul("n", a, w).unwrap();
+    let c = b.silu("c", n).unwrap();
+    b.output(c).unwrap();
+    let g = b.finish().unwrap();
+    let weights = vec![(w, Tensor::F32(normal(16 * 64, 3)))];
+    let session = Session::new(g, weights).unwrap();
+    let inputs = [(x, Tensor::F32(normal(2 * 64, 4)))];
+    let eager = session.run_eager(&[("tokens", 2)], &inputs).unwrap();
+    let graph = session.run_graph(&[("tokens", 2)], &inputs).unwrap();
+    assert!(matches!(&graph[0], Tensor::F32(v) if v.len() == 2 * 16));
+    assert_eq!(graph, eager);
+}

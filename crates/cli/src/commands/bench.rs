@@ -26,6 +26,26 @@ pub struct Args {
 enum Command {
     /// Benchmark every kernel at model shapes against the machine's limits.
     Kernels(KernelArgs),
+    /// Eager against graph mode on an example graph: time, launches and
+    /// intermediate memory per run.
+    Graph(GraphArgs),
+}
+
+/// Arguments of `exodus bench graph`.
+#[derive(clap::Args)]
+struct GraphArgs {
+    /// Token counts to run (1 = a decode step, 512 = a prefill chunk).
+    #[arg(long, value_delimiter = ',', default_value = "1,512")]
+    tokens: Vec<usize>,
+    /// Weight format of the matmuls.
+    #[arg(long, default_value = "q4_1")]
+    format: String,
+    /// Timed runs per mode.
+    #[arg(long, default_value_t = 20)]
+    repeats: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "bench/results/graph-modes.json")]
+    out: PathBuf,
 }
 
 /// Arguments of `exodus bench kernels`.
@@ -60,7 +80,78 @@ struct KernelArgs {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
         Command::Kernels(a) => kernels(a),
+        Command::Graph(a) => graph_modes(a),
     }
+}
+
+/// `exodus bench graph`.
+fn graph_modes(a: &GraphArgs) -> anyhow::Result<()> {
+    use exodus_graph::bench::compare_modes;
+    use exodus_graph::examples::{block_without_attention, BlockDims};
+    let format: exodus_numerics::Format = a
+        .format
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--format {}: {e}", a.format))?;
+    let graph = block_without_attention(BlockDims::SMOLLM2_135M, format)?;
+    outln!(
+        "graph '{}' (SmolLM2-135M block without the attention core, {} weights), eager as written vs graph mode after passes",
+        graph.name(),
+        a.format
+    )?;
+    outln!(
+        "{:>7} {:>11} {:>11} {:>11} {:>11} {:>7} {:>9} {:>7} {:>12} {:>12} {:>12}",
+        "tokens",
+        "eager min",
+        "eager med",
+        "graph min",
+        "graph med",
+        "speedup",
+        "launches",
+        "tasks",
+        "sum bytes",
+        "eager peak",
+        "graph bytes"
+    )?;
+    let mut rows = Vec::new();
+    for &tokens in &a.tokens {
+        let r = compare_modes(&graph, &[("tokens", tokens)], a.repeats)?;
+        let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
+        let speedup = r.eager.0.as_secs_f64() / r.graph.0.as_secs_f64();
+        outln!(
+            "{:>7} {:>9.1}us {:>9.1}us {:>9.1}us {:>9.1}us {:>6.2}x {:>9} {:>7} {:>12} {:>12} {:>12}",
+            tokens,
+            us(r.eager.0),
+            us(r.eager.1),
+            us(r.graph.0),
+            us(r.graph.1),
+            speedup,
+            r.eager_launches,
+            r.graph_tasks,
+            r.sum_bytes,
+            r.eager_peak_bytes,
+            r.graph_bytes
+        )?;
+        rows.push(json!({
+            "tokens": tokens,
+            "eager_min_s": r.eager.0.as_secs_f64(), "eager_median_s": r.eager.1.as_secs_f64(),
+            "graph_min_s": r.graph.0.as_secs_f64(), "graph_median_s": r.graph.1.as_secs_f64(),
+            "speedup_min": speedup,
+            "eager_launches": r.eager_launches, "graph_tasks": r.graph_tasks,
+            "sum_intermediate_bytes": r.sum_bytes, "eager_peak_bytes": r.eager_peak_bytes,
+            "graph_intermediate_bytes": r.graph_bytes,
+        }));
+    }
+    let report = json!({
+        "bench": "graph-modes", "graph": graph.name(), "format": a.format,
+        "repeats": a.repeats, "simd_level": cpu::active().name(), "rows": rows,
+    });
+    if let Some(dir) = a.out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&a.out, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    outln!("wrote {}", a.out.display())?;
+    Ok(())
 }
 
 /// One measured case, as reported.

@@ -1,0 +1,222 @@
+//! Eager against graph mode on one graph: time per run, launches per run,
+//! and intermediate memory, measured in one process (`exodus bench graph`
+//! wires it to the command line). Graph mode runs the graph after the
+//! default passes, as the compiler would hand it over; eager runs it as
+//! written, one launch per node.
+
+use std::time::{Duration, Instant};
+
+use exodus_numerics::sample::normal;
+use exodus_numerics::QuantizeOptions;
+
+use crate::error::GraphError;
+use crate::exec::{ExecError, Session, Tensor};
+use crate::ir::{Def, Graph, ValueId};
+use crate::passes::{
+    run_passes, CommonSubexpressions, DeadCodeElimination, ElementwiseFusion, Pass,
+};
+use crate::types::{DType, Dim};
+
+/// What one comparison measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModeReport {
+    /// The symbol binding measured.
+    pub symbols: Vec<(String, usize)>,
+    /// Eager: best and median time per run.
+    pub eager: (Duration, Duration),
+    /// Graph mode: best and median time per run (after the first, which
+    /// compiles).
+    pub graph: (Duration, Duration),
+    /// Launches per eager run (one per node of the graph as written).
+    pub eager_launches: usize,
+    /// Tasks per graph-mode run (nodes after the passes), all in one
+    /// submission.
+    pub graph_tasks: usize,
+    /// Bytes of every intermediate of the graph as written, each on its
+    /// own.
+    pub sum_bytes: usize,
+    /// Most intermediate bytes eager mode holds at once (it releases each
+    /// value after its last reader).
+    pub eager_peak_bytes: usize,
+    /// Bytes of graph mode's shared intermediate buffers.
+    pub graph_bytes: usize,
+}
+
+/// Random weights for every weight value of `graph` (normal values,
+/// quantized to each weight's format).
+pub fn random_weights(graph: &Graph, seed: u64) -> Result<Vec<(ValueId, Tensor)>, GraphError> {
+    let mut out = Vec::new();
+    for (i, info) in graph.values().iter().enumerate() {
+        if info.def != Def::Weight {
+            continue;
+        }
+        let (n, syms) = info.shape.volume();
+        if !syms.is_empty() {
+            return Err(GraphError::Value {
+                value: info.name.clone(),
+                reason: "a weight's shape must be fixed".into(),
+            });
+        }
+        let values = normal(n, seed + i as u64);
+        let data = match info.dtype {
+            DType::F32 => Tensor::F32(values.iter().map(|v| 1.0 + 0.05 * v).collect()),
+            DType::U32 => Tensor::U32(vec![0; n]),
+            DType::Weights(format) => {
+                let scaled: Vec<f32> = values.iter().map(|v| v * 0.05).collect();
+                Tensor::Bytes(
+                    format
+                        .quantize(&scaled, &QuantizeOptions::default())
+                        .map_err(|e| GraphError::Value {
+                            value: info.name.clone(),
+                            reason: e.to_string(),
+                        })?,
+                )
+            }
+        };
+        out.push((ValueId(i as u32), data));
+    }
+    Ok(out)
+}
+
+/// Inputs for every input value of `graph` under `symbols` (f32 normal
+/// values; u32 values count up modulo 97, as token ids and positions).
+pub fn random_inputs(graph: &Graph, symbols: &[(&str, usize)]) -> Vec<(ValueId, Tensor)> {
+    let size = |d: &Dim| match d {
+        Dim::Fixed(n) => *n,
+        Dim::Sym(s) => {
+            let name = &graph.symbols()[s.0 as usize];
+            symbols
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(1, |(_, v)| *v)
+        }
+    };
+    graph
+        .values()
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.def == Def::Input)
+        .map(|(i, info)| {
+            let n: usize = info.shape.0.iter().map(size).product();
+            let data = match info.dtype {
+                DType::U32 => Tensor::U32((0..n as u32).map(|v| v % 97).collect()),
+                _ => Tensor::F32(normal(n, 99 + i as u64)),
+            };
+            (ValueId(i as u32), data)
+        })
+        .collect()
+}
+
+/// Most bytes of intermediates alive at once when each is released after
+/// its last reader (eager mode's behaviour), under `sizes`.
+fn eager_peak(graph: &Graph, symbols: &[(&str, usize)]) -> (usize, usize) {
+    let bytes = |v: ValueId| -> usize {
+        let info = &graph.values()[v.0 as usize];
+        info.shape
+            .0
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => *n,
+                Dim::Sym(s) => {
+                    let name = &graph.symbols()[s.0 as usize];
+                    symbols
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map_or(1, |(_, v)| *v)
+                }
+            })
+            .product::<usize>()
+            * 4
+    };
+    let mut last = std::collections::HashMap::new();
+    for (n, node) in graph.nodes().iter().enumerate() {
+        for &v in &node.inputs {
+            last.insert(v, n);
+        }
+    }
+    for &v in graph.outputs() {
+        last.insert(v, usize::MAX);
+    }
+    let (mut live, mut peak, mut sum) = (0usize, 0usize, 0usize);
+    for (n, node) in graph.nodes().iter().enumerate() {
+        for &v in &node.outputs {
+            live += bytes(v);
+            sum += bytes(v);
+        }
+        peak = peak.max(live);
+        let mut done: Vec<ValueId> = node
+            .inputs
+            .iter()
+            .chain(&node.outputs)
+            .filter(|v| {
+                matches!(graph.values()[v.0 as usize].def, Def::Node { .. })
+                    && last.get(v).copied().unwrap_or(n) == n
+            })
+            .copied()
+            .collect();
+        done.sort_unstable();
+        done.dedup();
+        live -= done.iter().map(|&v| bytes(v)).sum::<usize>();
+    }
+    (peak, sum)
+}
+
+fn time(
+    repeats: usize,
+    mut f: impl FnMut() -> Result<(), ExecError>,
+) -> Result<(Duration, Duration), ExecError> {
+    let mut t = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        f()?;
+        t.push(start.elapsed());
+    }
+    t.sort();
+    Ok((t[0], t[t.len() / 2]))
+}
+
+/// Runs `graph` eagerly as written and in graph mode after the default
+/// passes, `repeats` times each under `symbols`, with random weights and
+/// inputs; checks that both modes agree, and reports.
+pub fn compare_modes(
+    graph: &Graph,
+    symbols: &[(&str, usize)],
+    repeats: usize,
+) -> Result<ModeReport, ExecError> {
+    let weights = random_weights(graph, 1)?;
+    let inputs = random_inputs(graph, symbols);
+    let mut optimised = graph.clone();
+    let passes: [&dyn Pass; 3] = [
+        &CommonSubexpressions,
+        &DeadCodeElimination,
+        &ElementwiseFusion,
+    ];
+    run_passes(&mut optimised, &passes)?;
+    let eager_session = Session::new(graph.clone(), weights.clone())?;
+    let graph_session = Session::new(optimised.clone(), weights)?;
+    let first_eager = eager_session.run_eager(symbols, &inputs)?;
+    let first_graph = graph_session.run_graph(symbols, &inputs)?;
+    if first_eager != first_graph {
+        return Err(ExecError::Binding {
+            name: graph.name().to_owned(),
+            reason: "graph mode and eager mode disagree".into(),
+        });
+    }
+    let eager = time(repeats, || {
+        eager_session.run_eager(symbols, &inputs).map(drop)
+    })?;
+    let graph_t = time(repeats, || {
+        graph_session.run_graph(symbols, &inputs).map(drop)
+    })?;
+    let (eager_peak_bytes, sum_bytes) = eager_peak(graph, symbols);
+    Ok(ModeReport {
+        symbols: symbols.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect(),
+        eager,
+        graph: graph_t,
+        eager_launches: graph.nodes().len(),
+        graph_tasks: optimised.nodes().len(),
+        sum_bytes,
+        eager_peak_bytes,
+        graph_bytes: graph_session.graph_intermediate_bytes(symbols)?,
+    })
+}
