@@ -81,16 +81,7 @@ pub fn random_weights(graph: &Graph, seed: u64) -> Result<Vec<(ValueId, Tensor)>
 /// Inputs for every input value of `graph` under `symbols` (f32 normal
 /// values; u32 values count up modulo 97, as token ids and positions).
 pub fn random_inputs(graph: &Graph, symbols: &[(&str, usize)]) -> Vec<(ValueId, Tensor)> {
-    let size = |d: &Dim| match d {
-        Dim::Fixed(n) => *n,
-        Dim::Sym(s) => {
-            let name = &graph.symbols()[s.0 as usize];
-            symbols
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or(1, |(_, v)| *v)
-        }
-    };
+    let size = |d: &Dim| bound_size(graph, symbols, d);
     graph
         .values()
         .iter()
@@ -107,6 +98,20 @@ pub fn random_inputs(graph: &Graph, symbols: &[(&str, usize)]) -> Vec<(ValueId, 
         .collect()
 }
 
+/// The size of `d` under `symbols` (an unbound symbol counts as 1).
+fn bound_size(graph: &Graph, symbols: &[(&str, usize)], d: &Dim) -> usize {
+    match d {
+        Dim::Fixed(n) => *n,
+        Dim::Sym(s) => {
+            let name = &graph.symbols()[s.0 as usize];
+            symbols
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(1, |(_, v)| *v)
+        }
+    }
+}
+
 /// Most bytes of intermediates alive at once when each is released after
 /// its last reader (eager mode's behaviour), under `sizes`.
 fn eager_peak(graph: &Graph, symbols: &[(&str, usize)]) -> (usize, usize) {
@@ -115,16 +120,7 @@ fn eager_peak(graph: &Graph, symbols: &[(&str, usize)]) -> (usize, usize) {
         info.shape
             .0
             .iter()
-            .map(|d| match d {
-                Dim::Fixed(n) => *n,
-                Dim::Sym(s) => {
-                    let name = &graph.symbols()[s.0 as usize];
-                    symbols
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map_or(1, |(_, v)| *v)
-                }
-            })
+            .map(|d| bound_size(graph, symbols, d))
             .product::<usize>()
             * 4
     };

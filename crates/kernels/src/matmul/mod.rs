@@ -139,6 +139,28 @@ pub fn int8_x_block(level: SimdLevel, tiling: &Tiling, w: &Weights) -> Option<us
     }
 }
 
+/// The checks every matmul entry point makes, and the empty cases: `Ok(false)`
+/// when there is nothing left to compute (no rows or no outputs, or `k = 0`,
+/// for which `out` is set to zeros).
+pub(crate) fn preflight(
+    tiling: &Tiling,
+    x: &[f32],
+    rows: usize,
+    w: &Weights,
+    out: &mut [f32],
+) -> Result<bool> {
+    check_shapes(x, rows, w, out)?;
+    tiling.check(w.k_block())?;
+    if rows == 0 || w.n() == 0 {
+        return Ok(false);
+    }
+    if w.k() == 0 {
+        out.fill(0.0);
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 /// Checks `x: [rows, k]` and `out: [rows, n]` against `w: [n, k]`.
 pub(crate) fn check_shapes(x: &[f32], rows: usize, w: &Weights, out: &[f32]) -> Result<()> {
     for (what, dim, got) in [("x", w.k(), x.len()), ("out", w.n(), out.len())] {
@@ -240,13 +262,7 @@ pub fn matmul_with(
     w: &Weights,
     out: &mut [f32],
 ) -> Result<()> {
-    check_shapes(x, rows, w, out)?;
-    tiling.check(w.k_block())?;
-    if rows == 0 || w.n() == 0 {
-        return Ok(());
-    }
-    if w.k() == 0 {
-        out.fill(0.0);
+    if !preflight(tiling, x, rows, w, out)? {
         return Ok(());
     }
     match tiling.regime {

@@ -18,7 +18,7 @@ use super::prefill::{self, Panels};
 use super::weights::Weights;
 #[cfg(target_arch = "x86_64")]
 use super::Simd;
-use super::{check_shapes, decode, int8_prefill};
+use super::{decode, int8_prefill, preflight};
 use crate::error::{KernelError, Result};
 use crate::pool::ThreadPool;
 use crate::tiling::{Regime, Tiling};
@@ -163,14 +163,8 @@ pub fn matmul_prepacked(
     packed: &PackedWeights,
     out: &mut [f32],
 ) -> Result<()> {
-    check_shapes(x, rows, w, out)?;
-    tiling.check(w.k_block())?;
     packed.check(level, tiling, w)?;
-    if rows == 0 || w.n() == 0 {
-        return Ok(());
-    }
-    if w.k() == 0 {
-        out.fill(0.0);
+    if !preflight(tiling, x, rows, w, out)? {
         return Ok(());
     }
     match (tiling.regime, &packed.form) {
