@@ -314,6 +314,48 @@ impl GraphBuilder {
         self.node(name, Op::Reshape(shape.into()), &[x])
     }
 
+    /// `x` with its axes permuted.
+    pub fn transpose(
+        &mut self,
+        name: impl Into<String>,
+        x: ValueId,
+        perm: &[usize],
+    ) -> Result<ValueId, GraphError> {
+        self.node(name, Op::Transpose(perm.to_vec()), &[x])
+    }
+
+    /// `x[.., start..end, ..]` along `axis`.
+    pub fn slice(
+        &mut self,
+        name: impl Into<String>,
+        x: ValueId,
+        axis: usize,
+        start: usize,
+        end: usize,
+    ) -> Result<ValueId, GraphError> {
+        self.node(name, Op::Slice { axis, start, end }, &[x])
+    }
+
+    /// `parts` joined along `axis`.
+    pub fn concat(
+        &mut self,
+        name: impl Into<String>,
+        parts: &[ValueId],
+        axis: usize,
+    ) -> Result<ValueId, GraphError> {
+        self.node(name, Op::Concat { axis }, parts)
+    }
+
+    /// Sum (or mean) over the last axis.
+    pub fn reduce(
+        &mut self,
+        name: impl Into<String>,
+        x: ValueId,
+        mean: bool,
+    ) -> Result<ValueId, GraphError> {
+        self.node(name, Op::Reduce { mean }, &[x])
+    }
+
     /// Index of the largest value along the last axis.
     pub fn argmax(&mut self, name: impl Into<String>, x: ValueId) -> Result<ValueId, GraphError> {
         self.node(name, Op::Argmax, &[x])

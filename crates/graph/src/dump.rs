@@ -68,6 +68,9 @@ fn attributes(op: &Op, symbols: &[String]) -> String {
             theta,
         } => format!(" head_dim={head_dim} neox={neox} theta={theta}"),
         Op::Reshape(shape) => format!(" shape={}", shape.display(symbols)),
+        Op::Transpose(perm) => format!(" perm={perm:?}"),
+        Op::Slice { axis, start, end } => format!(" axis={axis} range={start}..{end}"),
+        Op::Concat { axis } => format!(" axis={axis}"),
         Op::Fused(program) => {
             let steps: Vec<String> = program
                 .steps

@@ -831,6 +831,49 @@ impl Session {
                     Ok(())
                 })
             }
+            Op::Transpose(perm) => {
+                let (in_dims, perm) = (dims(node.inputs[0]), perm.clone());
+                Launch::new(node.name.clone(), move |k| {
+                    let x = cut_in::<f32>(k, 0, &lens)?;
+                    ops::transpose(&x, &in_dims, &perm, &mut cut_out::<f32>(k, out_len)?)?;
+                    Ok(())
+                })
+            }
+            Op::Slice { axis, start, end } => {
+                let in_dims = dims(node.inputs[0]);
+                let (outer, inner) = (volume(&in_dims[..*axis]), volume(&in_dims[*axis + 1..]));
+                let (len, start, end) = (in_dims[*axis], *start, *end);
+                Launch::new(node.name.clone(), move |k| {
+                    let x = cut_in::<f32>(k, 0, &lens)?;
+                    let mut out = cut_out::<f32>(k, out_len)?;
+                    ops::slice_axis(&x, outer, len, inner, start, end, &mut out)?;
+                    Ok(())
+                })
+            }
+            Op::Concat { axis } => {
+                let axis = *axis;
+                let (outer, inner) = (volume(&out_dims[..axis]), volume(&out_dims[axis + 1..]));
+                let axes: Vec<usize> = node.inputs.iter().map(|&v| dims(v)[axis]).collect();
+                Launch::new(node.name.clone(), move |k| {
+                    let ins = (0..axes.len())
+                        .map(|i| cut_in::<f32>(k, i, &lens))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let parts: Vec<(&[f32], usize)> =
+                        ins.iter().zip(&axes).map(|(r, &a)| (&r[..], a)).collect();
+                    ops::concat_axis(&parts, outer, inner, &mut cut_out::<f32>(k, out_len)?)?;
+                    Ok(())
+                })
+            }
+            Op::Reduce { mean } => {
+                let in_dims = dims(node.inputs[0]);
+                let cols = in_dims.last().copied().unwrap_or(1);
+                let (rows, mean) = (out_len, *mean);
+                Launch::new(node.name.clone(), move |k| {
+                    let x = cut_in::<f32>(k, 0, &lens)?;
+                    ops::sum_rows(&x, rows, cols, mean, &mut cut_out::<f32>(k, out_len)?)?;
+                    Ok(())
+                })
+            }
             Op::Argmax => {
                 let in_dims = dims(node.inputs[0]);
                 let cols = in_dims.last().copied().unwrap_or(1).max(1);

@@ -159,6 +159,66 @@ pub(crate) fn infer(
             Ok(vec![(DType::U32, Shape(x.0[..x.rank() - 1].to_vec()))])
         }
         Op::Fused(program) => fused(program, inputs, &show),
+        Op::Transpose(perm) => {
+            let x = f32_input(0)?;
+            let mut sorted = perm.clone();
+            sorted.sort_unstable();
+            if sorted != (0..x.rank()).collect::<Vec<_>>() {
+                return Err(format!(
+                    "{perm:?} is not a permutation of the {} axes of {}",
+                    x.rank(),
+                    show(x)
+                ));
+            }
+            Ok(vec![(
+                DType::F32,
+                Shape(perm.iter().map(|&p| x.0[p]).collect()),
+            )])
+        }
+        Op::Slice { axis, start, end } => {
+            let x = f32_input(0)?;
+            match x.0.get(*axis) {
+                Some(Dim::Fixed(n)) if start <= end && end <= n => {
+                    let mut out = x.clone();
+                    out.0[*axis] = Dim::Fixed(end - start);
+                    Ok(vec![(DType::F32, out)])
+                }
+                _ => Err(format!(
+                    "{start}..{end} of axis {axis} does not fit {} (the axis must be fixed)",
+                    show(x)
+                )),
+            }
+        }
+        Op::Concat { axis } => {
+            if inputs.is_empty() {
+                return Err("concat needs inputs".into());
+            }
+            let first = f32_input(0)?;
+            let mut total = 0usize;
+            for i in 0..inputs.len() {
+                let x = f32_input(i)?;
+                let same_elsewhere = x.rank() == first.rank()
+                    && (0..x.rank()).all(|a| a == *axis || x.0[a] == first.0[a]);
+                match (same_elsewhere, x.0.get(*axis)) {
+                    (true, Some(Dim::Fixed(n))) => total += n,
+                    _ => {
+                        return Err(format!(
+                            "input {i} {} does not join {} along axis {axis} (fixed there, equal elsewhere)",
+                            show(x),
+                            show(first)
+                        ))
+                    }
+                }
+            }
+            let mut out = first.clone();
+            out.0[*axis] = Dim::Fixed(total);
+            Ok(vec![(DType::F32, out)])
+        }
+        Op::Reduce { .. } => {
+            let x = f32_input(0)?;
+            min_rank(0, x, 1)?;
+            Ok(vec![(DType::F32, Shape(x.0[..x.rank() - 1].to_vec()))])
+        }
     }
 }
 

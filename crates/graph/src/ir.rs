@@ -144,6 +144,28 @@ pub enum Op {
     /// A fused elementwise chain over any number of inputs (each the
     /// output's shape, or a suffix of it that broadcasts).
     Fused(Program),
+    /// Axes permuted: output axis `i` is input axis `perm[i]`.
+    Transpose(Vec<usize>),
+    /// `x[.., start..end, ..]` along `axis` (a fixed-size axis).
+    Slice {
+        /// The axis.
+        axis: usize,
+        /// First index kept.
+        start: usize,
+        /// One past the last index kept.
+        end: usize,
+    },
+    /// The inputs joined along `axis` (fixed sizes there; every other
+    /// axis equal).
+    Concat {
+        /// The axis.
+        axis: usize,
+    },
+    /// Sum (or mean) over the last axis, which is removed.
+    Reduce {
+        /// Divide by the axis length.
+        mean: bool,
+    },
 }
 
 impl Op {
@@ -167,6 +189,11 @@ impl Op {
             Op::Reshape(_) => "reshape",
             Op::Argmax => "argmax",
             Op::Fused(_) => "fused",
+            Op::Transpose(_) => "transpose",
+            Op::Slice { .. } => "slice",
+            Op::Concat { .. } => "concat",
+            Op::Reduce { mean: false } => "reduce_sum",
+            Op::Reduce { mean: true } => "reduce_mean",
         }
     }
 
@@ -174,9 +201,15 @@ impl Op {
     /// [`Op::Fused`]).
     pub fn arity(&self) -> Option<usize> {
         match self {
-            Op::Unary(_) | Op::Softmax | Op::Reshape(_) | Op::Argmax => Some(1),
+            Op::Unary(_)
+            | Op::Softmax
+            | Op::Reshape(_)
+            | Op::Argmax
+            | Op::Transpose(_)
+            | Op::Slice { .. }
+            | Op::Reduce { .. } => Some(1),
             Op::LayerNorm { .. } => Some(3),
-            Op::Fused(_) => None,
+            Op::Fused(_) | Op::Concat { .. } => None,
             _ => Some(2),
         }
     }

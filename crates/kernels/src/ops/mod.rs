@@ -1,5 +1,6 @@
 //! Non-matmul kernels on f32 slices: norms, rope, softmax, activations,
-//! elementwise arithmetic, embedding gather, argmax and top-k.
+//! elementwise arithmetic, embedding gather, argmax and top-k, and layout
+//! moves (transpose, slice, concat) with row sums.
 //!
 //! Conventions:
 //! - tensors are row-major slices; each function states its shapes as
@@ -20,6 +21,7 @@ pub(crate) mod check;
 pub(crate) mod dispatch;
 mod elementwise;
 mod embedding;
+mod layout;
 mod math;
 mod norm;
 pub mod parallel;
@@ -37,6 +39,7 @@ pub use elementwise::{
     add, add_with, div, div_with, mul, mul_with, scale, scale_with, sub, sub_with,
 };
 pub use embedding::{embedding, QuantizedRows};
+pub use layout::{concat_axis, slice_axis, sum_rows, transpose};
 pub use norm::{
     layer_norm, layer_norm_with, rms_norm, rms_norm_with, LayerNormParams, RmsNormParams,
 };

@@ -1,0 +1,84 @@
+//! Layout ops and reductions: transpose, slice, concat and row sums give
+//! what index arithmetic says, in eager and graph mode, and misuse is
+//! refused by the builder naming the node.
+
+use exodus_graph::{DType, GraphBuilder, Session, Tensor};
+
+#[test]
+fn layout_ops_compute_what_the_indices_say() {
+    let mut b = GraphBuilder::new("layout");
+    let t = b.symbol("tokens");
+    let x = b.input("x", DType::F32, (t, 24));
+    let heads = b.reshape("heads", x, (t, 6, 4)).unwrap();
+    let swapped = b.transpose("swap", heads, &[1, 0, 2]).unwrap(); // [6, t, 4]
+    let mid = b.slice("mid", heads, 1, 2, 5).unwrap(); // [t, 3, 4]
+    let first = b.slice("first", heads, 1, 0, 2).unwrap(); // [t, 2, 4]
+    let last = b.slice("last", heads, 1, 5, 6).unwrap(); // [t, 1, 4]
+    let back = b.concat("back", &[first, mid, last], 1).unwrap(); // [t, 6, 4]
+    let sums = b.reduce("sums", back, false).unwrap(); // [t, 6]
+    let means = b.reduce("means", swapped, true).unwrap(); // [6, t]
+    b.output(back).unwrap();
+    b.output(sums).unwrap();
+    b.output(means).unwrap();
+    b.output(swapped).unwrap();
+    let g = b.finish().unwrap();
+    let session = Session::new(g, []).unwrap();
+    let tokens = 3;
+    let data: Vec<f32> = (0..tokens * 24).map(|v| v as f32).collect();
+    let inputs = [(x, Tensor::F32(data.clone()))];
+    let eager = session.run_eager(&[("tokens", tokens)], &inputs).unwrap();
+    let graph = session.run_graph(&[("tokens", tokens)], &inputs).unwrap();
+    assert_eq!(eager, graph);
+    let f = |i: usize| match &eager[i] {
+        Tensor::F32(v) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(f(0), data, "slices concatenated back are the input");
+    let at = |tk: usize, h: usize, d: usize| data[(tk * 6 + h) * 4 + d];
+    let sums = f(1);
+    for tk in 0..tokens {
+        for h in 0..6 {
+            let want: f32 = (0..4).map(|d| at(tk, h, d)).sum();
+            assert_eq!(sums[tk * 6 + h], want);
+        }
+    }
+    let swapped = f(3);
+    let means = f(2);
+    for h in 0..6 {
+        for tk in 0..tokens {
+            for d in 0..4 {
+                assert_eq!(swapped[(h * tokens + tk) * 4 + d], at(tk, h, d));
+            }
+            let want = (0..4).map(|d| at(tk, h, d)).sum::<f32>() / 4.0;
+            assert_eq!(means[h * tokens + tk], want);
+        }
+    }
+}
+
+#[test]
+fn layout_misuse_is_refused_naming_the_node() {
+    let mut b = GraphBuilder::new("bad");
+    let t = b.symbol("tokens");
+    let x = b.input("x", DType::F32, (t, 6, 4));
+    let err = |r: Result<_, exodus_graph::GraphError>| r.unwrap_err().to_string();
+    let msg = err(b.transpose("perm", x, &[0, 0, 1]));
+    assert!(
+        msg.contains("node 'perm' (transpose)") && msg.contains("not a permutation"),
+        "{msg}"
+    );
+    let msg = err(b.slice("past", x, 1, 4, 7));
+    assert!(
+        msg.contains("node 'past' (slice)") && msg.contains("4..7 of axis 1"),
+        "{msg}"
+    );
+    let msg = err(b.slice("symbolic", x, 0, 0, 1));
+    assert!(msg.contains("the axis must be fixed"), "{msg}");
+    let y = b.input("y", DType::F32, (t, 5, 3));
+    let msg = err(b.concat("join", &[x, y], 1));
+    assert!(
+        msg.contains("node 'join' (concat)") && msg.contains("does not join"),
+        "{msg}"
+    );
+    let msg = err(b.concat("nothing", &[], 0));
+    assert!(msg.contains("concat needs inputs"), "{msg}");
+}
