@@ -4,12 +4,12 @@
 //! [`Session`]: eagerly ([`Session::run_eager`], one runtime launch per
 //! node with exodus-kernels' kernels) or in graph mode
 //! ([`Session::run_graph`]: compiled once per binding of the symbols,
-//! captured and replayed as one submission). Passes so far: dead-code and
-//! common-subexpression elimination and elementwise fusion ([`run_passes`]
-//! with statistics), and memory planning ([`Graph::plan_memory`]: one
-//! arena, offsets reused by lifetime). Matmul epilogues, norm fusion,
-//! constant folding, stream assignment, running the memory plan, and the
-//! remaining ops (attention, shape ops, reductions) come next.
+//! captured and replayed as one submission). Passes so far: constant
+//! folding, dead-code and common-subexpression elimination and elementwise
+//! fusion ([`run_passes`] with statistics), and memory planning
+//! ([`Graph::plan_memory`]: one arena, offsets reused by lifetime). Matmul
+//! epilogues, norm fusion, stream assignment, running the memory plan, and
+//! attention over the paged KV cache come next.
 //!
 //! # The IR in one paragraph
 //!
@@ -42,7 +42,8 @@ pub use error::GraphError;
 pub use exec::{ExecError, Session, Tensor};
 pub use ir::{Binary, Def, Graph, Node, NodeId, Op, Program, Step, Unary, ValueId, ValueInfo};
 pub use passes::{
-    run_passes, CommonSubexpressions, DeadCodeElimination, ElementwiseFusion, Pass, PassStats,
+    run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination, ElementwiseFusion,
+    Pass, PassStats,
 };
 pub use plan::{MemoryPlan, Slot, ALIGN};
 pub use types::{DType, Dim, Shape, Sym};

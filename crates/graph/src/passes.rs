@@ -3,9 +3,9 @@
 //! graph after each, so a pass that breaks an invariant is caught at the
 //! pass, not three passes later.
 //!
-//! So far: [`DeadCodeElimination`], [`CommonSubexpressions`] and
-//! [`ElementwiseFusion`]. All keep the graph's interface (inputs, weights,
-//! outputs) as it is.
+//! So far: [`ConstantFolding`], [`DeadCodeElimination`],
+//! [`CommonSubexpressions`] and [`ElementwiseFusion`]. All keep the graph's
+//! interface (inputs, weights, outputs) as it is.
 
 use std::collections::HashMap;
 
@@ -302,5 +302,76 @@ impl Pass for ElementwiseFusion {
         Ok(format!(
             "fused {fused_nodes} elementwise nodes into {fused_groups}"
         ))
+    }
+}
+
+/// Computes nodes whose inputs are all constants once, at compile time,
+/// and replaces them by constants. It runs them with the executor (the
+/// same kernels), so the folded values are bit for bit what a run would
+/// compute. Nodes with a `u32` result are left alone (constants are f32).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConstantFolding;
+
+impl Pass for ConstantFolding {
+    fn name(&self) -> &'static str {
+        "constant-folding"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
+        use crate::builder::GraphBuilder;
+        use crate::exec::{Session, Tensor};
+        use crate::types::DType;
+        let mut keep = vec![true; graph.nodes.len()];
+        for (n, kept) in keep.iter_mut().enumerate() {
+            let node = &graph.nodes[n];
+            let out = node.outputs[0];
+            let consts: Option<Vec<Vec<f32>>> = node
+                .inputs
+                .iter()
+                .map(|v| match &graph.values[v.0 as usize].def {
+                    Def::Const(data) => Some(data.clone()),
+                    _ => None,
+                })
+                .collect();
+            let (Some(consts), DType::F32) = (consts, graph.values[out.0 as usize].dtype) else {
+                continue;
+            };
+            // The node alone, its constant operands as inputs.
+            let mut b = GraphBuilder::new("fold");
+            let ins: Vec<ValueId> = node
+                .inputs
+                .iter()
+                .map(|v| {
+                    let info = &graph.values[v.0 as usize];
+                    b.input(info.name.clone(), info.dtype, info.shape.clone())
+                })
+                .collect();
+            let fail = |reason: String| GraphError::Node {
+                node: node.name.clone(),
+                op: node.op.name(),
+                reason: format!("constant folding: {reason}"),
+            };
+            let y = b.node(node.name.clone(), node.op.clone(), &ins)?;
+            b.output(y)?;
+            let session = Session::new(b.finish()?, []).map_err(|e| fail(e.to_string()))?;
+            let feed: Vec<(ValueId, Tensor)> = ins
+                .into_iter()
+                .zip(consts)
+                .map(|(v, d)| (v, Tensor::F32(d)))
+                .collect();
+            let result = session
+                .run_eager(&[], &feed)
+                .map_err(|e| fail(e.to_string()))?;
+            let Some(Tensor::F32(data)) = result.into_iter().next() else {
+                return Err(fail("no f32 result".into()));
+            };
+            graph.values[out.0 as usize].def = Def::Const(data);
+            *kept = false;
+        }
+        let folded = keep.iter().filter(|k| !**k).count();
+        if folded > 0 {
+            graph.compact(&keep, &HashMap::new());
+        }
+        Ok(format!("folded {folded} nodes into constants"))
     }
 }

@@ -4,8 +4,8 @@
 //! sum of all intermediates.
 
 use exodus_graph::{
-    run_passes, CommonSubexpressions, DType, DeadCodeElimination, ElementwiseFusion, Graph,
-    GraphBuilder, Op, Pass, Session, Tensor, ValueId, ALIGN,
+    run_passes, CommonSubexpressions, ConstantFolding, DType, DeadCodeElimination,
+    ElementwiseFusion, Graph, GraphBuilder, Op, Pass, Session, Tensor, ValueId, ALIGN,
 };
 use exodus_numerics::sample::{normal, SplitMix64};
 
@@ -259,4 +259,30 @@ fn a_graph_output_in_a_longer_shared_buffer_comes_back_at_its_own_length() {
     let graph = session.run_graph(&[("tokens", 2)], &inputs).unwrap();
     assert!(matches!(&graph[0], Tensor::F32(v) if v.len() == 2 * 16));
     assert_eq!(graph, eager);
+}
+
+#[test]
+fn constant_chains_fold_into_constants_with_the_same_bits() {
+    let mut b = GraphBuilder::new("fold");
+    let t = b.symbol("tokens");
+    let x = b.input("x", DType::F32, (t, 8));
+    let w = b
+        .constant("w", (8,), (0..8).map(|i| i as f32 * 0.3 - 1.0).collect())
+        .unwrap();
+    let s = b.silu("sw", w).unwrap();
+    let s = b.scale("sw2", s, 3.0).unwrap();
+    let y = b.mul("y", x, s).unwrap();
+    b.output(y).unwrap();
+    let g = b.finish().unwrap();
+    let before = run(g.clone(), x, 4, 8);
+    let mut opt = g.clone();
+    let stats = run_passes(&mut opt, &[&ConstantFolding]).unwrap();
+    assert_eq!(stats[0].nodes, (3, 1), "{stats:?}");
+    assert!(stats[0].detail.contains("folded 2 nodes"), "{stats:?}");
+    assert!(
+        opt.dump().contains("sw2: f32[8] = const(8 values)"),
+        "{}",
+        opt.dump()
+    );
+    assert_eq!(run(opt, x, 4, 8), before);
 }
