@@ -13,7 +13,7 @@ use crate::error::GraphError;
 use crate::exec::{ExecError, Session, Tensor};
 use crate::ir::{Def, Graph, ValueId};
 use crate::passes::{
-    run_passes, CommonSubexpressions, DeadCodeElimination, ElementwiseFusion, Pass,
+    run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination, ElementwiseFusion, Pass,
 };
 use crate::types::{DType, Dim};
 
@@ -182,7 +182,8 @@ pub fn compare_modes(
     let weights = random_weights(graph, 1)?;
     let inputs = random_inputs(graph, symbols);
     let mut optimised = graph.clone();
-    let passes: [&dyn Pass; 3] = [
+    let passes: [&dyn Pass; 4] = [
+        &ConstantFolding,
         &CommonSubexpressions,
         &DeadCodeElimination,
         &ElementwiseFusion,

@@ -6,7 +6,7 @@
 use anyhow::Context;
 use exodus_graph::examples::{block_without_attention, BlockDims};
 use exodus_graph::{
-    run_passes, CommonSubexpressions, DeadCodeElimination, ElementwiseFusion, Pass,
+    run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination, ElementwiseFusion, Pass,
 };
 use exodus_numerics::Format;
 
@@ -56,7 +56,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 other => anyhow::bail!("unknown --example {other:?} (known: block)"),
             };
             let before = graph.dump();
-            let passes: [&dyn Pass; 3] = [
+            let passes: [&dyn Pass; 4] = [
+                &ConstantFolding,
                 &CommonSubexpressions,
                 &DeadCodeElimination,
                 &ElementwiseFusion,
