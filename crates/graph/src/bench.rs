@@ -61,6 +61,7 @@ pub fn random_weights(graph: &Graph, seed: u64) -> Result<Vec<(ValueId, Tensor)>
         let data = match info.dtype {
             DType::F32 => Tensor::F32(values.iter().map(|v| 1.0 + 0.05 * v).collect()),
             DType::U32 => Tensor::U32(vec![0; n]),
+            DType::KvCache(_) => continue,
             DType::Weights(format) => {
                 let scaled: Vec<f32> = values.iter().map(|v| v * 0.05).collect();
                 Tensor::Bytes(

@@ -81,6 +81,17 @@ impl GraphBuilder {
         self.push_value(name.into(), dtype, shape.into(), Def::Weight)
     }
 
+    /// State the session keeps across runs (a KV cache: `DType::KvCache`
+    /// with shape `(blocks,)`), zeroed when a session is made.
+    pub fn state(
+        &mut self,
+        name: impl Into<String>,
+        dtype: DType,
+        shape: impl Into<Shape>,
+    ) -> ValueId {
+        self.push_value(name.into(), dtype, shape.into(), Def::State)
+    }
+
     /// An f32 constant of a fixed shape.
     pub fn constant(
         &mut self,
@@ -354,6 +365,24 @@ impl GraphBuilder {
         mean: bool,
     ) -> Result<ValueId, GraphError> {
         self.node(name, Op::Reduce { mean }, &[x])
+    }
+
+    /// Attention of one sequence's `q` over `cache`, after writing this
+    /// step's `k`/`v` at `start_pos` (see [`Op::Attention`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &mut self,
+        name: impl Into<String>,
+        q: ValueId,
+        k: ValueId,
+        v: ValueId,
+        cache: ValueId,
+        block_table: ValueId,
+        start_pos: ValueId,
+        heads: usize,
+    ) -> Result<ValueId, GraphError> {
+        let op = Op::Attention { heads, scale: None };
+        self.node(name, op, &[q, k, v, cache, block_table, start_pos])
     }
 
     /// Index of the largest value along the last axis.

@@ -36,6 +36,7 @@ impl Graph {
             let rhs = match &info.def {
                 Def::Input => "input".to_owned(),
                 Def::Weight => "weight".to_owned(),
+                Def::State => "state".to_owned(),
                 Def::Const(data) => format!("const({} values)", data.len()),
                 Def::Node { .. } => continue,
             };
@@ -71,6 +72,10 @@ fn attributes(op: &Op, symbols: &[String]) -> String {
         Op::Transpose(perm) => format!(" perm={perm:?}"),
         Op::Slice { axis, start, end } => format!(" axis={axis} range={start}..{end}"),
         Op::Concat { axis } => format!(" axis={axis}"),
+        Op::Attention { heads, scale } => match scale {
+            Some(s) => format!(" heads={heads} scale={s}"),
+            None => format!(" heads={heads}"),
+        },
         Op::Fused(program) => {
             let steps: Vec<String> = program
                 .steps
@@ -106,6 +111,7 @@ impl Graph {
             let kind = match info.def {
                 Def::Input => "input",
                 Def::Weight => "weight",
+                Def::State => "state",
                 Def::Const(_) => "const",
                 Def::Node { .. } => continue,
             };

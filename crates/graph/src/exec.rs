@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
+use exodus_kernels::attention::{paged_attention, AttentionParams, PagedKvCache, SeqSpan};
 use exodus_kernels::matmul::{matmul_in, Weights};
 use exodus_kernels::ops::{
     self, GeluApprox, LayerNormParams, QuantizedRows, RmsNormParams, RopeParams, RopeStyle,
@@ -239,6 +240,20 @@ impl Session {
             };
             if bound.insert(v, buf).is_some() {
                 return Err(err("bound twice".into()));
+            }
+        }
+        // State (KV caches) starts zeroed, kept with the weights.
+        for (i, info) in graph.values().iter().enumerate() {
+            if let (Def::State, DType::KvCache(layout)) = (&info.def, info.dtype) {
+                let (blocks, _) = info.shape.volume();
+                let bytes =
+                    blocks
+                        .checked_mul(layout.block_bytes())
+                        .ok_or_else(|| ExecError::Binding {
+                            name: info.name.clone(),
+                            reason: "the cache size overflows".into(),
+                        })?;
+                bound.insert(ValueId(i as u32), Buf::Bytes(device.alloc(bytes)?));
             }
         }
         // Every weight bound; f32 weights read as W by matmul or embedding
@@ -644,7 +659,9 @@ impl Session {
             (Some(buf), _) => buf,
             (None, DType::F32) => Buf::F32(self.device.alloc(volume(&out_dims))?),
             (None, DType::U32) => Buf::U32(self.device.alloc(volume(&out_dims))?),
-            (None, DType::Weights(_)) => return Err(unsupported("an op cannot produce weights")),
+            (None, DType::Weights(_) | DType::KvCache(_)) => {
+                return Err(unsupported("an op cannot produce weights or state"))
+            }
         };
         let input = |i: usize| -> Result<Buf, ExecError> {
             bufs.get(&node.inputs[i])
@@ -873,6 +890,50 @@ impl Session {
                     ops::sum_rows(&x, rows, cols, mean, &mut cut_out::<f32>(k, out_len)?)?;
                     Ok(())
                 })
+            }
+            Op::Attention { heads, scale } => {
+                let DType::KvCache(layout) =
+                    g.value(node.inputs[3]).map_or(DType::F32, |i| i.dtype)
+                else {
+                    return Err(unsupported("input 3 is not a KV cache"));
+                };
+                let params = AttentionParams {
+                    n_heads: *heads,
+                    scale: *scale,
+                };
+                let tokens = out_dims[0];
+                // Launch inputs: q, k, v, block table, start; outputs: the
+                // result, then the cache (written).
+                let in_lens: Vec<usize> = [0, 1, 2, 4, 5].iter().map(|&i| lens[i]).collect();
+                let launch = Launch::new(node.name.clone(), move |k| {
+                    let (q, kk, v) = (
+                        cut_in::<f32>(k, 0, &in_lens)?,
+                        cut_in::<f32>(k, 1, &in_lens)?,
+                        cut_in::<f32>(k, 2, &in_lens)?,
+                    );
+                    let (table, start) = (
+                        cut_in::<u32>(k, 3, &in_lens)?,
+                        cut_in::<u32>(k, 4, &in_lens)?,
+                    );
+                    let start = start.first().copied().unwrap_or(0) as usize;
+                    let mut pool = k.output::<u8>(1)?;
+                    let mut cache = PagedKvCache::new(layout, &mut pool[..])?;
+                    cache.write(&table, start, &kk, &v, tokens)?;
+                    let seq = SeqSpan {
+                        block_table: &table,
+                        start_pos: start,
+                        n_q: tokens,
+                    };
+                    let mut out = cut_out::<f32>(k, out_len)?;
+                    paged_attention(&cache, &[seq], &q, &mut out, &params)?;
+                    Ok(())
+                });
+                let mut launch = launch;
+                for i in [0, 1, 2, 4, 5] {
+                    launch = input(i)?.input_of(launch);
+                }
+                let launch = input(3)?.output_of(out.output_of(launch));
+                return submit(stream, launch, out_id, out, bufs);
             }
             Op::Argmax => {
                 let in_dims = dims(node.inputs[0]);

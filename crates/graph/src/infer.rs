@@ -219,7 +219,62 @@ pub(crate) fn infer(
             min_rank(0, x, 1)?;
             Ok(vec![(DType::F32, Shape(x.0[..x.rank() - 1].to_vec()))])
         }
+        Op::Attention { heads, scale } => attention(*heads, *scale, inputs, &show),
     }
+}
+
+/// Attention's operands: q/k/v rows of the cache's head layout, a KV cache
+/// with `heads` a multiple of its KV heads, a u32 block table and a u32
+/// start position.
+fn attention(
+    heads: usize,
+    scale: Option<f32>,
+    inputs: &[Operand<'_>],
+    show: &dyn Fn(&Shape) -> String,
+) -> Result<Vec<(DType, Shape)>, String> {
+    let DType::KvCache(layout) = inputs[3].0 else {
+        return Err(format!("input 3 must be a KV cache, is {}", inputs[3].0));
+    };
+    let (kv, hd) = (layout.n_kv_heads(), layout.head_dim());
+    if heads == 0 || !heads.is_multiple_of(kv) {
+        return Err(format!(
+            "{heads} query heads are not a multiple of the cache's {kv} KV heads"
+        ));
+    }
+    if let Some(s) = scale {
+        if !s.is_finite() {
+            return Err(format!("scale {s} is not finite"));
+        }
+    }
+    let q = inputs[0].1;
+    for (i, width) in [(0, heads * hd), (1, kv * hd), (2, kv * hd)] {
+        let (dtype, shape) = inputs[i];
+        let fits = *dtype == DType::F32
+            && shape.rank() == 2
+            && shape.0[1] == Dim::Fixed(width)
+            && shape.0[0] == q.0.first().copied().unwrap_or(Dim::Fixed(0));
+        if !fits {
+            return Err(format!(
+                "input {i} must be f32[tokens, {width}] (tokens as in q), is {dtype}{}",
+                show(shape)
+            ));
+        }
+    }
+    let (tdtype, table) = inputs[4];
+    let (pdtype, pos) = inputs[5];
+    if *tdtype != DType::U32 || table.rank() != 1 {
+        return Err(format!(
+            "the block table must be u32[blocks], is {tdtype}{}",
+            show(table)
+        ));
+    }
+    if *pdtype != DType::U32 || *pos != Shape(vec![Dim::Fixed(1)]) {
+        return Err(format!(
+            "start_pos must be u32[1], is {pdtype}{}",
+            show(pos)
+        ));
+    }
+    Ok(vec![(DType::F32, q.clone())])
 }
 
 /// A fused program: f32 inputs that all broadcast against the largest

@@ -20,6 +20,9 @@ pub enum Def {
     Weight,
     /// Values known when the graph is built (f32, row-major).
     Const(Vec<f32>),
+    /// State the session keeps across runs (a KV cache), zeroed when the
+    /// session is made; nodes with side effects write it.
+    State,
     /// Output `index` of a node.
     Node {
         /// The node.
@@ -166,6 +169,19 @@ pub enum Op {
         /// Divide by the axis length.
         mean: bool,
     },
+    /// Causal grouped-query attention of one sequence over a paged KV
+    /// cache: inputs `[q[t, heads * head_dim], k[t, kv_heads * head_dim],
+    /// v[t, kv_heads * head_dim], cache (state), block_table (u32[blocks]),
+    /// start_pos (u32[1])]`. It first writes the `t` new K/V rows at
+    /// positions `start_pos ..` (a side effect on the cache), then attends
+    /// each query to positions `0 ..= its own`; output `[t, heads *
+    /// head_dim]`.
+    Attention {
+        /// Query heads (a multiple of the cache's KV heads).
+        heads: usize,
+        /// Softmax scale (`None`: `1 / sqrt(head_dim)`).
+        scale: Option<f32>,
+    },
 }
 
 impl Op {
@@ -194,7 +210,14 @@ impl Op {
             Op::Concat { .. } => "concat",
             Op::Reduce { mean: false } => "reduce_sum",
             Op::Reduce { mean: true } => "reduce_mean",
+            Op::Attention { .. } => "attention",
         }
+    }
+
+    /// Whether the op changes state besides its outputs (so passes must
+    /// neither drop it when its output is unread nor merge two of them).
+    pub fn has_side_effects(&self) -> bool {
+        matches!(self, Op::Attention { .. })
     }
 
     /// How many inputs the op takes (`None`: any number, for
@@ -209,6 +232,7 @@ impl Op {
             | Op::Slice { .. }
             | Op::Reduce { .. } => Some(1),
             Op::LayerNorm { .. } => Some(3),
+            Op::Attention { .. } => Some(6),
             Op::Fused(_) | Op::Concat { .. } => None,
             _ => Some(2),
         }

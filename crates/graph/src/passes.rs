@@ -127,7 +127,7 @@ impl Pass for DeadCodeElimination {
         }
         let mut keep = vec![false; graph.nodes.len()];
         for (n, node) in graph.nodes.iter().enumerate().rev() {
-            if node.outputs.iter().any(|v| live[v.0 as usize]) {
+            if node.op.has_side_effects() || node.outputs.iter().any(|v| live[v.0 as usize]) {
                 keep[n] = true;
                 for v in &node.inputs {
                     live[v.0 as usize] = true;
@@ -166,6 +166,9 @@ impl Pass for CommonSubexpressions {
                 .iter()
                 .map(|v| *replace.get(v).unwrap_or(v))
                 .collect();
+            if node.op.has_side_effects() {
+                continue;
+            }
             let key = (format!("{:?}", node.op), inputs);
             match seen.get(&key) {
                 Some(&first) => {

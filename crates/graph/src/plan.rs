@@ -127,7 +127,12 @@ impl Graph {
             let info = &self.values[v.0 as usize];
             let elem = match info.dtype {
                 DType::F32 | DType::U32 => 4,
-                DType::Weights(_) => return Err(graph_err(format!("'{}' is weights", info.name))),
+                DType::Weights(_) | DType::KvCache(_) => {
+                    return Err(graph_err(format!(
+                        "'{}' is {}, not an intermediate",
+                        info.name, info.dtype
+                    )))
+                }
             };
             info.shape.0.iter().try_fold(elem, |acc: usize, d| {
                 let n = match *d {

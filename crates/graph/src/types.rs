@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use exodus_kernels::attention::KvLayout;
 use exodus_numerics::Format;
 
 /// A symbolic dimension (`tokens`, `batch`): an index into the graph's
@@ -149,6 +150,9 @@ pub enum DType {
     /// Weights stored in an exodus-numerics format (GGUF blocks, MX, FP8,
     /// bf16, ...), read by matmul and embedding.
     Weights(Format),
+    /// A paged KV cache of this layout (shape `[blocks]`): state that
+    /// attention nodes write and read, kept by the session across runs.
+    KvCache(KvLayout),
 }
 
 impl fmt::Display for DType {
@@ -157,6 +161,14 @@ impl fmt::Display for DType {
             DType::F32 => f.write_str("f32"),
             DType::U32 => f.write_str("u32"),
             DType::Weights(format) => write!(f, "{format}"),
+            DType::KvCache(l) => write!(
+                f,
+                "kv_cache<{}, block {}, {}x{}>",
+                l.format().name(),
+                l.block_size(),
+                l.n_kv_heads(),
+                l.head_dim()
+            ),
         }
     }
 }

@@ -38,6 +38,17 @@ impl Graph {
             }
             match &info.def {
                 Def::Input | Def::Weight => {}
+                Def::State => {
+                    if !matches!(info.dtype, crate::types::DType::KvCache(_)) {
+                        return Err(value_err(format!(
+                            "state of type {} (only KV caches are)",
+                            info.dtype
+                        )));
+                    }
+                    if !matches!(info.shape.0[..], [crate::types::Dim::Fixed(_)]) {
+                        return Err(value_err("a KV cache's shape is (blocks,), fixed".into()));
+                    }
+                }
                 Def::Const(data) => check_constant(&info.name, &info.shape, data.len())?,
                 Def::Node { node, index } => {
                     let listed = self
