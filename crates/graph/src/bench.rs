@@ -80,7 +80,7 @@ pub fn random_weights(graph: &Graph, seed: u64) -> Result<Vec<(ValueId, Tensor)>
 }
 
 /// Inputs for every input value of `graph` under `symbols` (f32 normal
-/// values; u32 values count up modulo 97, as token ids and positions).
+/// values; u32 values count up from 0, as positions and block tables do).
 pub fn random_inputs(graph: &Graph, symbols: &[(&str, usize)]) -> Vec<(ValueId, Tensor)> {
     let size = |d: &Dim| bound_size(graph, symbols, d);
     graph
@@ -91,7 +91,9 @@ pub fn random_inputs(graph: &Graph, symbols: &[(&str, usize)]) -> Vec<(ValueId, 
         .map(|(i, info)| {
             let n: usize = info.shape.0.iter().map(size).product();
             let data = match info.dtype {
-                DType::U32 => Tensor::U32((0..n as u32).map(|v| v % 97).collect()),
+                // Token ids, positions and block tables count up from 0
+                // (a block table is then blocks 0, 1, ...; a start is 0).
+                DType::U32 => Tensor::U32((0..n as u32).collect()),
                 _ => Tensor::F32(normal(n, 99 + i as u64)),
             };
             (ValueId(i as u32), data)

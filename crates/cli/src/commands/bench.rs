@@ -87,14 +87,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 /// `exodus bench graph`.
 fn graph_modes(a: &GraphArgs) -> anyhow::Result<()> {
     use exodus_graph::bench::compare_modes;
-    use exodus_graph::examples::{block_without_attention, BlockDims};
+    use exodus_graph::examples::{block, BlockDims};
+    use exodus_kernels::attention::KvFormat;
     let format: exodus_numerics::Format = a
         .format
         .parse()
         .map_err(|e| anyhow::anyhow!("--format {}: {e}", a.format))?;
-    let graph = block_without_attention(BlockDims::SMOLLM2_135M, format)?;
+    let graph = block(BlockDims::SMOLLM2_135M, format, KvFormat::Fp8E4M3)?;
     outln!(
-        "graph '{}' (SmolLM2-135M block without the attention core, {} weights), eager as written vs graph mode after passes",
+        "graph '{}' (SmolLM2-135M block, {} weights, attention over an FP8 KV cache from position 0), eager as written vs graph mode after passes",
         graph.name(),
         a.format
     )?;

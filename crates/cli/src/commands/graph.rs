@@ -4,10 +4,11 @@
 //! real ones.
 
 use anyhow::Context;
-use exodus_graph::examples::{block_without_attention, BlockDims};
+use exodus_graph::examples::{block, block_without_attention, BlockDims};
 use exodus_graph::{
     run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination, ElementwiseFusion, Pass,
 };
+use exodus_kernels::attention::KvFormat;
 use exodus_numerics::Format;
 
 /// Arguments of `exodus graph`.
@@ -22,8 +23,8 @@ enum Command {
     /// Print a graph, run the passes, print it again with their statistics
     /// and the memory plan.
     Dump {
-        /// Which graph: `block` (a SmolLM2-135M block without the attention
-        /// core, which arrives with the attention op).
+        /// Which graph: `block` (a SmolLM2-135M block, attention over an
+        /// FP8 KV cache) or `block-no-attention`.
         #[arg(long, default_value = "block")]
         example: String,
         /// Weight format of the matmuls (any `exodus formats` name).
@@ -52,8 +53,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(|| format!("--format {format}"))?;
             let mut graph = match example.as_str() {
-                "block" => block_without_attention(BlockDims::SMOLLM2_135M, format)?,
-                other => anyhow::bail!("unknown --example {other:?} (known: block)"),
+                "block" => block(BlockDims::SMOLLM2_135M, format, KvFormat::Fp8E4M3)?,
+                "block-no-attention" => block_without_attention(BlockDims::SMOLLM2_135M, format)?,
+                other => {
+                    anyhow::bail!("unknown --example {other:?} (known: block, block-no-attention)")
+                }
             };
             let before = graph.dump();
             let passes: [&dyn Pass; 4] = [
