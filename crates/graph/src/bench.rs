@@ -13,7 +13,8 @@ use crate::error::GraphError;
 use crate::exec::{ExecError, Session, Tensor};
 use crate::ir::{Def, Graph, ValueId};
 use crate::passes::{
-    run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination, ElementwiseFusion, Pass,
+    run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination, ElementwiseFusion,
+    MatMulEpilogues, Pass,
 };
 use crate::types::{DType, Dim};
 
@@ -185,10 +186,11 @@ pub fn compare_modes(
     let weights = random_weights(graph, 1)?;
     let inputs = random_inputs(graph, symbols);
     let mut optimised = graph.clone();
-    let passes: [&dyn Pass; 4] = [
+    let passes: [&dyn Pass; 5] = [
         &ConstantFolding,
         &CommonSubexpressions,
         &DeadCodeElimination,
+        &MatMulEpilogues,
         &ElementwiseFusion,
     ];
     run_passes(&mut optimised, &passes)?;

@@ -750,7 +750,8 @@ impl Session {
                     Ok(())
                 })
             }
-            Op::MatMul => {
+            Op::MatMul | Op::MatMulAdd => {
+                let residual = matches!(node.op, Op::MatMulAdd);
                 let w_id = node.inputs[1];
                 let format = match g.value(w_id).map(|i| i.dtype) {
                     Some(DType::Weights(f)) => f,
@@ -765,17 +766,20 @@ impl Session {
                 let launch = Launch::new(node.name.clone(), move |k| {
                     let (x, wb) = (cut_in::<f32>(k, 0, &lens)?, cut_in::<u8>(k, 1, &lens)?);
                     let w = Weights::new(format, &wb, n, kk)?;
-                    matmul_in(
-                        pool::global(),
-                        &x,
-                        rows,
-                        &w,
-                        &mut cut_out::<f32>(k, out_len)?,
-                    )?;
+                    let mut out = cut_out::<f32>(k, out_len)?;
+                    matmul_in(pool::global(), &x, rows, &w, &mut out)?;
+                    if residual {
+                        // The epilogue: the same single addition `add` does.
+                        let r = cut_in::<f32>(k, 2, &lens)?;
+                        out.iter_mut().zip(r.iter()).for_each(|(o, r)| *o += r);
+                    }
                     Ok(())
                 });
-                // x, then W as bytes.
-                let launch = input(0)?.input_of(launch).input(&w_buf);
+                // x, then W as bytes, then the residual.
+                let mut launch = input(0)?.input_of(launch).input(&w_buf);
+                if residual {
+                    launch = input(2)?.input_of(launch);
+                }
                 return submit(stream, out.output_of(launch), out_id, out, bufs);
             }
             Op::Rope {

@@ -220,6 +220,18 @@ pub(crate) fn infer(
             Ok(vec![(DType::F32, Shape(x.0[..x.rank() - 1].to_vec()))])
         }
         Op::Attention { heads, scale } => attention(*heads, *scale, inputs, &show),
+        Op::MatMulAdd => {
+            let out = matmul(&inputs[..2], &show)?;
+            let (rd, r) = inputs[2];
+            if *rd != DType::F32 || *r != out[0].1 {
+                return Err(format!(
+                    "the residual must be f32{}, is {rd}{}",
+                    show(&out[0].1),
+                    show(r)
+                ));
+            }
+            Ok(out)
+        }
     }
 }
 

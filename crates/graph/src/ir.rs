@@ -169,6 +169,10 @@ pub enum Op {
         /// Divide by the axis length.
         mean: bool,
     },
+    /// `x · Wᵀ + residual` in one launch (the matmul-epilogue pass makes
+    /// it): inputs `[x, W, residual]`, the residual of the matmul's output
+    /// shape.
+    MatMulAdd,
     /// Causal grouped-query attention of one sequence over a paged KV
     /// cache: inputs `[q[t, heads * head_dim], k[t, kv_heads * head_dim],
     /// v[t, kv_heads * head_dim], cache (state), block_table (u32[blocks]),
@@ -211,6 +215,7 @@ impl Op {
             Op::Reduce { mean: false } => "reduce_sum",
             Op::Reduce { mean: true } => "reduce_mean",
             Op::Attention { .. } => "attention",
+            Op::MatMulAdd => "matmul_add",
         }
     }
 
@@ -233,6 +238,7 @@ impl Op {
             | Op::Reduce { .. } => Some(1),
             Op::LayerNorm { .. } => Some(3),
             Op::Attention { .. } => Some(6),
+            Op::MatMulAdd => Some(3),
             Op::Fused(_) | Op::Concat { .. } => None,
             _ => Some(2),
         }

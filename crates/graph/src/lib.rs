@@ -43,7 +43,7 @@ pub use exec::{ExecError, Session, Tensor};
 pub use ir::{Binary, Def, Graph, Node, NodeId, Op, Program, Step, Unary, ValueId, ValueInfo};
 pub use passes::{
     run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination, ElementwiseFusion,
-    Pass, PassStats,
+    MatMulEpilogues, Pass, PassStats,
 };
 pub use plan::{MemoryPlan, Slot, ALIGN};
 pub use types::{DType, Dim, Shape, Sym};

@@ -4,7 +4,8 @@
 //! pass, not three passes later.
 //!
 //! So far: [`ConstantFolding`], [`DeadCodeElimination`],
-//! [`CommonSubexpressions`] and [`ElementwiseFusion`]. All keep the graph's
+//! [`CommonSubexpressions`], [`ElementwiseFusion`] and
+//! [`MatMulEpilogues`]. All keep the graph's
 //! interface (inputs, weights, outputs) as it is.
 
 use std::collections::HashMap;
@@ -376,5 +377,72 @@ impl Pass for ConstantFolding {
             graph.compact(&keep, &HashMap::new());
         }
         Ok(format!("folded {folded} nodes into constants"))
+    }
+}
+
+/// Folds a residual addition into the matmul that feeds it: `add(r,
+/// matmul(x, W))` (either order) becomes one [`Op::MatMulAdd`] launch when
+/// the matmul's output has no other reader and is not a graph output. The
+/// intermediate disappears and the sum is the same single f32 addition.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MatMulEpilogues;
+
+impl Pass for MatMulEpilogues {
+    fn name(&self) -> &'static str {
+        "matmul-epilogues"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
+        let mut uses = vec![0usize; graph.values.len()];
+        for node in &graph.nodes {
+            for v in &node.inputs {
+                uses[v.0 as usize] += 1;
+            }
+        }
+        for v in &graph.outputs {
+            uses[v.0 as usize] += 1;
+        }
+        let mut keep = vec![true; graph.nodes.len()];
+        let mut folded = 0;
+        for n in 0..graph.nodes.len() {
+            if graph.nodes[n].op != Op::Add {
+                continue;
+            }
+            let (a, b) = (graph.nodes[n].inputs[0], graph.nodes[n].inputs[1]);
+            let out_shape = graph.values[graph.nodes[n].outputs[0].0 as usize]
+                .shape
+                .clone();
+            let producer = |v: ValueId| match graph.values[v.0 as usize].def {
+                Def::Node { node, .. } => Some(node.0 as usize),
+                _ => None,
+            };
+            // The operand that is a matmul result only this add reads.
+            let pick = [(b, a), (a, b)].into_iter().find_map(|(mm, res)| {
+                let p = producer(mm)?;
+                let fits = keep[p]
+                    && graph.nodes[p].op == Op::MatMul
+                    && uses[mm.0 as usize] == 1
+                    && graph.values[res.0 as usize].shape == out_shape
+                    && graph.values[mm.0 as usize].shape == out_shape;
+                fits.then_some((p, res))
+            });
+            let Some((p, residual)) = pick else {
+                continue;
+            };
+            let (x, w) = (graph.nodes[p].inputs[0], graph.nodes[p].inputs[1]);
+            let name = format!("{}+{}", graph.nodes[p].name, graph.nodes[n].name);
+            let node = &mut graph.nodes[n];
+            node.op = Op::MatMulAdd;
+            node.inputs = vec![x, w, residual];
+            node.name = name;
+            keep[p] = false;
+            folded += 1;
+        }
+        if folded > 0 {
+            graph.compact(&keep, &HashMap::new());
+        }
+        Ok(format!(
+            "folded {folded} residual additions into their matmuls"
+        ))
     }
 }

@@ -286,3 +286,47 @@ fn constant_chains_fold_into_constants_with_the_same_bits() {
     );
     assert_eq!(run(opt, x, 4, 8), before);
 }
+
+#[test]
+fn residual_additions_fold_into_their_matmuls_with_the_same_bits() {
+    use exodus_graph::examples::{block, BlockDims};
+    use exodus_graph::MatMulEpilogues;
+    use exodus_kernels::attention::KvFormat;
+    let g = block(
+        BlockDims::SMOLLM2_135M,
+        "q8_0".parse().unwrap(),
+        KvFormat::Bf16,
+    )
+    .unwrap();
+    let mut opt = g.clone();
+    let stats = run_passes(&mut opt, &[&MatMulEpilogues]).unwrap();
+    assert_eq!(stats[0].nodes, (15, 13), "{stats:?}");
+    assert!(
+        stats[0].detail.contains("folded 2 residual additions"),
+        "{stats:?}"
+    );
+    let text = opt.dump();
+    assert!(
+        text.contains("attn_residual: f32[tokens, 576] = matmul_add("),
+        "{text}"
+    );
+    assert!(opt.nodes().iter().any(|n| n.name == "attn_output+attn_residual"));
+    let weights = exodus_graph::bench::random_weights(&g, 3).unwrap();
+    for tokens in [1usize, 7] {
+        let syms = [("tokens", tokens)];
+        let inputs = exodus_graph::bench::random_inputs(&g, &syms);
+        let plain = Session::new(g.clone(), weights.clone()).unwrap();
+        let folded = Session::new(opt.clone(), weights.clone()).unwrap();
+        let want = plain.run_eager(&syms, &inputs).unwrap();
+        assert_eq!(
+            folded.run_eager(&syms, &inputs).unwrap(),
+            want,
+            "tokens {tokens}"
+        );
+        assert_eq!(
+            folded.run_graph(&syms, &inputs).unwrap(),
+            want,
+            "tokens {tokens}"
+        );
+    }
+}

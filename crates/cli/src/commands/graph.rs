@@ -6,7 +6,8 @@
 use anyhow::Context;
 use exodus_graph::examples::{block, block_without_attention, BlockDims};
 use exodus_graph::{
-    run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination, ElementwiseFusion, Pass,
+    run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination, ElementwiseFusion,
+    MatMulEpilogues, Pass,
 };
 use exodus_kernels::attention::KvFormat;
 use exodus_numerics::Format;
@@ -60,10 +61,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 }
             };
             let before = graph.dump();
-            let passes: [&dyn Pass; 4] = [
+            let passes: [&dyn Pass; 5] = [
                 &ConstantFolding,
                 &CommonSubexpressions,
                 &DeadCodeElimination,
+                &MatMulEpilogues,
                 &ElementwiseFusion,
             ];
             let stats = run_passes(&mut graph, &passes)?;
