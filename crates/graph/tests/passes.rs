@@ -310,7 +310,10 @@ fn residual_additions_fold_into_their_matmuls_with_the_same_bits() {
         text.contains("attn_residual: f32[tokens, 576] = matmul_add("),
         "{text}"
     );
-    assert!(opt.nodes().iter().any(|n| n.name == "attn_output+attn_residual"));
+    assert!(opt
+        .nodes()
+        .iter()
+        .any(|n| n.name == "attn_output+attn_residual"));
     let weights = exodus_graph::bench::random_weights(&g, 3).unwrap();
     for tokens in [1usize, 7] {
         let syms = [("tokens", tokens)];
