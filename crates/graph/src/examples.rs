@@ -37,50 +37,14 @@ impl BlockDims {
     };
 }
 
-/// One block without the attention core (which arrives with the
-/// attention op): norm, q/k/v projections with rope, o projection and
-/// residual, norm, SwiGLU MLP and residual, over `tokens` rows, with every
-/// matmul weight in `format`. Inputs: `x[tokens, hidden]`,
-/// `pos[tokens]`; output: the block's residual stream.
+/// One block without the attention core: norm, q/k/v projections with
+/// rope, o projection (of the rotated queries, standing in for attention's
+/// output) and residual, norm, SwiGLU MLP and residual, over `tokens` rows,
+/// with every matmul weight in `format`. Inputs: `x[tokens, hidden]`,
+/// `pos[tokens]`; output: the block's residual stream. (The k and v
+/// projections have no reader, so dead-code elimination removes them.)
 pub fn block_without_attention(dims: BlockDims, format: Format) -> Result<Graph, GraphError> {
-    let BlockDims {
-        hidden,
-        ffn,
-        heads,
-        kv_heads,
-        head_dim,
-    } = dims;
-    let w = DType::Weights(format);
-    let mut b = GraphBuilder::new("block");
-    let t = b.symbol("tokens");
-    let x = b.input("x", DType::F32, (t, hidden));
-    let pos = b.input("pos", DType::U32, (t,));
-    let attn_norm = b.weight("attn_norm.weight", DType::F32, (hidden,));
-    let wq = b.weight("attn_q.weight", w, (heads * head_dim, hidden));
-    let wk = b.weight("attn_k.weight", w, (kv_heads * head_dim, hidden));
-    let wv = b.weight("attn_v.weight", w, (kv_heads * head_dim, hidden));
-    let wo = b.weight("attn_output.weight", w, (hidden, heads * head_dim));
-    let ffn_norm = b.weight("ffn_norm.weight", DType::F32, (hidden,));
-    let w_gate = b.weight("ffn_gate.weight", w, (ffn, hidden));
-    let w_up = b.weight("ffn_up.weight", w, (ffn, hidden));
-    let w_down = b.weight("ffn_down.weight", w, (hidden, ffn));
-    let h = b.rms_norm("attn_norm", x, attn_norm, 1e-5)?;
-    let q = b.matmul("attn_q", h, wq)?;
-    let q = b.rope("rope_q", q, pos, head_dim, true, 100_000.0)?;
-    let k = b.matmul("attn_k", h, wk)?;
-    let _k = b.rope("rope_k", k, pos, head_dim, true, 100_000.0)?;
-    let _v = b.matmul("attn_v", h, wv)?;
-    // Until attention lands, the rotated queries stand in for its output.
-    let o = b.matmul("attn_output", q, wo)?;
-    let x = b.add("attn_residual", x, o)?;
-    let h = b.rms_norm("ffn_norm", x, ffn_norm, 1e-5)?;
-    let gate = b.matmul("ffn_gate", h, w_gate)?;
-    let up = b.matmul("ffn_up", h, w_up)?;
-    let act = b.swiglu("ffn_swiglu", gate, up)?;
-    let down = b.matmul("ffn_down", act, w_down)?;
-    let y = b.add("ffn_residual", x, down)?;
-    b.output(y)?;
-    b.finish()
+    build_block(dims, format, None)
 }
 
 /// KV cache blocks of the example [`block`] (16 tokens each: 1024 tokens).
@@ -93,6 +57,11 @@ pub const CACHE_BLOCKS: usize = 64;
 /// `pos[tokens]`, `table[64]` (the sequence's block table), `start[1]`
 /// (position of the first token).
 pub fn block(dims: BlockDims, format: Format, kv_format: KvFormat) -> Result<Graph, GraphError> {
+    build_block(dims, format, Some(kv_format))
+}
+
+/// The block, with attention over a cache in `kv` or without attention.
+fn build_block(dims: BlockDims, format: Format, kv: Option<KvFormat>) -> Result<Graph, GraphError> {
     let BlockDims {
         hidden,
         ffn,
@@ -100,19 +69,26 @@ pub fn block(dims: BlockDims, format: Format, kv_format: KvFormat) -> Result<Gra
         kv_heads,
         head_dim,
     } = dims;
-    let layout =
-        KvLayout::new(16, kv_heads, head_dim, kv_format).map_err(|e| GraphError::Graph {
-            graph: "block".into(),
-            reason: e.to_string(),
-        })?;
     let w = DType::Weights(format);
     let mut b = GraphBuilder::new("block");
     let t = b.symbol("tokens");
     let x = b.input("x", DType::F32, (t, hidden));
     let pos = b.input("pos", DType::U32, (t,));
-    let table = b.input("table", DType::U32, (CACHE_BLOCKS,));
-    let start = b.input("start", DType::U32, (1,));
-    let cache = b.state("kv_cache", DType::KvCache(layout), (CACHE_BLOCKS,));
+    let cache = match kv {
+        Some(kv_format) => {
+            let layout = KvLayout::new(16, kv_heads, head_dim, kv_format).map_err(|e| {
+                GraphError::Graph {
+                    graph: "block".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let table = b.input("table", DType::U32, (CACHE_BLOCKS,));
+            let start = b.input("start", DType::U32, (1,));
+            let cache = b.state("kv_cache", DType::KvCache(layout), (CACHE_BLOCKS,));
+            Some((cache, table, start))
+        }
+        None => None,
+    };
     let attn_norm = b.weight("attn_norm.weight", DType::F32, (hidden,));
     let wq = b.weight("attn_q.weight", w, (heads * head_dim, hidden));
     let wk = b.weight("attn_k.weight", w, (kv_heads * head_dim, hidden));
@@ -128,7 +104,12 @@ pub fn block(dims: BlockDims, format: Format, kv_format: KvFormat) -> Result<Gra
     let k = b.matmul("attn_k", h, wk)?;
     let k = b.rope("rope_k", k, pos, head_dim, true, 100_000.0)?;
     let v = b.matmul("attn_v", h, wv)?;
-    let a = b.attention("attention", q, k, v, cache, table, start, heads)?;
+    let a = match cache {
+        Some((cache, table, start)) => {
+            b.attention("attention", q, k, v, cache, table, start, heads)?
+        }
+        None => q,
+    };
     let o = b.matmul("attn_output", a, wo)?;
     let x = b.add("attn_residual", x, o)?;
     let h = b.rms_norm("ffn_norm", x, ffn_norm, 1e-5)?;
