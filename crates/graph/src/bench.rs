@@ -12,10 +12,7 @@ use exodus_numerics::QuantizeOptions;
 use crate::error::GraphError;
 use crate::exec::{ExecError, Session, Tensor};
 use crate::ir::{Def, Graph, ValueId};
-use crate::passes::{
-    run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination, ElementwiseFusion,
-    MatMulEpilogues, Pass,
-};
+use crate::passes::{default_passes, run_passes};
 use crate::types::{DType, Dim};
 
 /// What one comparison measured.
@@ -128,15 +125,7 @@ fn eager_peak(graph: &Graph, symbols: &[(&str, usize)]) -> (usize, usize) {
             .product::<usize>()
             * 4
     };
-    let mut last = std::collections::HashMap::new();
-    for (n, node) in graph.nodes().iter().enumerate() {
-        for &v in &node.inputs {
-            last.insert(v, n);
-        }
-    }
-    for &v in graph.outputs() {
-        last.insert(v, usize::MAX);
-    }
+    let last = graph.last_readers();
     let (mut live, mut peak, mut sum) = (0usize, 0usize, 0usize);
     for (n, node) in graph.nodes().iter().enumerate() {
         for &v in &node.outputs {
@@ -186,14 +175,7 @@ pub fn compare_modes(
     let weights = random_weights(graph, 1)?;
     let inputs = random_inputs(graph, symbols);
     let mut optimised = graph.clone();
-    let passes: [&dyn Pass; 5] = [
-        &ConstantFolding,
-        &CommonSubexpressions,
-        &DeadCodeElimination,
-        &MatMulEpilogues,
-        &ElementwiseFusion,
-    ];
-    run_passes(&mut optimised, &passes)?;
+    run_passes(&mut optimised, &default_passes())?;
     let eager_session = Session::new(graph.clone(), weights.clone())?;
     let graph_session = Session::new(optimised.clone(), weights)?;
     let first_eager = eager_session.run_eager(symbols, &inputs)?;

@@ -334,12 +334,9 @@ impl Session {
         let sizes = self.bind_symbols(symbols)?;
         let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if !buckets.by_sizes.contains_key(&sizes) {
-            let compiled = self.compile(&stream, &sizes)?;
-            buckets.by_sizes.insert(sizes.clone(), compiled);
-            buckets.compiles += 1;
-        }
-        Ok(buckets.by_sizes[&sizes].intermediate_bytes)
+        Ok(self
+            .bucket(&stream, &sizes, &mut buckets)?
+            .intermediate_bytes)
     }
 
     /// Fills every intermediate buffer of every compiled bucket with
@@ -378,12 +375,7 @@ impl Session {
     ) -> Result<Vec<Tensor>, ExecError> {
         let sizes = self.bind_symbols(symbols)?;
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if !buckets.by_sizes.contains_key(&sizes) {
-            let compiled = self.compile(stream, &sizes)?;
-            buckets.by_sizes.insert(sizes.clone(), compiled);
-            buckets.compiles += 1;
-        }
-        let bucket = &buckets.by_sizes[&sizes];
+        let bucket = self.bucket(stream, &sizes, &mut buckets)?;
         // Inputs go into the bucket's own buffers (checked like eager's).
         let mut given = std::collections::HashSet::new();
         for (v, data) in inputs {
@@ -422,6 +414,22 @@ impl Session {
             .collect()
     }
 
+    /// The compiled bucket for `sizes`, compiling (and counting) it first
+    /// if this binding is new.
+    fn bucket<'b>(
+        &self,
+        stream: &Stream,
+        sizes: &[usize],
+        buckets: &'b mut Buckets,
+    ) -> Result<&'b Compiled, ExecError> {
+        if !buckets.by_sizes.contains_key(sizes) {
+            let compiled = self.compile(stream, sizes)?;
+            buckets.by_sizes.insert(sizes.to_vec(), compiled);
+            buckets.compiles += 1;
+        }
+        Ok(&buckets.by_sizes[sizes])
+    }
+
     /// Allocates every buffer of the bucket `sizes` and captures its launch
     /// sequence.
     fn compile(&self, stream: &Stream, sizes: &[usize]) -> Result<Compiled, ExecError> {
@@ -440,15 +448,7 @@ impl Session {
         // Intermediates share buffers by lifetime: the stream runs the
         // launches in order, so a buffer whose last reader has been launched
         // can take the next output that fits (best fit, same element type).
-        let mut last_use: HashMap<ValueId, usize> = HashMap::new();
-        for (n, node) in g.nodes().iter().enumerate() {
-            for &v in &node.inputs {
-                last_use.insert(v, n);
-            }
-        }
-        for &v in g.outputs() {
-            last_use.insert(v, usize::MAX);
-        }
+        let last_use = g.last_readers();
         let mut free: Vec<Buf> = Vec::new();
         let mut intermediate_bytes = 0;
         stream.begin_capture()?;
@@ -522,18 +522,13 @@ impl Session {
                 bufs.insert(ValueId(v as u32), Buf::F32(self.device.upload(values)?));
             }
         }
-        // The last node that reads each value: its buffer is released after.
-        let mut last_use: HashMap<ValueId, usize> = HashMap::new();
-        for (n, node) in g.nodes().iter().enumerate() {
-            for &v in &node.inputs {
-                last_use.insert(v, n);
-            }
-        }
+        // A value's buffer is released after its last reader (graph
+        // outputs never are: their last reader is `usize::MAX`).
+        let last_use = g.last_readers();
         for (n, node) in g.nodes().iter().enumerate() {
             self.launch_node(stream, node, &sizes, &mut bufs, None)?;
             for &v in &node.inputs {
-                let keep = g.outputs().contains(&v) || self.weights.contains_key(&v);
-                if last_use.get(&v) == Some(&n) && !keep {
+                if last_use.get(&v) == Some(&n) && !self.weights.contains_key(&v) {
                     bufs.remove(&v);
                 }
             }

@@ -1,5 +1,7 @@
 //! The graph itself: values, nodes and the ops they apply.
 
+use std::collections::HashMap;
+
 use crate::types::{DType, Shape};
 
 /// A value of a graph (an index into its value table).
@@ -316,5 +318,39 @@ impl Graph {
     /// One value's info, if the id exists.
     pub fn value(&self, v: ValueId) -> Option<&ValueInfo> {
         self.values.get(v.0 as usize)
+    }
+
+    /// For every value some node reads or the graph returns, the index of
+    /// the last node that reads it; `usize::MAX` for a graph output (it
+    /// lives to the end). Lifetimes in the executor, the memory plan and
+    /// the benchmark come from here.
+    pub fn last_readers(&self) -> HashMap<ValueId, usize> {
+        let mut last = HashMap::new();
+        for (n, node) in self.nodes.iter().enumerate() {
+            for &v in &node.inputs {
+                last.insert(v, n);
+            }
+        }
+        for &v in &self.outputs {
+            last.insert(v, usize::MAX);
+        }
+        last
+    }
+
+    /// How many times each value (indexed by id) is read, a graph output
+    /// counting as one read.
+    pub fn use_counts(&self) -> Vec<usize> {
+        let mut uses = vec![0usize; self.values.len()];
+        for v in self
+            .nodes
+            .iter()
+            .flat_map(|n| &n.inputs)
+            .chain(&self.outputs)
+        {
+            if let Some(u) = uses.get_mut(v.0 as usize) {
+                *u += 1;
+            }
+        }
+        uses
     }
 }

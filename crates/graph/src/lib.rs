@@ -42,8 +42,8 @@ pub use error::GraphError;
 pub use exec::{ExecError, Session, Tensor};
 pub use ir::{Binary, Def, Graph, Node, NodeId, Op, Program, Step, Unary, ValueId, ValueInfo};
 pub use passes::{
-    run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination, ElementwiseFusion,
-    MatMulEpilogues, Pass, PassStats,
+    default_passes, run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination,
+    ElementwiseFusion, MatMulEpilogues, Pass, PassStats,
 };
 pub use plan::{MemoryPlan, Slot, ALIGN};
 pub use types::{DType, Dim, Shape, Sym};

@@ -34,6 +34,20 @@ pub trait Pass {
     fn run(&self, graph: &mut Graph) -> Result<String, GraphError>;
 }
 
+/// The default pipeline, in its stated order: constant folding, common
+/// subexpressions, dead code, matmul epilogues, elementwise fusion (folding
+/// and CSE first so the later passes see the fewest nodes; epilogues before
+/// fusion so a residual add goes to its matmul rather than into a chain).
+pub fn default_passes() -> [&'static dyn Pass; 5] {
+    [
+        &ConstantFolding,
+        &CommonSubexpressions,
+        &DeadCodeElimination,
+        &MatMulEpilogues,
+        &ElementwiseFusion,
+    ]
+}
+
 /// Runs `passes` in order on `graph`, verifying after each one.
 pub fn run_passes(graph: &mut Graph, passes: &[&dyn Pass]) -> Result<Vec<PassStats>, GraphError> {
     let mut stats = Vec::with_capacity(passes.len());
@@ -220,15 +234,7 @@ impl Pass for ElementwiseFusion {
 
     fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
         let fusable = |op: &Op| as_step(op, &[0, 0]).is_some();
-        let mut uses = vec![0usize; graph.values.len()];
-        for node in &graph.nodes {
-            for v in &node.inputs {
-                uses[v.0 as usize] += 1;
-            }
-        }
-        for v in &graph.outputs {
-            uses[v.0 as usize] += 1;
-        }
+        let uses = graph.use_counts();
         // group[n]: the root (last node) of node n's group.
         let mut group: Vec<usize> = (0..graph.nodes.len()).collect();
         for (n, node) in graph.nodes.iter().enumerate() {
@@ -393,15 +399,7 @@ impl Pass for MatMulEpilogues {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
-        let mut uses = vec![0usize; graph.values.len()];
-        for node in &graph.nodes {
-            for v in &node.inputs {
-                uses[v.0 as usize] += 1;
-            }
-        }
-        for v in &graph.outputs {
-            uses[v.0 as usize] += 1;
-        }
+        let uses = graph.use_counts();
         let mut keep = vec![true; graph.nodes.len()];
         let mut folded = 0;
         for n in 0..graph.nodes.len() {

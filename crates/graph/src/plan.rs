@@ -144,15 +144,7 @@ impl Graph {
                 Ok(acc.saturating_mul(n))
             })
         };
-        let mut last: HashMap<ValueId, usize> = HashMap::new();
-        for (n, node) in self.nodes.iter().enumerate() {
-            for &v in &node.inputs {
-                last.insert(v, n);
-            }
-        }
-        for &v in &self.outputs {
-            last.insert(v, usize::MAX);
-        }
+        let last = self.last_readers();
         let mut arena = Arena::default();
         let mut slots: HashMap<ValueId, Slot> = HashMap::new();
         let mut total = 0usize;

@@ -5,10 +5,7 @@
 
 use anyhow::Context;
 use exodus_graph::examples::{block, block_without_attention, BlockDims};
-use exodus_graph::{
-    run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination, ElementwiseFusion,
-    MatMulEpilogues, Pass,
-};
+use exodus_graph::{default_passes, run_passes};
 use exodus_kernels::attention::KvFormat;
 use exodus_numerics::Format;
 
@@ -61,14 +58,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 }
             };
             let before = graph.dump();
-            let passes: [&dyn Pass; 5] = [
-                &ConstantFolding,
-                &CommonSubexpressions,
-                &DeadCodeElimination,
-                &MatMulEpilogues,
-                &ElementwiseFusion,
-            ];
-            let stats = run_passes(&mut graph, &passes)?;
+            let stats = run_passes(&mut graph, &default_passes())?;
             if *dot {
                 out!("{}", graph.to_dot())?;
                 return Ok(());
