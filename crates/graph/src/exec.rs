@@ -388,8 +388,14 @@ impl Session {
             }
         }
         self.all_inputs_given(|v| given.contains(&v))?;
-        stream.replay(&bucket.exec)?;
-        stream.synchronize()?;
+        {
+            // The replay's launches follow each other back to back: keep
+            // the kernel pool's workers spinning between them rather than
+            // parked (see `ThreadPool::stay_awake`).
+            let _awake = pool::global().stay_awake();
+            stream.replay(&bucket.exec)?;
+            stream.synchronize()?;
+        }
         self.graph
             .outputs()
             .iter()

@@ -34,5 +34,5 @@ pub mod tiling;
 
 pub use error::{KernelError, Result};
 pub use matmul::{matmul, matmul_reference, Weights};
-pub use pool::ThreadPool;
+pub use pool::{StayAwake, ThreadPool};
 pub use tiling::{Regime, Tiling};

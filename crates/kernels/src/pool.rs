@@ -15,6 +15,16 @@
 //! - Two threads submitting to one pool at once are served one after the
 //!   other.
 //!
+//! - [`ThreadPool::stay_awake`] returns a guard while which idle workers
+//!   spin for the next job instead of parking on the condition variable,
+//!   and the submitter spins for the workers to finish. A replayed launch
+//!   graph holds it for the length of one replay: it knows its launches
+//!   follow each other within microseconds, so the futex sleep and wake
+//!   (tens of microseconds on a virtual machine) between two parallel
+//!   kernels is pure loss. Eager code does not hold it: between two of its
+//!   launches the host may do anything for any time, and a spinning worker
+//!   would take a core from it.
+//!
 //! [`global`] is the process-wide pool, sized by `EXODUS_THREADS` or else
 //! [`std::thread::available_parallelism`]; tests build explicit pools with
 //! [`ThreadPool::new`].
@@ -28,7 +38,7 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 
@@ -74,6 +84,8 @@ struct State {
     panic: Option<Panic>,
     /// Set once, when the pool is dropped.
     shutdown: bool,
+    /// Workers parked on `wake` (the submitter notifies only if some are).
+    sleeping: usize,
 }
 
 /// State shared between the pool handle and its workers.
@@ -85,6 +97,49 @@ struct Shared {
     done: Condvar,
     /// Next unclaimed task index of the current job.
     next: AtomicUsize,
+    /// Live [`StayAwake`] guards: while non-zero, idle threads spin.
+    awake: AtomicUsize,
+    /// A copy of `State::generation`, read by spinning workers without the
+    /// lock (a hint only: every decision is re-checked under the lock).
+    published: AtomicU64,
+    /// A copy of `State::active`, read by a spinning submitter (a hint, as
+    /// `published`).
+    active_hint: AtomicUsize,
+}
+
+/// Spins before a spinning thread yields its core once.
+const SPINS_PER_YIELD: u32 = 1 << 12;
+
+/// Spins while `keep_spinning` holds and the pool is kept awake, yielding
+/// the core now and then; returns when either stops.
+fn spin_while(shared: &Shared, keep_spinning: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while shared.awake.load(Ordering::Acquire) > 0 && keep_spinning() {
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(SPINS_PER_YIELD) {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Keeps a pool's idle threads spinning while it lives (see
+/// [`ThreadPool::stay_awake`]).
+#[must_use = "the pool is kept awake only while the guard lives"]
+pub struct StayAwake<'a> {
+    shared: &'a Shared,
+}
+
+impl std::fmt::Debug for StayAwake<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StayAwake").finish_non_exhaustive()
+    }
+}
+
+impl Drop for StayAwake<'_> {
+    fn drop(&mut self) {
+        self.shared.awake.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 thread_local! {
@@ -127,10 +182,14 @@ impl ThreadPool {
                 active: 0,
                 panic: None,
                 shutdown: false,
+                sleeping: 0,
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
             next: AtomicUsize::new(0),
+            awake: AtomicUsize::new(0),
+            published: AtomicU64::new(0),
+            active_hint: AtomicUsize::new(0),
         });
         let mut workers = Vec::new();
         for i in 1..threads.max(1) {
@@ -147,6 +206,17 @@ impl ThreadPool {
             shared,
             workers,
             submit: Mutex::new(()),
+        }
+    }
+
+    /// Keeps idle workers spinning for the next job (and the submitter
+    /// spinning for the workers to finish) until the guard drops, trading
+    /// a busy core for the sleep/wake latency between back-to-back jobs.
+    /// Guards nest; results are the same with or without one.
+    pub fn stay_awake(&self) -> StayAwake<'_> {
+        self.shared.awake.fetch_add(1, Ordering::AcqRel);
+        StayAwake {
+            shared: &self.shared,
         }
     }
 
@@ -179,15 +249,26 @@ impl ThreadPool {
         // between that can unwind (`run_tasks` catches panics).
         let task = unsafe { erase_lifetime(task) };
         let job = Job { task, n_tasks };
-        {
+        let wake = {
             let mut st = lock(&self.shared.state);
             self.shared.next.store(0, Ordering::Relaxed);
             st.job = Some(job);
             st.generation = st.generation.wrapping_add(1);
             st.panic = None;
+            self.shared
+                .published
+                .store(st.generation, Ordering::Release);
+            st.sleeping > 0
+        };
+        if wake {
+            self.shared.wake.notify_all();
         }
-        self.shared.wake.notify_all();
         let mine = run_tasks(&self.shared, job);
+        // Kept awake: wait for the workers by spinning on the hint, then
+        // confirm under the lock below (which then does not sleep).
+        spin_while(&self.shared, || {
+            self.shared.active_hint.load(Ordering::Acquire) > 0
+        });
         let theirs = {
             let mut st = lock(&self.shared.state);
             while st.active > 0 {
@@ -269,10 +350,20 @@ fn worker_loop(shared: &Shared) {
                         seen = st.generation;
                         if let Some(job) = st.job {
                             st.active += 1;
+                            shared.active_hint.store(st.active, Ordering::Release);
                             break job;
                         }
                     }
+                    if shared.awake.load(Ordering::Acquire) > 0 {
+                        // Kept awake: spin (unlocked) for the next job.
+                        drop(st);
+                        spin_while(shared, || shared.published.load(Ordering::Acquire) == seen);
+                        st = lock(&shared.state);
+                        continue;
+                    }
+                    st.sleeping += 1;
                     st = shared.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st.sleeping -= 1;
                 }
             };
             run_tasks(shared, job)
@@ -284,6 +375,7 @@ fn worker_loop(shared: &Shared) {
             st.panic = panic;
         }
         st.active -= 1;
+        shared.active_hint.store(st.active, Ordering::Release);
         if st.active == 0 {
             shared.done.notify_all();
         }

@@ -135,3 +135,64 @@ fn global_pool_is_sized_and_works() {
     pool.for_each_chunk_mut(&mut v, 7, |_, part| part.iter_mut().for_each(|x| *x += 1));
     assert!(v.iter().all(|&x| x == 1));
 }
+
+#[test]
+fn kept_awake_the_pool_runs_every_task_of_every_job() {
+    for threads in [2, 3, 4] {
+        let pool = ThreadPool::new(threads);
+        let _awake = pool.stay_awake();
+        for job in 0..2000usize {
+            let n = 1 + job % 17;
+            let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+            pool.parallel_for(n, |i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        }
+    }
+}
+
+#[test]
+fn guards_nest_and_the_pool_sleeps_again_after_the_last() {
+    let pool = ThreadPool::new(3);
+    let sum = AtomicUsize::new(0);
+    {
+        let _outer = pool.stay_awake();
+        {
+            let _inner = pool.stay_awake();
+            pool.parallel_for(100, |i| {
+                sum.fetch_add(i, Ordering::Relaxed);
+            });
+        }
+        pool.parallel_for(100, |i| {
+            sum.fetch_add(i, Ordering::Relaxed);
+        });
+    }
+    // Workers park again; a job after a pause still reaches them, and the
+    // pool drops cleanly (a spinning worker would hang the join).
+    std::thread::sleep(Duration::from_millis(20));
+    pool.parallel_for(100, |i| {
+        sum.fetch_add(i, Ordering::Relaxed);
+    });
+    assert_eq!(sum.load(Ordering::Relaxed), 3 * 4950);
+    drop(pool);
+}
+
+#[test]
+fn kept_awake_a_panic_still_reaches_the_caller() {
+    let pool = ThreadPool::new(2);
+    let _awake = pool.stay_awake();
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        pool.parallel_for(50, |i| {
+            if i == 7 {
+                panic!("task 7 failed");
+            }
+        })
+    }));
+    assert!(result.is_err());
+    let sum = AtomicUsize::new(0);
+    pool.parallel_for(10, |i| {
+        sum.fetch_add(i, Ordering::Relaxed);
+    });
+    assert_eq!(sum.load(Ordering::Relaxed), 45);
+}
