@@ -85,6 +85,29 @@ pub enum RuntimeError {
         /// Stream id.
         stream: u64,
     },
+    /// `end_capture` on a stream that joined another stream's capture
+    /// (by waiting on an event recorded in it): only the stream that
+    /// began the capture can end it.
+    #[error(
+        "stream {stream} joined the capture of stream {origin}; only stream {origin} can end it"
+    )]
+    CaptureNotOrigin {
+        /// The joined stream.
+        stream: u64,
+        /// The stream that began the capture.
+        origin: u64,
+    },
+    /// `end_capture` found work captured on a joined stream that the
+    /// origin stream never waited on (record an event after that work and
+    /// wait on it from the origin before ending the capture). The capture
+    /// is discarded and every stream leaves capture mode.
+    #[error("stream {stream} has captured work that stream {origin} never joined")]
+    CaptureUnjoined {
+        /// The joined stream with unjoined work.
+        stream: u64,
+        /// The stream that began the capture.
+        origin: u64,
+    },
     /// The command cannot be recorded into a graph.
     #[error("stream {stream}: {what} cannot be captured")]
     NotCapturable {

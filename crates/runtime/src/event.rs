@@ -3,12 +3,19 @@
 //! without blocking the host), and two completed events give the time
 //! between them. Each `record` bumps a generation; waits and queries
 //! concern the latest record made before them.
+//!
+//! A record made by a capturing stream is a *capture mark* instead: it
+//! bumps no generation and only remembers a point of that capture (see
+//! `stream::capture`). A later real record clears the mark ("last record
+//! wins"); `query`, `synchronize` and `elapsed_since` see real records
+//! only.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::RuntimeError;
+use crate::stream::capture::{Capture, Point};
 
 static NEXT_EVENT: AtomicU64 = AtomicU64::new(1);
 
@@ -23,6 +30,17 @@ struct State {
     /// Set when the latest completed record was reached by a poisoned
     /// stream.
     failure: Option<String>,
+    /// Set when the latest record was made during a capture.
+    mark: Option<CaptureMark>,
+}
+
+/// Where in a capture an event was last recorded.
+#[derive(Clone)]
+pub(crate) struct CaptureMark {
+    /// The capture (weak: an event does not keep a capture alive).
+    pub(crate) capture: Weak<Capture>,
+    /// What a command waiting on the event depends on.
+    pub(crate) point: Point,
 }
 
 pub(crate) struct EventInner {
@@ -105,11 +123,25 @@ impl Event {
         self.inner.id
     }
 
-    /// Assigns the next record generation (called by `Stream::record`).
+    /// Assigns the next record generation (called by `Stream::record`);
+    /// a real record replaces any capture mark.
     pub(crate) fn next_generation(&self) -> u64 {
         let mut st = self.inner.lock();
         st.recorded += 1;
+        st.mark = None;
         st.recorded
+    }
+
+    /// Marks the event as recorded at `mark` of a capture (called by a
+    /// capturing stream's `record`).
+    pub(crate) fn set_capture_mark(&self, mark: CaptureMark) {
+        self.inner.lock().mark = Some(mark);
+    }
+
+    /// The capture mark of the latest record, if it was made during a
+    /// capture.
+    pub(crate) fn capture_mark(&self) -> Option<CaptureMark> {
+        self.inner.lock().mark.clone()
     }
 
     /// The generation of the latest record, if any.

@@ -13,6 +13,8 @@ use std::cell::{Ref, RefCell, RefMut};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use exodus_trace::{enabled, now_ns, record, Span, Track};
+
 use crate::allocator::Block;
 use crate::buffer::{ErasedBuffer, ReadGuard, WriteGuard};
 use crate::error::RuntimeError;
@@ -260,6 +262,27 @@ pub(crate) fn execute(node: &Node, table: &[Arc<dyn ErasedBuffer>]) -> Result<()
         call(node, &frame)
     };
     report(node, outcome)
+}
+
+/// Runs `node` through `run` (which takes or already holds its locks) and,
+/// when tracing is on, records its span on `track`.
+pub(crate) fn traced(
+    node: &Node,
+    track: Track,
+    run: impl FnOnce(&Node) -> Result<(), String>,
+) -> Result<(), String> {
+    let start = enabled().then(now_ns);
+    let outcome = run(node);
+    if let Some(start) = start {
+        record(Span::new(
+            node.name.clone(),
+            node.category,
+            track,
+            start,
+            now_ns() - start,
+        ));
+    }
+    outcome
 }
 
 /// The stream's message for a task's error or panic.

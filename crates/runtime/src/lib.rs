@@ -11,7 +11,9 @@
 //!   and waits. Events order streams without blocking the host.
 //! - Capture: `begin_capture` ... `end_capture` gives a [`Graph`];
 //!   [`Graph::instantiate`] gives a [`GraphExec`] that `Stream::replay`
-//!   submits as one queue entry.
+//!   submits as one queue entry. Other streams join a capture through
+//!   events (fork/join), making the graph a DAG whose branches replay
+//!   concurrently on the graph's lane threads.
 //! - Misuse returns a [`RuntimeError`]; a failing or panicking task
 //!   poisons only its stream. Every launch, copy and event wait records an
 //!   `exodus-trace` span on the stream's track when tracing is on.

@@ -236,3 +236,22 @@ fn host_callback_inside_a_replay_can_read_graph_buffers() {
     assert_eq!(w.to_host(), x.to_host());
     assert!(z.to_host().iter().all(|&v| v == -1));
 }
+
+#[test]
+fn single_stream_capture_is_a_chain() {
+    let dev = CpuDevice::new();
+    let s = dev.create_stream().unwrap();
+    let [x, y, z, w] = buffers(&dev, 4);
+    s.begin_capture().unwrap();
+    pipeline(&s, &x, &y, &z, &w);
+    let g = s.end_capture().unwrap();
+    assert_eq!(g.lanes(), 1);
+    assert_eq!(g.lane_stream(0), Some(s.id()));
+    assert_eq!(g.dependencies(0), Some(&[][..]));
+    for n in 1..g.len() {
+        assert_eq!(g.dependencies(n), Some(&[n - 1][..]));
+        assert_eq!(g.node_lane(n), Some(0));
+    }
+    assert_eq!(g.dependencies(g.len()), None);
+    assert_eq!(g.instantiate().unwrap().lanes(), 1);
+}

@@ -340,8 +340,18 @@ fn capture_left_open() {
             s.synchronize(),
             Err(RuntimeError::CaptureInProgress { .. })
         ));
+        // A record during a capture marks the capture (no real record);
+        // a wait on an event recorded outside the capture is refused.
+        s.record(&Event::new()).unwrap();
+        let outside = Event::new();
         assert!(matches!(
-            s.record(&Event::new()),
+            s.wait_event(&outside),
+            Err(RuntimeError::EventNotRecorded { .. })
+        ));
+        let other = dev.create_stream().unwrap();
+        other.record(&outside).unwrap();
+        assert!(matches!(
+            s.wait_event(&outside),
             Err(RuntimeError::NotCapturable { .. })
         ));
         assert!(matches!(

@@ -1,10 +1,12 @@
 //! Streams: in-order queues run asynchronously by their own worker thread.
 //! Commands are launches, copies, fills, uploads, host callbacks, event
 //! records and event waits; a stream in capture mode records its launches
-//! into a [`Graph`] instead, and [`Stream::replay`] submits an instantiated
-//! graph as one queue entry. Misuse comes back as [`RuntimeError`]; a
-//! failing task poisons only its own stream.
+//! into a [`Graph`] instead (other streams can join the capture through
+//! events, see [`capture`]), and [`Stream::replay`] submits an
+//! instantiated graph as one queue entry. Misuse comes back as
+//! [`RuntimeError`]; a failing task poisons only its own stream.
 
+pub(crate) mod capture;
 mod command;
 mod shared;
 mod worker;
@@ -18,13 +20,19 @@ use exodus_trace::{set_track_name, Track};
 use crate::buffer::{check_len, DeviceBuffer};
 use crate::error::RuntimeError;
 use crate::event::Event;
-use crate::graph::{CapturedNode, Graph, GraphExec};
+use crate::graph::{Graph, GraphExec};
 use crate::launch::Launch;
 use crate::pod::Pod;
+use capture::{mark_in, Member, Point};
 use command::Command;
 use shared::{Shared, State};
 
 static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh stream-track id (streams and graph lane threads share them).
+pub(crate) fn next_track_id() -> u64 {
+    NEXT_STREAM.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Counters of one stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,7 +65,7 @@ impl std::fmt::Debug for Stream {
 impl Stream {
     /// A new stream with its worker thread, named "stream N" in traces.
     pub fn new() -> Result<Stream, RuntimeError> {
-        let id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
+        let id = next_track_id();
         let shared = Arc::new(Shared::new(id));
         let for_worker = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
@@ -113,7 +121,7 @@ impl Stream {
         cmd: Command,
         what: &'static str,
     ) -> Result<(), RuntimeError> {
-        if st.capture.is_some() {
+        if st.capturing() {
             return Err(RuntimeError::NotCapturable {
                 stream: self.id(),
                 what,
@@ -134,9 +142,12 @@ impl Stream {
         let plan = launch.plan()?;
         let mut st = self.lock();
         self.check_open(&st)?;
-        if let Some(nodes) = &mut st.capture {
-            nodes.push(CapturedNode::new(launch));
-            return Ok(());
+        if let Some(member) = st.capture.clone() {
+            if let Some(mut capture) = member.capture.open() {
+                capture.launch(member.lane, launch);
+                return Ok(());
+            }
+            st.capture = None;
         }
         let (node, table) = launch.into_node(plan);
         self.push(st, Command::Run { node, table }, "launch")
@@ -197,18 +208,23 @@ impl Stream {
     }
 
     /// Records `event` here: it completes when the worker reaches this
-    /// point of the queue.
+    /// point of the queue. On a capturing stream it is a capture-time
+    /// record instead: it marks this point of the capture, so that a
+    /// stream waiting on `event` depends on (or, if not capturing, joins
+    /// the capture at) the work captured here so far; the event's real
+    /// state is left alone.
     pub fn record(&self, event: &Event) -> Result<(), RuntimeError> {
         // Check before taking a generation, so a refused record leaves the
         // event's state alone.
         {
-            let st = self.lock();
+            let mut st = self.lock();
             self.check_open(&st)?;
-            if st.capture.is_some() {
-                return Err(RuntimeError::NotCapturable {
-                    stream: self.id(),
-                    what: "event record",
-                });
+            if let Some(member) = st.capture.clone() {
+                if let Some(capture) = member.capture.open() {
+                    capture.record(&member, event);
+                    return Ok(());
+                }
+                st.capture = None;
             }
         }
         let generation = event.next_generation();
@@ -227,19 +243,79 @@ impl Stream {
 
     /// Makes later commands of this stream wait until `event`'s latest
     /// record is reached (the host does not block).
+    ///
+    /// During a capture: on a capturing stream, its next captured
+    /// commands depend on the work captured before `event`'s record,
+    /// which must have been made in the same capture
+    /// ([`RuntimeError::NotCapturable`] otherwise). On a stream that is not
+    /// capturing, if `event` was last recorded in a capture still in
+    /// progress, this stream joins that capture: its later commands are
+    /// captured (not run), after the work captured before the record,
+    /// until the stream that began the capture ends it.
     pub fn wait_event(&self, event: &Event) -> Result<(), RuntimeError> {
+        let mut st = self.lock();
+        if let Some(member) = st.capture.clone() {
+            if let Some(mut capture) = member.capture.open() {
+                self.check_open(&st)?;
+                let point = self.point_in(event, &member)?;
+                capture.wait(member.lane, &point);
+                return Ok(());
+            }
+            st.capture = None;
+        }
+        if self.join_capture(&mut st, event)? {
+            return Ok(());
+        }
         let generation = event.latest()?;
+        self.check_open(&st)?;
         let cmd = Command::Wait {
             event: Arc::clone(&event.inner),
             generation,
         };
-        self.submit(cmd, "event wait")
+        self.push(st, cmd, "event wait")
+    }
+
+    /// Where `event` was recorded in `member`'s capture; a typed error if
+    /// its latest record was not made there.
+    fn point_in(&self, event: &Event, member: &Member) -> Result<Point, RuntimeError> {
+        if let Some(point) = mark_in(event, &member.capture) {
+            return Ok(point);
+        }
+        if event.capture_mark().is_none() {
+            event.latest()?;
+        }
+        Err(RuntimeError::NotCapturable {
+            stream: self.id(),
+            what: "a wait on an event recorded outside the capture",
+        })
+    }
+
+    /// Joins the capture `event` was last recorded in, if that capture is
+    /// still in progress (a fork); whether it did.
+    fn join_capture(&self, st: &mut State, event: &Event) -> Result<bool, RuntimeError> {
+        let Some(mark) = event.capture_mark() else {
+            return Ok(false);
+        };
+        let Some(captured) = mark.capture.upgrade() else {
+            return Ok(false);
+        };
+        let Some(mut capture) = captured.open() else {
+            return Ok(false);
+        };
+        self.check_open(st)?;
+        let lane = capture.join(self.id(), Arc::downgrade(&self.shared), mark.point);
+        drop(capture);
+        st.capture = Some(Member {
+            capture: captured,
+            lane,
+        });
+        Ok(true)
     }
 
     /// Submits every launch of `graph` as one queue entry. Refuses if a
     /// buffer it was captured with has been freed or resized.
     pub fn replay(&self, graph: &GraphExec) -> Result<(), RuntimeError> {
-        let table = graph.inner.buffers()?;
+        let table = graph.inner.program.buffers()?;
         let cmd = Command::Replay {
             exec: Arc::clone(&graph.inner),
             table,
@@ -248,29 +324,52 @@ impl Stream {
     }
 
     /// Starts recording launches into a graph instead of running them.
+    ///
+    /// Other streams join the capture through events: `record(&e)` here,
+    /// then `wait_event(&e)` on a stream that is not capturing forks the
+    /// capture onto it; `record(&e2)` there and `wait_event(&e2)` here
+    /// joins it back. The graph is then a DAG whose branches replay
+    /// concurrently (see [`Graph`]).
     pub fn begin_capture(&self) -> Result<(), RuntimeError> {
         let mut st = self.lock();
         self.check_open(&st)?;
-        if st.capture.is_some() {
+        if st.capturing() {
             return Err(RuntimeError::CaptureInProgress { stream: self.id() });
         }
-        st.capture = Some(Vec::new());
+        st.capture = Some(Member::begin(self.id(), Arc::downgrade(&self.shared)));
         Ok(())
     }
 
-    /// Whether the stream is capturing.
+    /// Whether the stream is capturing (it began a capture or joined one).
     pub fn is_capturing(&self) -> bool {
-        self.lock().capture.is_some()
+        self.lock().capturing()
     }
 
-    /// Stops capturing and returns the recorded launches.
+    /// Stops capturing and returns the recorded graph. Only the stream
+    /// that began the capture can end it
+    /// ([`RuntimeError::CaptureNotOrigin`] on a joined stream, which
+    /// stays in the capture). Every joined stream leaves the capture and
+    /// runs its later commands again. If a joined stream captured work
+    /// that this stream never waited on (directly or through other
+    /// streams), the capture is discarded with
+    /// [`RuntimeError::CaptureUnjoined`].
     pub fn end_capture(&self) -> Result<Graph, RuntimeError> {
-        let nodes = self
-            .lock()
-            .capture
-            .take()
-            .ok_or(RuntimeError::CaptureNotStarted { stream: self.id() })?;
-        Ok(Graph { nodes })
+        let member = {
+            let mut st = self.lock();
+            let member = match st.capture.clone() {
+                Some(member) if st.capturing() => member,
+                _ => return Err(RuntimeError::CaptureNotStarted { stream: self.id() }),
+            };
+            if !member.is_origin() {
+                return Err(RuntimeError::CaptureNotOrigin {
+                    stream: self.id(),
+                    origin: member.capture.origin(),
+                });
+            }
+            st.capture = None;
+            member
+        };
+        member.capture.end()
     }
 
     /// Whether everything queued has finished (an error if the stream is
@@ -289,8 +388,8 @@ impl Stream {
     /// Blocks until everything queued has finished. Fails if the stream is
     /// capturing (end the capture first), or was poisoned.
     pub fn synchronize(&self) -> Result<(), RuntimeError> {
-        let st = self.lock();
-        if st.capture.is_some() {
+        let mut st = self.lock();
+        if st.capturing() {
             return Err(RuntimeError::CaptureInProgress { stream: self.id() });
         }
         self.drain(st)
@@ -328,9 +427,11 @@ impl Stream {
     }
 
     /// Runs what is queued, stops the worker and refuses further commands.
-    /// An unfinished capture is discarded and reported as
-    /// [`RuntimeError::CaptureInProgress`]; a poisoned stream reports its
-    /// poison. Closing twice is fine.
+    /// An unfinished capture is reported as
+    /// [`RuntimeError::CaptureInProgress`]: discarded (every joined stream
+    /// leaves it) if this stream began it, left to its origin (with what
+    /// this stream captured so far) if this stream joined it. A poisoned
+    /// stream reports its poison. Closing twice is fine.
     pub fn close(&self) -> Result<(), RuntimeError> {
         let handle = self
             .worker
@@ -343,9 +444,13 @@ impl Stream {
             .as_ref()
             .is_some_and(|h| h.thread().id() == std::thread::current().id());
         let mut st = self.lock();
-        let was_capturing = st.capture.take().is_some();
+        let was_capturing = st.capturing();
+        let member = st.capture.take();
         st.closed = true;
         drop(st);
+        if let Some(member) = member.filter(|m| was_capturing && m.is_origin()) {
+            let _ = member.capture.end();
+        }
         self.shared.wake_worker();
         if on_worker {
             return Ok(());

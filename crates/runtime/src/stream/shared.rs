@@ -3,10 +3,10 @@
 //! variables (work arrived; queue drained).
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
+use super::capture::{Capture, Member};
 use super::command::Command;
-use crate::graph::CapturedNode;
 
 #[derive(Default)]
 pub(crate) struct State {
@@ -19,7 +19,23 @@ pub(crate) struct State {
     pub(crate) closed: bool,
     pub(crate) worker_gone: bool,
     pub(crate) worker_waiting: bool,
-    pub(crate) capture: Option<Vec<CapturedNode>>,
+    /// The capture the stream records into (begun here or joined).
+    pub(crate) capture: Option<Member>,
+}
+
+impl State {
+    /// Whether the stream is in a capture; one that its origin has ended
+    /// meanwhile is dropped here.
+    pub(crate) fn capturing(&mut self) -> bool {
+        match &self.capture {
+            None => false,
+            Some(member) if member.capture.is_open() => true,
+            Some(_) => {
+                self.capture = None;
+                false
+            }
+        }
+    }
 }
 
 pub(crate) struct Shared {
@@ -51,6 +67,18 @@ impl Shared {
 
     pub(crate) fn wait_idle<'a>(&self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         self.idle.wait(st).unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the stream out of `capture` (it ended), if it is still in it.
+    pub(crate) fn leave_capture(&self, capture: &Arc<Capture>) {
+        let mut st = self.lock();
+        if st
+            .capture
+            .as_ref()
+            .is_some_and(|m| Arc::ptr_eq(&m.capture, capture))
+        {
+            st.capture = None;
+        }
     }
 
     pub(crate) fn wake_worker(&self) {

@@ -2,7 +2,9 @@
 //! go, runs it in order outside the lock, then accounts for it. After a
 //! task fails the stream is poisoned: the remaining launches are skipped,
 //! event records still complete (marked failed) so no other stream waits
-//! forever.
+//! forever. A replay of a single-lane graph runs here, segment by segment;
+//! a multi-lane one runs its lane 0 here and the others on the graph's
+//! lane threads (`graph::lanes`), and ends when they all have.
 
 use std::sync::Arc;
 
@@ -11,7 +13,8 @@ use exodus_trace::{enabled, now_ns, record, Span, Track};
 use super::command::Command;
 use super::shared::Shared;
 use crate::buffer::ErasedBuffer;
-use crate::kernel::{execute, execute_held, lock_all};
+use crate::graph::{ExecInner, LaneCounts};
+use crate::kernel::{execute, execute_held, lock_all, traced};
 use crate::launch::Node;
 
 /// Counts of one batch, added to the stream's counters under its lock.
@@ -93,21 +96,10 @@ impl Worker {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Run { node, table } => self.task(&node, &table),
-            Command::Replay { exec, table } => {
-                for seg in &exec.segments {
-                    let held = (self.poisoned.is_none() && !seg.locks.is_empty())
-                        .then(|| lock_all(&table, &seg.locks));
-                    for n in seg.nodes.clone() {
-                        let node = &exec.nodes[n];
-                        match &held {
-                            Some(held) => self.task_with(node, |node| {
-                                execute_held(node, &table, held, &exec.slot_maps[n])
-                            }),
-                            None => self.task(node, &table),
-                        }
-                    }
-                }
-            }
+            Command::Replay { exec, table } => match &exec.pool {
+                None => self.replay(&exec, &table),
+                Some(_) => self.replay_lanes(&exec, table),
+            },
             Command::Record { event, generation } => {
                 event.complete(generation, self.poisoned.clone());
             }
@@ -129,6 +121,39 @@ impl Worker {
         }
     }
 
+    /// Replays a single-lane graph here, segment by segment.
+    fn replay(&mut self, exec: &ExecInner, table: &[Arc<dyn ErasedBuffer>]) {
+        let program = &*exec.program;
+        for seg in &program.segments {
+            let held = (self.poisoned.is_none() && !seg.locks.is_empty())
+                .then(|| lock_all(table, &seg.locks));
+            for n in seg.nodes.clone() {
+                let node = &program.nodes[n];
+                match &held {
+                    Some(held) => self.task_with(node, |node| {
+                        execute_held(node, table, held, &program.slot_maps[n])
+                    }),
+                    None => self.task(node, table),
+                }
+            }
+        }
+    }
+
+    /// Replays a multi-lane graph: lane 0 here, the others on the graph's
+    /// lane threads; the first failure of any lane poisons this stream.
+    fn replay_lanes(&mut self, exec: &ExecInner, table: Vec<Arc<dyn ErasedBuffer>>) {
+        let (Some(pool), None) = (&exec.pool, &self.poisoned) else {
+            self.tally.tasks_skipped += exec.program.nodes.len() as u64;
+            return;
+        };
+        let (counts, failure): (LaneCounts, _) = pool.replay(&exec.program, table, self.track);
+        self.tally.tasks_run += counts.run;
+        self.tally.tasks_skipped += counts.skipped;
+        if let Some(reason) = failure {
+            self.poison(reason);
+        }
+    }
+
     fn task(&mut self, node: &Node, table: &[Arc<dyn ErasedBuffer>]) {
         self.task_with(node, |node| execute(node, table));
     }
@@ -140,18 +165,8 @@ impl Worker {
             self.tally.tasks_skipped += 1;
             return;
         }
-        let start = enabled().then(now_ns);
-        let outcome = run(node);
+        let outcome = traced(node, self.track, run);
         self.tally.tasks_run += 1;
-        if let Some(start) = start {
-            record(Span::new(
-                node.name.clone(),
-                node.category,
-                self.track,
-                start,
-                now_ns() - start,
-            ));
-        }
         if let Err(reason) = outcome {
             self.poison(reason);
         }
