@@ -11,7 +11,7 @@
 
 use std::fmt::Write;
 
-use crate::ir::{Def, Graph, Op, Step, Unary, ValueId};
+use crate::ir::{Def, Epilogue, Graph, Op, Step, Unary, ValueId};
 
 impl Graph {
     /// The graph as text: inputs, weights and constants first, then one
@@ -38,7 +38,7 @@ impl Graph {
                 Def::Weight => "weight".to_owned(),
                 Def::State => "state".to_owned(),
                 Def::Const(data) => format!("const({} values)", data.len()),
-                Def::Node { .. } => continue,
+                Def::Node { .. } | Def::Removed => continue,
             };
             decl(&mut out, ValueId(i as u32), &rhs);
         }
@@ -72,6 +72,18 @@ fn attributes(op: &Op, symbols: &[String]) -> String {
         Op::Transpose(perm) => format!(" perm={perm:?}"),
         Op::Slice { axis, start, end } => format!(" axis={axis} range={start}..{end}"),
         Op::Concat { axis } => format!(" axis={axis}"),
+        Op::Linear(l) => {
+            let norm = l
+                .rms_norm
+                .map(|e| format!(" rms_norm={e}"))
+                .unwrap_or_default();
+            let epilogue = match l.epilogue {
+                Epilogue::None => "",
+                Epilogue::Residual => " epilogue=residual",
+                Epilogue::SwiGlu => " epilogue=swiglu",
+            };
+            format!("{norm} weights={}{epilogue}", l.weights)
+        }
         Op::Attention { heads, scale } => match scale {
             Some(s) => format!(" heads={heads} scale={s}"),
             None => format!(" heads={heads}"),
@@ -113,7 +125,7 @@ impl Graph {
                 Def::Weight => "weight",
                 Def::State => "state",
                 Def::Const(_) => "const",
-                Def::Node { .. } => continue,
+                Def::Node { .. } | Def::Removed => continue,
             };
             let _ = writeln!(
                 out,

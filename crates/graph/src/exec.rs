@@ -14,20 +14,22 @@
 //!   ([`Session::compiles`] counts them).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use exodus_kernels::attention::{paged_attention, AttentionParams, PagedKvCache, SeqSpan};
-use exodus_kernels::matmul::{matmul_in, Weights};
+use exodus_kernels::matmul::{tiling_for, PackedWeights, Weights};
 use exodus_kernels::ops::{
     self, GeluApprox, LayerNormParams, QuantizedRows, RmsNormParams, RopeParams, RopeStyle,
 };
 use exodus_kernels::pool;
-use exodus_numerics::{ElementFormat, Format};
+use exodus_kernels::Regime;
+use exodus_numerics::{cpu, ElementFormat, Format};
 use exodus_runtime::{CpuDevice, Device, DeviceBuffer, GraphExec, Launch, RuntimeError, Stream};
 use thiserror::Error;
 
 use crate::error::GraphError;
-use crate::ir::{Binary, Def, Graph, Node, Op, Program, Step, Unary, ValueId};
+use crate::ir::{Binary, Def, Graph, Linear, Node, Op, Program, Step, Unary, ValueId};
+use crate::linear::{LinearLaunch, Packs};
 use crate::types::{DType, Dim, Shape};
 
 /// Host data for an input, a weight or an output.
@@ -68,6 +70,10 @@ pub enum ExecError {
     /// The runtime refused a launch, or a kernel failed while running.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// A kernel refused its arguments while the session prepared it (a
+    /// weight that does not fit its format, a pack that failed).
+    #[error(transparent)]
+    Kernel(#[from] exodus_kernels::KernelError),
     /// The node uses a form the executor cannot run yet.
     #[error("node '{node}' ({op}): {reason}")]
     Unsupported {
@@ -142,6 +148,18 @@ pub struct Session {
     /// Graph mode's compiled buckets, by the symbol sizes they were made
     /// for, and how many were compiled.
     buckets: Mutex<Buckets>,
+    /// Weights packed for the prefill regime (graph mode), by weight and
+    /// the tiling's panel sizes `(kc, nc)`, shared by every bucket.
+    packs: Mutex<HashMap<(ValueId, usize, usize), Arc<PackedWeights>>>,
+}
+
+/// How a node is being lowered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Launched now, with unpacked weights.
+    Eager,
+    /// Captured for replay: prefill matmuls read weights packed once.
+    Graph,
 }
 
 #[derive(Default)]
@@ -286,6 +304,7 @@ impl Session {
             weights: bound,
             weight_bytes,
             buckets: Mutex::new(Buckets::default()),
+            packs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -459,33 +478,38 @@ impl Session {
         let mut intermediate_bytes = 0;
         stream.begin_capture()?;
         let mut captured = Ok(());
+        let mut workspace = 0;
         for (n, node) in g.nodes().iter().enumerate() {
-            let out = node.outputs[0];
-            let (len, dtype) = match g.value(out) {
-                Some(info) => (volume(&concrete(&info.shape, sizes)).max(1), info.dtype),
-                None => break,
-            };
-            let fits = |b: &Buf| match (b, dtype) {
-                (Buf::F32(b), DType::F32) => Some(b.len()).filter(|&l| l >= len),
-                (Buf::U32(b), DType::U32) => Some(b.len()).filter(|&l| l >= len),
-                _ => None,
-            };
-            let best = (0..free.len())
-                .filter_map(|i| fits(&free[i]).map(|l| (l, i)))
-                .min()
-                .map(|(_, i)| i);
-            let buf = match (best, dtype) {
-                (Some(i), _) => free.swap_remove(i),
-                (None, DType::U32) => {
-                    intermediate_bytes += 4 * len;
-                    Buf::U32(self.device.alloc(len)?)
-                }
-                (None, _) => {
-                    intermediate_bytes += 4 * len;
-                    Buf::F32(self.device.alloc(len)?)
-                }
-            };
-            captured = self.launch_node(stream, node, sizes, &mut bufs, Some(buf));
+            let mut outs = Vec::with_capacity(node.outputs.len());
+            for &out in &node.outputs {
+                let (len, dtype) = match g.value(out) {
+                    Some(info) => (volume(&concrete(&info.shape, sizes)).max(1), info.dtype),
+                    None => break,
+                };
+                let fits = |b: &Buf| match (b, dtype) {
+                    (Buf::F32(b), DType::F32) => Some(b.len()).filter(|&l| l >= len),
+                    (Buf::U32(b), DType::U32) => Some(b.len()).filter(|&l| l >= len),
+                    _ => None,
+                };
+                let best = (0..free.len())
+                    .filter_map(|i| fits(&free[i]).map(|l| (l, i)))
+                    .min()
+                    .map(|(_, i)| i);
+                outs.push(match (best, dtype) {
+                    (Some(i), _) => free.swap_remove(i),
+                    (None, DType::U32) => {
+                        intermediate_bytes += 4 * len;
+                        Buf::U32(self.device.alloc(len)?)
+                    }
+                    (None, _) => {
+                        intermediate_bytes += 4 * len;
+                        Buf::F32(self.device.alloc(len)?)
+                    }
+                });
+            }
+            captured = self
+                .launch_node(stream, node, sizes, &mut bufs, Some(outs), Mode::Graph)
+                .map(|scratch| workspace = workspace.max(scratch));
             if captured.is_err() {
                 break;
             }
@@ -503,7 +527,7 @@ impl Session {
         Ok(Compiled {
             bufs,
             exec: graph.instantiate()?,
-            intermediate_bytes,
+            intermediate_bytes: intermediate_bytes + workspace,
         })
     }
 
@@ -532,7 +556,7 @@ impl Session {
         // outputs never are: their last reader is `usize::MAX`).
         let last_use = g.last_readers();
         for (n, node) in g.nodes().iter().enumerate() {
-            self.launch_node(stream, node, &sizes, &mut bufs, None)?;
+            self.launch_node(stream, node, &sizes, &mut bufs, None, Mode::Eager)?;
             for &v in &node.inputs {
                 if last_use.get(&v) == Some(&n) && !self.weights.contains_key(&v) {
                     bufs.remove(&v);
@@ -631,15 +655,18 @@ impl Session {
         })
     }
 
-    /// Allocates the node's output and launches its kernel.
+    /// Allocates the node's outputs (or takes the `planned` buffers) and
+    /// launches its kernel; returns the bytes of scratch the launch holds
+    /// while it runs besides its buffers (its workspace).
     fn launch_node(
         &self,
         stream: &Stream,
         node: &Node,
         sizes: &[usize],
         bufs: &mut HashMap<ValueId, Buf>,
-        planned: Option<Buf>,
-    ) -> Result<(), ExecError> {
+        planned: Option<Vec<Buf>>,
+        mode: Mode,
+    ) -> Result<usize, ExecError> {
         let g = &self.graph;
         let unsupported = |reason: &str| ExecError::Unsupported {
             node: node.name.clone(),
@@ -652,18 +679,26 @@ impl Session {
                 .unwrap_or_default()
         };
         let out_id = node.outputs[0];
-        let out_info = g
-            .value(out_id)
-            .ok_or_else(|| unsupported("missing output"))?;
         let out_dims = dims(out_id);
-        let out = match (planned, out_info.dtype) {
-            (Some(buf), _) => buf,
-            (None, DType::F32) => Buf::F32(self.device.alloc(volume(&out_dims))?),
-            (None, DType::U32) => Buf::U32(self.device.alloc(volume(&out_dims))?),
-            (None, DType::Weights(_) | DType::KvCache(_)) => {
-                return Err(unsupported("an op cannot produce weights or state"))
-            }
+        let outs = match planned {
+            Some(outs) => outs,
+            None => node
+                .outputs
+                .iter()
+                .map(|&v| {
+                    let n = volume(&dims(v));
+                    match g.value(v).map(|i| i.dtype) {
+                        Some(DType::F32) => Ok(Buf::F32(self.device.alloc(n)?)),
+                        Some(DType::U32) => Ok(Buf::U32(self.device.alloc(n)?)),
+                        _ => Err(unsupported("an op can produce only f32 or u32 values")),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?,
         };
+        let out = outs
+            .first()
+            .cloned()
+            .ok_or_else(|| unsupported("missing output"))?;
         let input = |i: usize| -> Result<Buf, ExecError> {
             bufs.get(&node.inputs[i])
                 .cloned()
@@ -751,37 +786,12 @@ impl Session {
                     Ok(())
                 })
             }
-            Op::MatMul | Op::MatMulAdd => {
-                let residual = matches!(node.op, Op::MatMulAdd);
-                let w_id = node.inputs[1];
-                let format = match g.value(w_id).map(|i| i.dtype) {
-                    Some(DType::Weights(f)) => f,
-                    _ => Format::Element(ElementFormat::F32),
+            Op::MatMul | Op::Linear(_) => {
+                let spec = match node.op {
+                    Op::Linear(l) => l,
+                    _ => Linear::MATMUL,
                 };
-                let w_dims = dims(w_id);
-                let (n, kk) = (w_dims[0], w_dims[1]);
-                let rows = out_dims[0];
-                let w_buf = self.weight_as_bytes(w_id).ok_or_else(|| {
-                    unsupported("W must be a bound weight (a computed W arrives with attention)")
-                })?;
-                let launch = Launch::new(node.name.clone(), move |k| {
-                    let (x, wb) = (cut_in::<f32>(k, 0, &lens)?, cut_in::<u8>(k, 1, &lens)?);
-                    let w = Weights::new(format, &wb, n, kk)?;
-                    let mut out = cut_out::<f32>(k, out_len)?;
-                    matmul_in(pool::global(), &x, rows, &w, &mut out)?;
-                    if residual {
-                        // The epilogue: the same single addition `add` does.
-                        let r = cut_in::<f32>(k, 2, &lens)?;
-                        out.iter_mut().zip(r.iter()).for_each(|(o, r)| *o += r);
-                    }
-                    Ok(())
-                });
-                // x, then W as bytes, then the residual.
-                let mut launch = input(0)?.input_of(launch).input(&w_buf);
-                if residual {
-                    launch = input(2)?.input_of(launch);
-                }
-                return submit(stream, out.output_of(launch), out_id, out, bufs);
+                return self.launch_linear(stream, node, spec, sizes, bufs, outs, lens, mode);
             }
             Op::Rope {
                 head_dim,
@@ -829,7 +839,8 @@ impl Session {
                     Ok(())
                 });
                 let launch = input(1)?.input_of(launch.input(&table));
-                return submit(stream, out.output_of(launch), out_id, out, bufs);
+                submit(stream, out.output_of(launch), out_id, out, bufs)?;
+                return Ok(0);
             }
             Op::Reshape(_) => match out {
                 Buf::F32(_) => Launch::new(node.name.clone(), move |k| {
@@ -938,7 +949,8 @@ impl Session {
                     launch = input(i)?.input_of(launch);
                 }
                 let launch = input(3)?.output_of(out.output_of(launch));
-                return submit(stream, launch, out_id, out, bufs);
+                submit(stream, launch, out_id, out, bufs)?;
+                return Ok(0);
             }
             Op::Argmax => {
                 let in_dims = dims(node.inputs[0]);
@@ -954,7 +966,132 @@ impl Session {
         for i in 0..node.inputs.len() {
             launch = input(i)?.input_of(launch);
         }
-        submit(stream, out.output_of(launch), out_id, out, bufs)
+        submit(stream, out.output_of(launch), out_id, out, bufs)?;
+        Ok(0)
+    }
+
+    /// Launches a linear layer (a plain matmul being the simplest): in
+    /// graph mode with its weights packed when they run in the prefill
+    /// regime. Returns the launch's workspace bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn launch_linear(
+        &self,
+        stream: &Stream,
+        node: &Node,
+        spec: Linear,
+        sizes: &[usize],
+        bufs: &mut HashMap<ValueId, Buf>,
+        outs: Vec<Buf>,
+        lens: Vec<usize>,
+        mode: Mode,
+    ) -> Result<usize, ExecError> {
+        let g = &self.graph;
+        let unsupported = |reason: &str| ExecError::Unsupported {
+            node: node.name.clone(),
+            op: node.op.name(),
+            reason: reason.to_owned(),
+        };
+        let dims = |v: ValueId| {
+            g.value(v)
+                .map(|i| concrete(&i.shape, sizes))
+                .unwrap_or_default()
+        };
+        let x_dims = dims(node.inputs[0]);
+        let (rows, k) = (
+            x_dims.first().copied().unwrap_or(0),
+            x_dims.get(1).copied().unwrap_or(0),
+        );
+        let first = spec.first_weight();
+        let w_ids = &node.inputs[first..first + spec.weights];
+        let mut weights = Vec::with_capacity(w_ids.len());
+        let mut w_bufs = Vec::with_capacity(w_ids.len());
+        for &w in w_ids {
+            let format = match g.value(w).map(|i| i.dtype) {
+                Some(DType::Weights(f)) => f,
+                _ => Format::Element(ElementFormat::F32),
+            };
+            weights.push((format, dims(w)[0]));
+            w_bufs.push(self.weight_as_bytes(w).ok_or_else(|| {
+                unsupported("W must be a bound weight (a computed W arrives with attention)")
+            })?);
+        }
+        let packed = match mode {
+            Mode::Graph => self.packs_for(w_ids, &weights, &w_bufs, rows, k)?,
+            Mode::Eager => None,
+        };
+        let run = LinearLaunch {
+            spec,
+            rows,
+            k,
+            weights,
+            lens,
+            packed,
+        };
+        let workspace = run.workspace_bytes();
+        let outputs = run.outputs();
+        if outs.len() != outputs {
+            return Err(unsupported("output count does not fit the layer"));
+        }
+        let input = |i: usize| -> Result<Buf, ExecError> {
+            bufs.get(&node.inputs[i])
+                .cloned()
+                .ok_or_else(|| unsupported("an input has no buffer (released or never computed)"))
+        };
+        let mut launch =
+            input(0)?.input_of(Launch::new(node.name.clone(), move |kern| run.run(kern)));
+        if spec.rms_norm.is_some() {
+            launch = input(1)?.input_of(launch);
+        }
+        for w in &w_bufs {
+            launch = launch.input(w);
+        }
+        if spec.epilogue == crate::ir::Epilogue::Residual {
+            launch = input(first + spec.weights)?.input_of(launch);
+        }
+        for out in &outs {
+            launch = out.output_of(launch);
+        }
+        stream.launch(launch)?;
+        for (&v, out) in node.outputs.iter().zip(outs) {
+            bufs.insert(v, out);
+        }
+        Ok(workspace)
+    }
+
+    /// The weights `w_ids` packed for the prefill regime at `rows` rows,
+    /// with their tilings, if every one of them runs in that regime (a pack
+    /// is made once per weight and panel size, then shared).
+    fn packs_for(
+        &self,
+        w_ids: &[ValueId],
+        weights: &[(Format, usize)],
+        w_bufs: &[DeviceBuffer<u8>],
+        rows: usize,
+        k: usize,
+    ) -> Result<Option<Packs>, ExecError> {
+        let threads = pool::global().threads();
+        let mut out = Vec::with_capacity(w_ids.len());
+        let mut packs = self.packs.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((&id, &(format, n)), buf) in w_ids.iter().zip(weights).zip(w_bufs) {
+            let bytes = buf.to_host();
+            let w = Weights::new(format, &bytes, n, k)?;
+            let tiling = tiling_for(rows, &w, threads);
+            if tiling.regime != Regime::Prefill {
+                return Ok(None);
+            }
+            let key = (id, tiling.kc, tiling.nc);
+            let pack = match packs.get(&key) {
+                Some(p) => Arc::clone(p),
+                None => {
+                    let p = PackedWeights::new(pool::global(), cpu::active(), &tiling, &w)?;
+                    let p = Arc::new(p);
+                    packs.insert(key, Arc::clone(&p));
+                    p
+                }
+            };
+            out.push((tiling, pack));
+        }
+        Ok(Some(out))
     }
 
     /// A bound weight as bytes (encoded weights as they are, f32 weights in
@@ -1052,7 +1189,7 @@ fn run_fused(
 
 /// Input `i` of a running launch cut to `lens[i]` elements (`usize::MAX`:
 /// the whole buffer).
-fn cut_in<'k, T: exodus_runtime::Pod>(
+pub(crate) fn cut_in<'k, T: exodus_runtime::Pod>(
     k: &'k exodus_runtime::Kernel<'_>,
     i: usize,
     lens: &[usize],
@@ -1065,14 +1202,23 @@ fn cut_in<'k, T: exodus_runtime::Pod>(
     Ok(std::cell::Ref::map(whole, |s| &s[..len.min(s.len())]))
 }
 
-/// The output of a running launch cut to `len` elements.
+/// The (first) output of a running launch cut to `len` elements.
 fn cut_out<'k, T: exodus_runtime::Pod>(
     k: &'k exodus_runtime::Kernel<'_>,
     len: usize,
 ) -> Result<std::cell::RefMut<'k, [T]>, exodus_runtime::TaskError> {
-    let whole = k.output::<T>(0)?;
+    cut_out_at(k, 0, len)
+}
+
+/// Output `i` of a running launch cut to `len` elements.
+pub(crate) fn cut_out_at<'k, T: exodus_runtime::Pod>(
+    k: &'k exodus_runtime::Kernel<'_>,
+    i: usize,
+    len: usize,
+) -> Result<std::cell::RefMut<'k, [T]>, exodus_runtime::TaskError> {
+    let whole = k.output::<T>(i)?;
     if whole.len() < len {
-        return Err(format!("output: buffer of {} for {len} values", whole.len()).into());
+        return Err(format!("output {i}: buffer of {} for {len} values", whole.len()).into());
     }
     Ok(std::cell::RefMut::map(whole, |s| &mut s[..len]))
 }

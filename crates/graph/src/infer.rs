@@ -2,7 +2,7 @@
 //! inputs imply, or why they do not fit. The builder applies these when a
 //! node is added; the verifier applies them again to a whole graph.
 
-use crate::ir::{Op, Program, Step, Unary};
+use crate::ir::{Epilogue, Linear, Op, Program, Step, Unary};
 use crate::types::{DType, Dim, Shape};
 
 /// An input as the rules see it.
@@ -220,17 +220,77 @@ pub(crate) fn infer(
             Ok(vec![(DType::F32, Shape(x.0[..x.rank() - 1].to_vec()))])
         }
         Op::Attention { heads, scale } => attention(*heads, *scale, inputs, &show),
-        Op::MatMulAdd => {
-            let out = matmul(&inputs[..2], &show)?;
-            let (rd, r) = inputs[2];
-            if *rd != DType::F32 || *r != out[0].1 {
+        Op::Linear(l) => linear(l, inputs, &show),
+    }
+}
+
+/// A fused linear layer: x `[rows, k]`, the norm weight `[k]`, weights of
+/// one `k`, and what the epilogue needs.
+fn linear(
+    l: &Linear,
+    inputs: &[Operand<'_>],
+    show: &dyn Fn(&Shape) -> String,
+) -> Result<Vec<(DType, Shape)>, String> {
+    let want = match l.epilogue {
+        Epilogue::None => None,
+        Epilogue::Residual => Some(1),
+        Epilogue::SwiGlu => Some(2),
+    };
+    if l.weights == 0 || want.is_some_and(|w| w != l.weights) {
+        return Err(format!(
+            "{} weights do not fit the {:?} epilogue",
+            l.weights, l.epilogue
+        ));
+    }
+    if let Some(eps) = l.rms_norm {
+        if !(eps.is_finite() && eps >= 0.0) {
+            return Err(format!("eps {eps} must be finite and >= 0"));
+        }
+        let (xd, x) = inputs[0];
+        let (nd, norm) = inputs[1];
+        let k = x.last();
+        if *xd != DType::F32
+            || *nd != DType::F32
+            || k.is_none()
+            || norm.0 != [k.unwrap_or(Dim::Fixed(0))]
+        {
+            return Err(format!(
+                "the norm needs f32 x and an f32 weight of x's last axis, got {xd}{} and {nd}{}",
+                show(x),
+                show(norm)
+            ));
+        }
+    }
+    let first = l.first_weight();
+    let mut outs = Vec::with_capacity(l.weights);
+    for i in first..first + l.weights {
+        let out = matmul(&[inputs[0], inputs[i]], show)
+            .map_err(|e| format!("weight {}: {e}", i - first))?;
+        outs.extend(out);
+    }
+    match l.epilogue {
+        Epilogue::None => Ok(outs),
+        Epilogue::Residual => {
+            let (rd, r) = inputs[first + 1];
+            if *rd != DType::F32 || *r != outs[0].1 {
                 return Err(format!(
                     "the residual must be f32{}, is {rd}{}",
-                    show(&out[0].1),
+                    show(&outs[0].1),
                     show(r)
                 ));
             }
-            Ok(out)
+            Ok(outs)
+        }
+        Epilogue::SwiGlu => {
+            if outs[0].1 != outs[1].1 {
+                return Err(format!(
+                    "gate {} and up {} differ",
+                    show(&outs[0].1),
+                    show(&outs[1].1)
+                ));
+            }
+            outs.truncate(1);
+            Ok(outs)
         }
     }
 }

@@ -25,6 +25,10 @@ pub enum Def {
     /// State the session keeps across runs (a KV cache), zeroed when the
     /// session is made; nodes with side effects write it.
     State,
+    /// Was the output of a node a pass removed; nothing reads it. Passes
+    /// leave it in place so that every other value keeps its id (weights
+    /// and inputs are bound by id).
+    Removed,
     /// Output `index` of a node.
     Node {
         /// The node.
@@ -93,6 +97,51 @@ pub enum Step {
 pub struct Program {
     /// The steps, in order.
     pub steps: Vec<Step>,
+}
+
+/// What an [`Op::Linear`] does with its matmul results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    /// Nothing: one output per weight.
+    None,
+    /// `+ residual` (one weight; the residual is the last input).
+    Residual,
+    /// `silu(x · W_0ᵀ) * (x · W_1ᵀ)` (two weights, one output).
+    SwiGlu,
+}
+
+/// A linear layer as the fusion passes assemble it, run as one launch:
+/// optionally an RMS norm of x first, then the matmuls of one or more
+/// weights against the (normalized) x, then an epilogue. Inputs: `[x,
+/// norm weight (if rms_norm), W_0, .., W_{weights-1}, residual (if
+/// Epilogue::Residual)]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Linear {
+    /// RMS-normalize x over its last axis first, with this epsilon.
+    pub rms_norm: Option<f32>,
+    /// How many weights read x (each `[n_i, k]`, all of one `k`).
+    pub weights: usize,
+    /// What follows the matmuls.
+    pub epilogue: Epilogue,
+}
+
+impl Linear {
+    /// A plain matmul of one weight, as a `Linear`.
+    pub const MATMUL: Linear = Linear {
+        rms_norm: None,
+        weights: 1,
+        epilogue: Epilogue::None,
+    };
+
+    /// Index of the first weight among the inputs.
+    pub fn first_weight(&self) -> usize {
+        1 + usize::from(self.rms_norm.is_some())
+    }
+
+    /// How many inputs the node takes.
+    pub fn arity(&self) -> usize {
+        self.first_weight() + self.weights + usize::from(self.epilogue == Epilogue::Residual)
+    }
 }
 
 /// The operation a node applies, with its attributes. Inputs are listed in
@@ -171,10 +220,9 @@ pub enum Op {
         /// Divide by the axis length.
         mean: bool,
     },
-    /// `x · Wᵀ + residual` in one launch (the matmul-epilogue pass makes
-    /// it): inputs `[x, W, residual]`, the residual of the matmul's output
-    /// shape.
-    MatMulAdd,
+    /// A fused linear layer (norm prologue, several weights, epilogue),
+    /// made by the fusion passes; see [`Linear`].
+    Linear(Linear),
     /// Causal grouped-query attention of one sequence over a paged KV
     /// cache: inputs `[q[t, heads * head_dim], k[t, kv_heads * head_dim],
     /// v[t, kv_heads * head_dim], cache (state), block_table (u32[blocks]),
@@ -217,7 +265,7 @@ impl Op {
             Op::Reduce { mean: false } => "reduce_sum",
             Op::Reduce { mean: true } => "reduce_mean",
             Op::Attention { .. } => "attention",
-            Op::MatMulAdd => "matmul_add",
+            Op::Linear(_) => "linear",
         }
     }
 
@@ -240,7 +288,7 @@ impl Op {
             | Op::Reduce { .. } => Some(1),
             Op::LayerNorm { .. } => Some(3),
             Op::Attention { .. } => Some(6),
-            Op::MatMulAdd => Some(3),
+            Op::Linear(l) => Some(l.arity()),
             Op::Fused(_) | Op::Concat { .. } => None,
             _ => Some(2),
         }

@@ -32,6 +32,7 @@ pub mod examples;
 mod exec;
 mod infer;
 mod ir;
+mod linear;
 mod passes;
 mod plan;
 mod types;
@@ -40,10 +41,14 @@ mod verify;
 pub use builder::GraphBuilder;
 pub use error::GraphError;
 pub use exec::{ExecError, Session, Tensor};
-pub use ir::{Binary, Def, Graph, Node, NodeId, Op, Program, Step, Unary, ValueId, ValueInfo};
+pub use ir::{
+    Binary, Def, Epilogue, Graph, Linear, Node, NodeId, Op, Program, Step, Unary, ValueId,
+    ValueInfo,
+};
 pub use passes::{
     default_passes, run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination,
-    ElementwiseFusion, MatMulEpilogues, Pass, PassStats,
+    ElementwiseFusion, MatMulEpilogues, MatMulGroups, NormPrologue, Pass, PassStats,
+    SwiGluEpilogue,
 };
 pub use plan::{MemoryPlan, Slot, ALIGN};
 pub use types::{DType, Dim, Shape, Sym};

@@ -4,14 +4,14 @@
 //! pass, not three passes later.
 //!
 //! So far: [`ConstantFolding`], [`DeadCodeElimination`],
-//! [`CommonSubexpressions`], [`ElementwiseFusion`] and
-//! [`MatMulEpilogues`]. All keep the graph's
-//! interface (inputs, weights, outputs) as it is.
+//! [`CommonSubexpressions`], [`MatMulEpilogues`], [`MatMulGroups`],
+//! [`SwiGluEpilogue`], [`NormPrologue`] and [`ElementwiseFusion`]. All keep
+//! the graph's interface (inputs, weights, outputs) as it is.
 
 use std::collections::HashMap;
 
 use crate::error::GraphError;
-use crate::ir::{Binary, Def, Graph, Node, NodeId, Op, Program, Step, ValueId, ValueInfo};
+use crate::ir::{Binary, Def, Epilogue, Graph, Linear, Node, NodeId, Op, Program, Step, ValueId};
 
 /// What one pass changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,24 +35,49 @@ pub trait Pass {
 }
 
 /// The default pipeline, in its stated order: constant folding, common
-/// subexpressions, dead code, matmul epilogues, elementwise fusion (folding
-/// and CSE first so the later passes see the fewest nodes; epilogues before
-/// fusion so a residual add goes to its matmul rather than into a chain).
-pub fn default_passes() -> [&'static dyn Pass; 5] {
+/// subexpressions, dead code, matmul epilogues, matmul groups, the SwiGLU
+/// epilogue, the norm prologue, elementwise fusion. Folding and CSE come
+/// first so the later passes see the fewest nodes; a residual add goes to
+/// its matmul before the matmuls that share an x are grouped (a group has
+/// no residual); SwiGLU needs the gate/up group; the norm folds into
+/// whatever linear layer reads it last; elementwise fusion takes what is
+/// left, so an add or SwiGLU goes to its matmul rather than into a chain.
+pub fn default_passes() -> [&'static dyn Pass; 8] {
     [
         &ConstantFolding,
         &CommonSubexpressions,
         &DeadCodeElimination,
         &MatMulEpilogues,
+        &MatMulGroups,
+        &SwiGluEpilogue,
+        &NormPrologue,
         &ElementwiseFusion,
     ]
+}
+
+/// The layer a node computes, if it is a linear one: a plain matmul as a
+/// one-weight [`Linear`].
+fn linear_of(op: &Op) -> Option<Linear> {
+    match op {
+        Op::MatMul => Some(Linear::MATMUL),
+        Op::Linear(l) => Some(*l),
+        _ => None,
+    }
+}
+
+/// The node that defines `v`, if a node does.
+fn producer(graph: &Graph, v: ValueId) -> Option<usize> {
+    match graph.values[v.0 as usize].def {
+        Def::Node { node, .. } => Some(node.0 as usize),
+        _ => None,
+    }
 }
 
 /// Runs `passes` in order on `graph`, verifying after each one.
 pub fn run_passes(graph: &mut Graph, passes: &[&dyn Pass]) -> Result<Vec<PassStats>, GraphError> {
     let mut stats = Vec::with_capacity(passes.len());
     for pass in passes {
-        let before = (graph.nodes.len(), graph.values.len());
+        let before = (graph.nodes.len(), graph.live_values());
         let detail = pass.run(graph)?;
         graph.verify().map_err(|e| GraphError::Graph {
             graph: graph.name.clone(),
@@ -61,7 +86,7 @@ pub fn run_passes(graph: &mut Graph, passes: &[&dyn Pass]) -> Result<Vec<PassSta
         stats.push(PassStats {
             pass: pass.name(),
             nodes: (before.0, graph.nodes.len()),
-            values: (before.1, graph.values.len()),
+            values: (before.1, graph.live_values()),
             detail,
         });
     }
@@ -69,58 +94,36 @@ pub fn run_passes(graph: &mut Graph, passes: &[&dyn Pass]) -> Result<Vec<PassSta
 }
 
 impl Graph {
-    /// Rebuilds the graph keeping the nodes marked in `keep` (in order),
-    /// with every read of a value in `replace` redirected to its
-    /// replacement first. Inputs, weights and constants stay; values of
-    /// dropped nodes go; ids are renumbered densely.
+    /// Keeps the nodes marked in `keep` (in order), with every read of a
+    /// value in `replace` redirected to its replacement first. Every value
+    /// keeps its id: the outputs of kept nodes point at their node's new
+    /// index, values no kept node defines any more become
+    /// [`Def::Removed`], and inputs, weights and constants stay as they
+    /// are.
     pub(crate) fn compact(&mut self, keep: &[bool], replace: &HashMap<ValueId, ValueId>) {
         let resolve = |v: ValueId| *replace.get(&v).unwrap_or(&v);
-        let mut new_id: HashMap<ValueId, ValueId> = HashMap::new();
-        let mut values: Vec<ValueInfo> = Vec::new();
-        let mut nodes: Vec<Node> = Vec::new();
-        for (i, info) in self.values.iter().enumerate() {
-            if !matches!(info.def, Def::Node { .. }) {
-                new_id.insert(ValueId(i as u32), ValueId(values.len() as u32));
-                values.push(info.clone());
+        for info in &mut self.values {
+            if matches!(info.def, Def::Node { .. }) {
+                info.def = Def::Removed;
             }
         }
-        for (n, node) in self.nodes.iter().enumerate() {
-            if !keep[n] {
-                continue;
+        let nodes = std::mem::take(&mut self.nodes);
+        for (node, _) in nodes.into_iter().zip(keep).filter(|(_, k)| **k) {
+            let id = NodeId(self.nodes.len() as u32);
+            for (index, &v) in node.outputs.iter().enumerate() {
+                self.values[v.0 as usize].def = Def::Node { node: id, index };
             }
-            let id = NodeId(nodes.len() as u32);
-            let outputs = node
-                .outputs
-                .iter()
-                .enumerate()
-                .map(|(index, &v)| {
-                    let fresh = ValueId(values.len() as u32);
-                    let mut info = self.values[v.0 as usize].clone();
-                    info.def = Def::Node { node: id, index };
-                    values.push(info);
-                    new_id.insert(v, fresh);
-                    fresh
-                })
-                .collect();
-            let inputs = node
-                .inputs
-                .iter()
-                .map(|&v| new_id.get(&resolve(v)).copied().unwrap_or(v))
-                .collect();
-            nodes.push(Node {
-                name: node.name.clone(),
-                op: node.op.clone(),
-                inputs,
-                outputs,
-            });
+            let inputs = node.inputs.iter().map(|&v| resolve(v)).collect();
+            self.nodes.push(Node { inputs, ..node });
         }
-        self.outputs = self
-            .outputs
-            .iter()
-            .map(|&v| new_id.get(&resolve(v)).copied().unwrap_or(v))
-            .collect();
-        self.values = values;
-        self.nodes = nodes;
+        for v in &mut self.outputs {
+            *v = resolve(*v);
+        }
+    }
+
+    /// Values that are not [`Def::Removed`].
+    pub fn live_values(&self) -> usize {
+        self.values.iter().filter(|i| i.def != Def::Removed).count()
     }
 }
 
@@ -387,9 +390,10 @@ impl Pass for ConstantFolding {
 }
 
 /// Folds a residual addition into the matmul that feeds it: `add(r,
-/// matmul(x, W))` (either order) becomes one [`Op::MatMulAdd`] launch when
-/// the matmul's output has no other reader and is not a graph output. The
-/// intermediate disappears and the sum is the same single f32 addition.
+/// matmul(x, W))` (either order) becomes one [`Op::Linear`] launch with a
+/// residual epilogue when the matmul's output has no other reader and is
+/// not a graph output. The intermediate disappears and the sum is the same
+/// single f32 addition.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MatMulEpilogues;
 
@@ -410,28 +414,31 @@ impl Pass for MatMulEpilogues {
             let out_shape = graph.values[graph.nodes[n].outputs[0].0 as usize]
                 .shape
                 .clone();
-            let producer = |v: ValueId| match graph.values[v.0 as usize].def {
-                Def::Node { node, .. } => Some(node.0 as usize),
-                _ => None,
-            };
-            // The operand that is a matmul result only this add reads.
+            // The operand that is the result of a one-weight layer with no
+            // epilogue that only this add reads.
             let pick = [(b, a), (a, b)].into_iter().find_map(|(mm, res)| {
-                let p = producer(mm)?;
+                let p = producer(graph, mm)?;
+                let l = linear_of(&graph.nodes[p].op)?;
                 let fits = keep[p]
-                    && graph.nodes[p].op == Op::MatMul
+                    && l.weights == 1
+                    && l.epilogue == Epilogue::None
                     && uses[mm.0 as usize] == 1
                     && graph.values[res.0 as usize].shape == out_shape
                     && graph.values[mm.0 as usize].shape == out_shape;
-                fits.then_some((p, res))
+                fits.then_some((p, l, res))
             });
-            let Some((p, residual)) = pick else {
+            let Some((p, l, residual)) = pick else {
                 continue;
             };
-            let (x, w) = (graph.nodes[p].inputs[0], graph.nodes[p].inputs[1]);
+            let mut inputs = graph.nodes[p].inputs.clone();
+            inputs.push(residual);
             let name = format!("{}+{}", graph.nodes[p].name, graph.nodes[n].name);
             let node = &mut graph.nodes[n];
-            node.op = Op::MatMulAdd;
-            node.inputs = vec![x, w, residual];
+            node.op = Op::Linear(Linear {
+                epilogue: Epilogue::Residual,
+                ..l
+            });
+            node.inputs = inputs;
             node.name = name;
             keep[p] = false;
             folded += 1;
@@ -442,5 +449,182 @@ impl Pass for MatMulEpilogues {
         Ok(format!(
             "folded {folded} residual additions into their matmuls"
         ))
+    }
+}
+
+/// Groups the plain matmuls that read the same x with weights of one type
+/// (a layer's q/k/v projections, its gate and up projections) into one
+/// [`Op::Linear`] node with an output per weight, placed where the first
+/// of them was. In the decode regime the group runs as one job: x is
+/// quantized once and one fork/join covers every output.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MatMulGroups;
+
+impl Pass for MatMulGroups {
+    fn name(&self) -> &'static str {
+        "matmul-groups"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
+        // Plain matmuls by (x, weight type), in node order.
+        let mut groups: Vec<((ValueId, String), Vec<usize>)> = Vec::new();
+        for (n, node) in graph.nodes.iter().enumerate() {
+            if node.op != Op::MatMul {
+                continue;
+            }
+            let w_type = graph.values[node.inputs[1].0 as usize].dtype.to_string();
+            let key = (node.inputs[0], w_type);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(n),
+                None => groups.push((key, vec![n])),
+            }
+        }
+        let mut keep = vec![true; graph.nodes.len()];
+        let (mut made, mut merged) = (0, 0);
+        for (_, members) in groups.iter().filter(|(_, m)| m.len() > 1) {
+            let first = members[0];
+            let mut inputs = vec![graph.nodes[first].inputs[0]];
+            let mut outputs = Vec::with_capacity(members.len());
+            let mut names = Vec::with_capacity(members.len());
+            for &m in members {
+                inputs.push(graph.nodes[m].inputs[1]);
+                outputs.push(graph.nodes[m].outputs[0]);
+                names.push(graph.nodes[m].name.clone());
+                keep[m] = m == first;
+            }
+            let node = &mut graph.nodes[first];
+            node.op = Op::Linear(Linear {
+                weights: members.len(),
+                ..Linear::MATMUL
+            });
+            node.inputs = inputs;
+            node.outputs = outputs;
+            node.name = names.join("+");
+            made += 1;
+            merged += members.len();
+        }
+        if made > 0 {
+            graph.compact(&keep, &HashMap::new());
+        }
+        Ok(format!("grouped {merged} matmuls into {made} launches"))
+    }
+}
+
+/// Folds `swiglu(a, b)` into the two-weight group that computes `a` and `b`
+/// when nothing else reads them: the group's epilogue becomes SwiGLU and
+/// its one output the activation, so the gate and up results never exist
+/// as whole tensors.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SwiGluEpilogue;
+
+impl Pass for SwiGluEpilogue {
+    fn name(&self) -> &'static str {
+        "swiglu-epilogue"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
+        let uses = graph.use_counts();
+        let mut keep = vec![true; graph.nodes.len()];
+        let mut folded = 0;
+        for n in 0..graph.nodes.len() {
+            if graph.nodes[n].op != Op::SwiGlu {
+                continue;
+            }
+            let (gate, up) = (graph.nodes[n].inputs[0], graph.nodes[n].inputs[1]);
+            let Some(p) = producer(graph, gate) else {
+                continue;
+            };
+            let fits = keep[p]
+                && gate != up
+                && producer(graph, up) == Some(p)
+                && uses[gate.0 as usize] == 1
+                && uses[up.0 as usize] == 1
+                && matches!(graph.nodes[p].op, Op::Linear(l) if l.weights == 2 && l.epilogue == Epilogue::None);
+            let Op::Linear(l) = graph.nodes[p].op else {
+                continue;
+            };
+            if !fits {
+                continue;
+            }
+            // Weights in (gate, up) order.
+            let first = l.first_weight();
+            let weight_of = |v: ValueId| {
+                let i = graph.nodes[p].outputs.iter().position(|&o| o == v)?;
+                Some(graph.nodes[p].inputs[first + i])
+            };
+            let (Some(wg), Some(wu)) = (weight_of(gate), weight_of(up)) else {
+                continue;
+            };
+            let act = graph.nodes[n].outputs[0];
+            let name = format!("{}+{}", graph.nodes[p].name, graph.nodes[n].name);
+            let node = &mut graph.nodes[p];
+            node.inputs.truncate(first);
+            node.inputs.extend([wg, wu]);
+            node.op = Op::Linear(Linear {
+                epilogue: Epilogue::SwiGlu,
+                ..l
+            });
+            node.outputs = vec![act];
+            node.name = name;
+            keep[n] = false;
+            folded += 1;
+        }
+        if folded > 0 {
+            graph.compact(&keep, &HashMap::new());
+        }
+        Ok(format!(
+            "folded {folded} swiglu activations into their matmuls"
+        ))
+    }
+}
+
+/// Folds an RMS norm into the linear layer that is its only reader: the
+/// layer normalizes its x rows itself (a chunk at a time in the prefill
+/// regime), so the normalized tensor never exists whole and the norm costs
+/// no launch of its own.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NormPrologue;
+
+impl Pass for NormPrologue {
+    fn name(&self) -> &'static str {
+        "norm-prologue"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
+        let uses = graph.use_counts();
+        let mut keep = vec![true; graph.nodes.len()];
+        let mut folded = 0;
+        for n in 0..graph.nodes.len() {
+            let Some(l) = linear_of(&graph.nodes[n].op) else {
+                continue;
+            };
+            let h = graph.nodes[n].inputs[0];
+            let Some(p) = producer(graph, h) else {
+                continue;
+            };
+            let Op::RmsNorm { eps } = graph.nodes[p].op else {
+                continue;
+            };
+            if l.rms_norm.is_some() || !keep[p] || uses[h.0 as usize] != 1 {
+                continue;
+            }
+            let (x, w) = (graph.nodes[p].inputs[0], graph.nodes[p].inputs[1]);
+            let name = format!("{}+{}", graph.nodes[p].name, graph.nodes[n].name);
+            let node = &mut graph.nodes[n];
+            let mut inputs = vec![x, w];
+            inputs.extend_from_slice(&node.inputs[1..]);
+            node.inputs = inputs;
+            node.op = Op::Linear(Linear {
+                rms_norm: Some(eps),
+                ..l
+            });
+            node.name = name;
+            keep[p] = false;
+            folded += 1;
+        }
+        if folded > 0 {
+            graph.compact(&keep, &HashMap::new());
+        }
+        Ok(format!("folded {folded} rms norms into their matmuls"))
     }
 }

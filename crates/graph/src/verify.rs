@@ -37,7 +37,7 @@ impl Graph {
                 )));
             }
             match &info.def {
-                Def::Input | Def::Weight => {}
+                Def::Input | Def::Weight | Def::Removed => {}
                 Def::State => {
                     if !matches!(info.dtype, crate::types::DType::KvCache(_)) {
                         return Err(value_err(format!(
@@ -75,6 +75,12 @@ impl Graph {
                 let info = self
                     .value(v)
                     .ok_or_else(|| err(format!("input {} does not exist", v.0)))?;
+                if info.def == Def::Removed {
+                    return Err(err(format!(
+                        "reads value {} ({}), which a pass removed",
+                        v.0, info.name
+                    )));
+                }
                 if let Def::Node { node: producer, .. } = info.def {
                     if producer.0 as usize >= i {
                         return Err(err(format!(

@@ -307,7 +307,8 @@ fn residual_additions_fold_into_their_matmuls_with_the_same_bits() {
     );
     let text = opt.dump();
     assert!(
-        text.contains("attn_residual: f32[tokens, 576] = matmul_add("),
+        text.contains("attn_residual: f32[tokens, 576] = linear(")
+            && text.contains("weights=1 epilogue=residual"),
         "{text}"
     );
     assert!(opt

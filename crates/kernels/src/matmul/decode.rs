@@ -96,7 +96,7 @@ struct Ctx<'a> {
     /// x `[rows, k]`.
     x: &'a [f32],
     /// x quantized, for the int8 kernels.
-    qx: Option<QuantX>,
+    qx: Option<&'a QuantX>,
 }
 
 impl Ctx<'_> {
@@ -142,7 +142,7 @@ impl Ctx<'_> {
                     reason: format!("row {j} of W is out of range"),
                 })?;
                 for (r, o) in outs.iter_mut().enumerate() {
-                    let q = self.qx.as_ref().map(|q| q.row(r));
+                    let q = self.qx.map(|q| q.row(r));
                     *o = encoded_dot(self.simd, kernel, row, xr(r), q);
                 }
                 Ok(())
@@ -272,22 +272,14 @@ pub(crate) fn decode(
     let (n, k) = (w.n(), w.k());
     let kernel = RowKernel::for_weights(w);
     let simd = Simd::new(level);
-    let qx = kernel.int8_x().map(|(block, group)| {
-        let q = QuantX::new(x, rows, k, block, group);
-        match (simd, kernel) {
-            // The AVX2 MXFP4 dot takes x in packed-nibble order.
-            #[cfg(target_arch = "x86_64")]
-            (Simd::Avx2(_) | Simd::Avx512(_), RowKernel::MxFp4) => q.nibble_order(),
-            _ => q,
-        }
-    });
+    let qx = quantize_x(simd, kernel, x, rows, k);
     let ctx = Ctx {
         simd,
         level,
         kernel,
         w,
         x,
-        qx,
+        qx: qx.as_ref(),
     };
     let cols = tiling.decode_cols.max(1);
     let errors = FirstError::default();
@@ -312,6 +304,89 @@ pub(crate) fn decode(
     for (j, col) in out_t.chunks_exact(rows).enumerate() {
         for (r, &v) in col.iter().enumerate() {
             out[r * n + j] = v;
+        }
+    }
+    Ok(())
+}
+
+/// x quantized the way `kernel`'s integer dots read it (`None` for the
+/// float kernels).
+fn quantize_x(simd: Simd, kernel: RowKernel, x: &[f32], rows: usize, k: usize) -> Option<QuantX> {
+    kernel.int8_x().map(|(block, group)| {
+        let q = QuantX::new(x, rows, k, block, group);
+        match (simd, kernel) {
+            // The AVX2 MXFP4 dot takes x in packed-nibble order.
+            #[cfg(target_arch = "x86_64")]
+            (Simd::Avx2(_) | Simd::Avx512(_), RowKernel::MxFp4) => q.nibble_order(),
+            _ => q,
+        }
+    })
+}
+
+/// [`decode`] for several weights of one format and one `k` against the
+/// same x, as one job: x is quantized once and one parallel pass covers the
+/// outputs of every weight (each output is the very dot [`decode`]
+/// computes, so the results are the same bits). The caller checked that
+/// every weight has the format and `k` of the first and every `outs[i]`
+/// is `rows * ws[i].n()` long.
+pub(crate) fn decode_group(
+    pool: &ThreadPool,
+    level: SimdLevel,
+    tiling: &Tiling,
+    x: &[f32],
+    rows: usize,
+    ws: &[&Weights],
+    outs: &mut [&mut [f32]],
+) -> Result<()> {
+    let Some(first) = ws.first() else {
+        return Ok(());
+    };
+    let k = first.k();
+    let kernel = RowKernel::for_weights(first);
+    let simd = Simd::new(level);
+    let qx = quantize_x(simd, kernel, x, rows, k);
+    let ctxs: Vec<Ctx> = ws
+        .iter()
+        .map(|w| Ctx {
+            simd,
+            level,
+            kernel,
+            w,
+            x,
+            qx: qx.as_ref(),
+        })
+        .collect();
+    // Output j of the concatenation [W_0; W_1; ..] is row j - starts[i]
+    // of the W_i with starts[i] <= j < starts[i + 1].
+    let mut starts = Vec::with_capacity(ws.len() + 1);
+    starts.push(0);
+    for w in ws {
+        starts.push(starts[starts.len() - 1] + w.n());
+    }
+    let total = starts[ws.len()];
+    let locate = |j: usize| {
+        let i = starts.partition_point(|&s| s <= j) - 1;
+        (i, j - starts[i])
+    };
+    let cols = tiling.decode_cols.max(1);
+    let errors = FirstError::default();
+    // Tasks write the concatenation transposed, [total, rows], so each
+    // owns one contiguous chunk; it is scattered into `outs` after.
+    let mut out_t = vec![0f32; total * rows];
+    pool.for_each_chunk_mut(&mut out_t, cols * rows, |t, chunk| {
+        for (jj, col) in chunk.chunks_exact_mut(rows).enumerate() {
+            let (i, j) = locate(t * cols + jj);
+            errors.keep(ctxs[i].column(j, col));
+        }
+    });
+    errors.into_result()?;
+    for (i, out) in outs.iter_mut().enumerate() {
+        let n = ws[i].n();
+        let cols_of_w = &out_t[starts[i] * rows..starts[i + 1] * rows];
+        for (j, col) in cols_of_w.chunks_exact(rows).enumerate() {
+            for (r, &v) in col.iter().enumerate() {
+                out[r * n + j] = v;
+            }
         }
     }
     Ok(())

@@ -246,6 +246,60 @@ pub fn matmul_in(
     matmul_with(pool, cpu::active(), &tiling, x, rows, w, out)
 }
 
+/// `outs[i][rows, n_i] = x[rows, k] · W_iᵀ` for several weights against
+/// the same x (the q/k/v or gate/up projections of a layer), each output
+/// the same bits [`matmul_in`] gives for its weight alone. When every
+/// weight has one format and one `k` and [`matmul_in`] would run each in the
+/// decode regime, they run as one job: x is quantized once and a single
+/// parallel pass covers all their outputs (one fork/join instead of one per
+/// weight). Otherwise each runs as [`matmul_in`] would.
+///
+/// Errors: those of [`matmul_in`] for any weight, and
+/// [`KernelError::LengthMismatch`] when `outs` and `ws` differ in number.
+pub fn matmul_group_in(
+    pool: &ThreadPool,
+    x: &[f32],
+    rows: usize,
+    ws: &[&Weights],
+    outs: &mut [&mut [f32]],
+) -> Result<()> {
+    if ws.len() != outs.len() {
+        return Err(KernelError::LengthMismatch {
+            kernel: "matmul group",
+            what: "outputs",
+            expected: ws.len(),
+            got: outs.len(),
+        });
+    }
+    let level = cpu::active();
+    let tilings: Vec<Tiling> = ws
+        .iter()
+        .map(|w| tiling_for(rows, w, pool.threads()))
+        .collect();
+    let groupable = ws.iter().zip(&tilings).all(|(w, t)| {
+        t.regime == Regime::Decode
+            && decode::RowKernel::for_weights(w) == decode::RowKernel::for_weights(ws[0])
+            && w.k() == ws[0].k()
+    });
+    if !groupable || ws.len() < 2 {
+        for ((w, t), out) in ws.iter().zip(&tilings).zip(outs.iter_mut()) {
+            matmul_with(pool, level, t, x, rows, w, out)?;
+        }
+        return Ok(());
+    }
+    for ((w, t), out) in ws.iter().zip(&tilings).zip(outs.iter()) {
+        // Shapes and tilings checked as each call alone would check them
+        // (nothing to run: an empty x or W is refused or skipped here).
+        check_shapes(x, rows, w, out)?;
+        t.check(w.k_block())?;
+    }
+    if rows == 0 || ws[0].k() == 0 {
+        outs.iter_mut().for_each(|o| o.fill(0.0));
+        return Ok(());
+    }
+    decode::decode_group(pool, level, &tilings[0], x, rows, ws, outs)
+}
+
 /// `out[rows, n] = x[rows, k] · W[n, k]ᵀ` with everything explicit: the
 /// pool, the SIMD level (a level the CPU lacks runs the scalar code) and
 /// the tiling (which also picks the regime).
