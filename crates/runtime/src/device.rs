@@ -4,6 +4,7 @@
 //! GPU backend implements the same trait.
 
 use crate::allocator::{CachingAllocator, MemoryStats};
+use crate::arena::Arena;
 use crate::buffer::DeviceBuffer;
 use crate::error::RuntimeError;
 use crate::event::Event;
@@ -24,6 +25,10 @@ pub trait Device: Send + Sync {
         buffer.copy_from_host(data)?;
         Ok(buffer)
     }
+
+    /// An arena of `len` elements, all `T::default()`, for planned memory
+    /// (borrowed by range; see [`Arena`]).
+    fn alloc_arena<T: Pod>(&self, len: usize) -> Result<Arena<T>, RuntimeError>;
 
     /// A new stream.
     fn create_stream(&self) -> Result<Stream, RuntimeError>;
@@ -73,6 +78,10 @@ impl Device for CpuDevice {
 
     fn alloc<T: Pod>(&self, len: usize) -> Result<DeviceBuffer<T>, RuntimeError> {
         DeviceBuffer::new(&self.allocator, len)
+    }
+
+    fn alloc_arena<T: Pod>(&self, len: usize) -> Result<Arena<T>, RuntimeError> {
+        Arena::new(&self.allocator, len)
     }
 
     fn create_stream(&self) -> Result<Stream, RuntimeError> {

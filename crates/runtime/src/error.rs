@@ -171,4 +171,39 @@ pub enum RuntimeError {
         /// Buffer id.
         buffer: u64,
     },
+    /// A borrow of an arena range outside the arena.
+    #[error("arena {arena}: range {start}..{end} is outside its {len} elements")]
+    ArenaRange {
+        /// Arena id.
+        arena: u64,
+        /// Start of the range.
+        start: usize,
+        /// End of the range.
+        end: usize,
+        /// Elements in the arena.
+        len: usize,
+    },
+    /// A borrow of an arena range that overlaps a live borrow it cannot
+    /// share with (a memory plan that let two live values overlap).
+    #[error(
+        "arena {arena}: {} borrow of {start}..{end} overlaps a live {} borrow of {other_start}..{other_end}",
+        if *mutable { "mutable" } else { "shared" },
+        if *other_mutable { "mutable" } else { "shared" }
+    )]
+    ArenaConflict {
+        /// Arena id.
+        arena: u64,
+        /// Start of the refused range.
+        start: usize,
+        /// End of the refused range.
+        end: usize,
+        /// Whether the refused borrow was mutable.
+        mutable: bool,
+        /// Start of the live range it overlaps.
+        other_start: usize,
+        /// End of the live range.
+        other_end: usize,
+        /// Whether the live borrow is mutable.
+        other_mutable: bool,
+    },
 }

@@ -17,9 +17,14 @@
 //! - Misuse returns a [`RuntimeError`]; a failing or panicking task
 //!   poisons only its stream. Every launch, copy and event wait records an
 //!   `exodus-trace` span on the stream's track when tracing is on.
-#![forbid(unsafe_code)]
+//! - An [`Arena`] is one planned allocation borrowed by range, so that
+//!   disjoint ranges can be held by concurrent launches; every borrow is
+//!   checked against the live ones (its module is the runtime's only
+//!   `unsafe` code).
+#![deny(unsafe_code)]
 
 mod allocator;
+mod arena;
 mod buffer;
 mod device;
 mod error;
@@ -31,6 +36,7 @@ mod pod;
 mod stream;
 
 pub use allocator::{size_class, CachingAllocator, MemoryStats, MIN_CLASS_BYTES};
+pub use arena::{Arena, ArenaMut, ArenaRef};
 pub use buffer::DeviceBuffer;
 pub use device::{CpuDevice, Device};
 pub use error::{RuntimeError, TaskError};
