@@ -16,20 +16,20 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use exodus_kernels::attention::{paged_attention, AttentionParams, PagedKvCache, SeqSpan};
 use exodus_kernels::matmul::{tiling_for, PackedWeights, Weights};
-use exodus_kernels::ops::{
-    self, GeluApprox, LayerNormParams, QuantizedRows, RmsNormParams, RopeParams, RopeStyle,
-};
 use exodus_kernels::pool;
 use exodus_kernels::Regime;
-use exodus_numerics::{cpu, ElementFormat, Format};
-use exodus_runtime::{CpuDevice, Device, DeviceBuffer, GraphExec, Launch, RuntimeError, Stream};
+use exodus_numerics::cpu;
+use exodus_numerics::Format;
+use exodus_runtime::{
+    Arena, CpuDevice, Device, DeviceBuffer, GraphExec, Launch, RuntimeError, Stream,
+};
 use thiserror::Error;
 
 use crate::error::GraphError;
-use crate::ir::{Binary, Def, Graph, Linear, Node, Op, Program, Step, Unary, ValueId};
-use crate::linear::{LinearLaunch, Packs};
+use crate::ir::{Def, Graph, Op, ValueId};
+use crate::linear::Packs;
+use crate::lower::Loc;
 use crate::types::{DType, Dim, Shape};
 
 /// Host data for an input, a weight or an output.
@@ -88,14 +88,14 @@ pub enum ExecError {
 
 /// A device buffer of any element type the graph uses.
 #[derive(Clone)]
-enum Buf {
+pub(crate) enum Buf {
     F32(DeviceBuffer<f32>),
     U32(DeviceBuffer<u32>),
     Bytes(DeviceBuffer<u8>),
 }
 
 impl Buf {
-    fn input_of(&self, launch: Launch) -> Launch {
+    pub(crate) fn input_of(&self, launch: Launch) -> Launch {
         match self {
             Buf::F32(b) => launch.input(b),
             Buf::U32(b) => launch.input(b),
@@ -103,7 +103,7 @@ impl Buf {
         }
     }
 
-    fn output_of(&self, launch: Launch) -> Launch {
+    pub(crate) fn output_of(&self, launch: Launch) -> Launch {
         match self {
             Buf::F32(b) => launch.output(b),
             Buf::U32(b) => launch.output(b),
@@ -155,7 +155,7 @@ pub struct Session {
 
 /// How a node is being lowered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// Launched now, with unpacked weights.
     Eager,
     /// Captured for replay: prefill matmuls read weights packed once.
@@ -168,12 +168,14 @@ struct Buckets {
     compiles: usize,
 }
 
-/// One shape bucket in graph mode: every buffer, and the captured launches.
+/// One shape bucket in graph mode: where every value lives, the arena of
+/// the f32 intermediates, and the captured launches.
 struct Compiled {
-    bufs: HashMap<ValueId, Buf>,
+    locs: HashMap<ValueId, Loc>,
+    arena: Arc<Arena<f32>>,
     exec: GraphExec,
-    /// Bytes of the buffers the intermediates share (graph outputs
-    /// included).
+    /// Bytes of planned intermediate memory (the arena and the u32
+    /// buffers, graph outputs included) plus the largest launch workspace.
     intermediate_bytes: usize,
 }
 
@@ -187,7 +189,7 @@ impl std::fmt::Debug for Session {
 }
 
 /// Sizes of a shape once every symbol is bound.
-fn concrete(shape: &Shape, sizes: &[usize]) -> Vec<usize> {
+pub(crate) fn concrete(shape: &Shape, sizes: &[usize]) -> Vec<usize> {
     shape
         .0
         .iter()
@@ -198,7 +200,7 @@ fn concrete(shape: &Shape, sizes: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-fn volume(dims: &[usize]) -> usize {
+pub(crate) fn volume(dims: &[usize]) -> usize {
     dims.iter().product()
 }
 
@@ -313,6 +315,11 @@ impl Session {
         &self.graph
     }
 
+    /// The device the session runs on.
+    pub(crate) fn device(&self) -> &CpuDevice {
+        &self.device
+    }
+
     /// Runs the graph once in eager mode: binds each symbol by name,
     /// uploads `inputs` (every [`Def::Input`] value, with the size its
     /// shape has under the binding), launches the nodes in order and
@@ -365,12 +372,15 @@ impl Session {
     pub fn poison_graph_buffers(&self, value: f32) -> Result<(), ExecError> {
         let buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         for bucket in buckets.by_sizes.values() {
-            for (v, buf) in &bucket.bufs {
+            bucket.arena.fill(value)?;
+            for (v, loc) in &bucket.locs {
                 let planned =
                     matches!(self.graph.value(*v).map(|i| &i.def), Some(Def::Node { .. }));
-                match buf {
-                    Buf::F32(b) if planned => b.copy_from_host(&vec![value; b.len()])?,
-                    Buf::U32(b) if planned => b.copy_from_host(&vec![u32::MAX; b.len()])?,
+                match loc {
+                    Loc::Buf(Buf::F32(b)) if planned => b.copy_from_host(&vec![value; b.len()])?,
+                    Loc::Buf(Buf::U32(b)) if planned => {
+                        b.copy_from_host(&vec![u32::MAX; b.len()])?
+                    }
                     _ => {}
                 }
             }
@@ -402,7 +412,7 @@ impl Session {
             if !given.insert(*v) {
                 return Err(self.binding_err(*v, "given twice"));
             }
-            if let Some(buf) = bucket.bufs.get(v) {
+            if let Some(Loc::Buf(buf)) = bucket.locs.get(v) {
                 buf.upload(data)?;
             }
         }
@@ -424,11 +434,11 @@ impl Session {
                     .graph
                     .value(v)
                     .map_or(0, |i| volume(&concrete(&i.shape, &sizes)));
-                let mut t = bucket
-                    .bufs
-                    .get(&v)
-                    .map(Buf::to_host)
-                    .ok_or_else(|| self.binding_err(v, "was never computed"))?;
+                let mut t = match bucket.locs.get(&v) {
+                    Some(Loc::Buf(b)) => b.to_host(),
+                    Some(Loc::Arena(r)) => Tensor::F32(bucket.arena.to_host(r.clone())?),
+                    None => return Err(self.binding_err(v, "was never computed")),
+                };
                 match &mut t {
                     Tensor::F32(d) => d.truncate(len),
                     Tensor::U32(d) => d.truncate(len),
@@ -455,79 +465,79 @@ impl Session {
         Ok(&buckets.by_sizes[sizes])
     }
 
-    /// Allocates every buffer of the bucket `sizes` and captures its launch
-    /// sequence.
+    /// Plans the bucket `sizes` (f32 intermediates at their offsets in one
+    /// arena, in place where the plan says), allocates it and captures its
+    /// launch sequence.
     fn compile(&self, stream: &Stream, sizes: &[usize]) -> Result<Compiled, ExecError> {
         let g = &self.graph;
-        let mut bufs: HashMap<ValueId, Buf> = self.weights.clone();
+        let named: Vec<(&str, usize)> = g
+            .symbols()
+            .iter()
+            .map(String::as_str)
+            .zip(sizes.iter().copied())
+            .collect();
+        let plan = g.plan_memory(&named)?;
+        let arena = Arc::new(self.device.alloc_arena::<f32>(plan.arena_bytes / 4)?);
+        let mut locs: HashMap<ValueId, Loc> = self
+            .weights
+            .iter()
+            .map(|(v, b)| (*v, Loc::Buf(b.clone())))
+            .collect();
         for (i, info) in g.values().iter().enumerate() {
             let v = ValueId(i as u32);
             let n = volume(&concrete(&info.shape, sizes));
-            match (&info.def, info.dtype) {
-                (Def::Input, DType::F32) => bufs.insert(v, Buf::F32(self.device.alloc(n)?)),
-                (Def::Input, DType::U32) => bufs.insert(v, Buf::U32(self.device.alloc(n)?)),
-                (Def::Const(values), _) => bufs.insert(v, Buf::F32(self.device.upload(values)?)),
-                _ => None,
+            let buf = match (&info.def, info.dtype) {
+                (Def::Input, DType::F32) => Buf::F32(self.device.alloc(n)?),
+                (Def::Input, DType::U32) => Buf::U32(self.device.alloc(n)?),
+                (Def::Const(values), _) => Buf::F32(self.device.upload(values)?),
+                (Def::Node { .. }, DType::U32) => Buf::U32(self.device.alloc(n.max(1))?),
+                _ => continue,
             };
+            locs.insert(v, Loc::Buf(buf));
         }
-        // Intermediates share buffers by lifetime: the stream runs the
-        // launches in order, so a buffer whose last reader has been launched
-        // can take the next output that fits (best fit, same element type).
-        let last_use = g.last_readers();
-        let mut free: Vec<Buf> = Vec::new();
-        let mut intermediate_bytes = 0;
+        for (v, slot) in &plan.slots {
+            let at = slot.offset / 4;
+            locs.insert(*v, Loc::Arena(at..at + slot.bytes / 4));
+        }
+        let mut workspace = 0;
         stream.begin_capture()?;
         let mut captured = Ok(());
-        let mut workspace = 0;
-        for (n, node) in g.nodes().iter().enumerate() {
-            let mut outs = Vec::with_capacity(node.outputs.len());
-            for &out in &node.outputs {
-                let (len, dtype) = match g.value(out) {
-                    Some(info) => (volume(&concrete(&info.shape, sizes)).max(1), info.dtype),
-                    None => break,
-                };
-                let fits = |b: &Buf| match (b, dtype) {
-                    (Buf::F32(b), DType::F32) => Some(b.len()).filter(|&l| l >= len),
-                    (Buf::U32(b), DType::U32) => Some(b.len()).filter(|&l| l >= len),
-                    _ => None,
-                };
-                let best = (0..free.len())
-                    .filter_map(|i| fits(&free[i]).map(|l| (l, i)))
-                    .min()
-                    .map(|(_, i)| i);
-                outs.push(match (best, dtype) {
-                    (Some(i), _) => free.swap_remove(i),
-                    (None, DType::U32) => {
-                        intermediate_bytes += 4 * len;
-                        Buf::U32(self.device.alloc(len)?)
-                    }
-                    (None, _) => {
-                        intermediate_bytes += 4 * len;
-                        Buf::F32(self.device.alloc(len)?)
-                    }
+        for node in g.nodes() {
+            let planned = node
+                .outputs
+                .iter()
+                .map(|v| locs.get(v).cloned())
+                .collect::<Option<Vec<Loc>>>();
+            let Some(planned) = planned else {
+                captured = Err(ExecError::Unsupported {
+                    node: node.name.clone(),
+                    op: node.op.name(),
+                    reason: "an output has no planned place".into(),
                 });
-            }
+                break;
+            };
             captured = self
-                .launch_node(stream, node, sizes, &mut bufs, Some(outs), Mode::Graph)
+                .launch_node(
+                    stream,
+                    node,
+                    sizes,
+                    &mut locs,
+                    Some(planned),
+                    Some(&arena),
+                    Mode::Graph,
+                )
                 .map(|scratch| workspace = workspace.max(scratch));
             if captured.is_err() {
                 break;
             }
-            let done = node.inputs.iter().chain(&node.outputs).filter(|v| {
-                matches!(g.value(**v).map(|i| &i.def), Some(Def::Node { .. }))
-                    && last_use.get(v).copied().unwrap_or(n) == n
-            });
-            let mut done: Vec<ValueId> = done.copied().collect();
-            done.sort_unstable();
-            done.dedup();
-            free.extend(done.iter().filter_map(|v| bufs.get(v).cloned()));
         }
         let graph = stream.end_capture()?;
         captured?;
         Ok(Compiled {
-            bufs,
+            locs,
+            arena,
             exec: graph.instantiate()?,
-            intermediate_bytes: intermediate_bytes + workspace,
+            intermediate_bytes: plan.planned_bytes() + workspace,
         })
     }
 
@@ -539,24 +549,29 @@ impl Session {
     ) -> Result<Vec<Tensor>, ExecError> {
         let g = &self.graph;
         let sizes = self.bind_symbols(symbols)?;
-        let mut bufs: HashMap<ValueId, Buf> = self.weights.clone();
+        let mut bufs: HashMap<ValueId, Loc> = self
+            .weights
+            .iter()
+            .map(|(v, b)| (*v, Loc::Buf(b.clone())))
+            .collect();
         for (v, data) in inputs {
             let buf = self.upload_input(*v, data, &sizes)?;
-            if bufs.insert(*v, buf).is_some() {
+            if bufs.insert(*v, Loc::Buf(buf)).is_some() {
                 return Err(self.binding_err(*v, "given twice"));
             }
         }
         self.all_inputs_given(|v| bufs.contains_key(&v))?;
         for (v, data) in g.values().iter().enumerate() {
             if let Def::Const(values) = &data.def {
-                bufs.insert(ValueId(v as u32), Buf::F32(self.device.upload(values)?));
+                let buf = Buf::F32(self.device.upload(values)?);
+                bufs.insert(ValueId(v as u32), Loc::Buf(buf));
             }
         }
         // A value's buffer is released after its last reader (graph
         // outputs never are: their last reader is `usize::MAX`).
         let last_use = g.last_readers();
         for (n, node) in g.nodes().iter().enumerate() {
-            self.launch_node(stream, node, &sizes, &mut bufs, None, Mode::Eager)?;
+            self.launch_node(stream, node, &sizes, &mut bufs, None, None, Mode::Eager)?;
             for &v in &node.inputs {
                 if last_use.get(&v) == Some(&n) && !self.weights.contains_key(&v) {
                     bufs.remove(&v);
@@ -566,13 +581,12 @@ impl Session {
         stream.synchronize()?;
         g.outputs()
             .iter()
-            .map(|v| {
-                bufs.get(v)
-                    .map(Buf::to_host)
-                    .ok_or_else(|| ExecError::Binding {
-                        name: format!("output {}", v.0),
-                        reason: "was never computed".into(),
-                    })
+            .map(|v| match bufs.get(v) {
+                Some(Loc::Buf(b)) => Ok(b.to_host()),
+                _ => Err(ExecError::Binding {
+                    name: format!("output {}", v.0),
+                    reason: "was never computed".into(),
+                }),
             })
             .collect()
     }
@@ -655,424 +669,24 @@ impl Session {
         })
     }
 
-    /// Allocates the node's outputs (or takes the `planned` buffers) and
-    /// launches its kernel; returns the bytes of scratch the launch holds
-    /// while it runs besides its buffers (its workspace).
-    fn launch_node(
-        &self,
-        stream: &Stream,
-        node: &Node,
-        sizes: &[usize],
-        bufs: &mut HashMap<ValueId, Buf>,
-        planned: Option<Vec<Buf>>,
-        mode: Mode,
-    ) -> Result<usize, ExecError> {
-        let g = &self.graph;
-        let unsupported = |reason: &str| ExecError::Unsupported {
-            node: node.name.clone(),
-            op: node.op.name(),
-            reason: reason.to_owned(),
-        };
-        let dims = |v: ValueId| {
-            g.value(v)
-                .map(|i| concrete(&i.shape, sizes))
-                .unwrap_or_default()
-        };
-        let out_id = node.outputs[0];
-        let out_dims = dims(out_id);
-        let outs = match planned {
-            Some(outs) => outs,
-            None => node
-                .outputs
-                .iter()
-                .map(|&v| {
-                    let n = volume(&dims(v));
-                    match g.value(v).map(|i| i.dtype) {
-                        Some(DType::F32) => Ok(Buf::F32(self.device.alloc(n)?)),
-                        Some(DType::U32) => Ok(Buf::U32(self.device.alloc(n)?)),
-                        _ => Err(unsupported("an op can produce only f32 or u32 values")),
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        };
-        let out = outs
-            .first()
-            .cloned()
-            .ok_or_else(|| unsupported("missing output"))?;
-        let input = |i: usize| -> Result<Buf, ExecError> {
-            bufs.get(&node.inputs[i])
-                .cloned()
-                .ok_or_else(|| unsupported("an input has no buffer (released or never computed)"))
-        };
-        // Element counts of the inputs (weights: their whole buffer) and of
-        // the output: a planned buffer may be longer than its value.
-        let lens: Vec<usize> = node
-            .inputs
-            .iter()
-            .map(|&v| match g.value(v).map(|i| &i.def) {
-                Some(Def::Weight) => usize::MAX,
-                _ => volume(&dims(v)),
-            })
-            .collect();
-        let out_len = volume(&out_dims);
-        let mut launch = match &node.op {
-            Op::Add | Op::Sub | Op::Mul | Op::Div => {
-                let f = match node.op {
-                    Op::Add => ops::add,
-                    Op::Sub => ops::sub,
-                    Op::Mul => ops::mul,
-                    _ => ops::div,
-                };
-                let b_len = volume(&dims(node.inputs[1])).max(1);
-                Launch::new(node.name.clone(), move |k| {
-                    let (a, b) = (cut_in::<f32>(k, 0, &lens)?, cut_in::<f32>(k, 1, &lens)?);
-                    let mut out = cut_out::<f32>(k, out_len)?;
-                    for (o, x) in out.chunks_mut(b_len).zip(a.chunks(b_len)) {
-                        f(x, &b, o)?;
-                    }
-                    Ok(())
-                })
-            }
-            Op::Unary(u) => {
-                let u = *u;
-                Launch::new(node.name.clone(), move |k| {
-                    let x = cut_in::<f32>(k, 0, &lens)?;
-                    let mut out = cut_out::<f32>(k, out_len)?;
-                    match u {
-                        Unary::Silu => ops::silu(&x, &mut out)?,
-                        Unary::Gelu { tanh } => {
-                            let approx = if tanh {
-                                GeluApprox::Tanh
-                            } else {
-                                GeluApprox::Erf
-                            };
-                            ops::gelu(&x, &mut out, approx)?
-                        }
-                        Unary::Scale(f) => ops::scale(&x, f, &mut out)?,
-                    }
-                    Ok(())
-                })
-            }
-            Op::SwiGlu => Launch::new(node.name.clone(), move |k| {
-                let (gate, up) = (cut_in::<f32>(k, 0, &lens)?, cut_in::<f32>(k, 1, &lens)?);
-                ops::swiglu(&gate, &up, &mut cut_out::<f32>(k, out_len)?)?;
-                Ok(())
-            }),
-            Op::RmsNorm { eps } | Op::LayerNorm { eps } => {
-                let d = out_dims.last().copied().unwrap_or(1).max(1);
-                let rows = volume(&out_dims) / d;
-                let (eps, layer) = (*eps, matches!(node.op, Op::LayerNorm { .. }));
-                Launch::new(node.name.clone(), move |k| {
-                    let (x, w) = (cut_in::<f32>(k, 0, &lens)?, cut_in::<f32>(k, 1, &lens)?);
-                    let mut out = cut_out::<f32>(k, out_len)?;
-                    if layer {
-                        let b = cut_in::<f32>(k, 2, &lens)?;
-                        let p = LayerNormParams { eps };
-                        ops::layer_norm(&x, &w, Some(&b), &mut out, rows, d, &p)?;
-                    } else {
-                        ops::rms_norm(&x, &w, &mut out, rows, d, &RmsNormParams { eps })?;
-                    }
-                    Ok(())
-                })
-            }
-            Op::Softmax => {
-                let cols = out_dims.last().copied().unwrap_or(1).max(1);
-                let rows = volume(&out_dims) / cols;
-                Launch::new(node.name.clone(), move |k| {
-                    let x = cut_in::<f32>(k, 0, &lens)?;
-                    let mut out = cut_out::<f32>(k, out_len)?;
-                    out.copy_from_slice(&x);
-                    ops::softmax(&mut out, rows, cols)?;
-                    Ok(())
-                })
-            }
-            Op::MatMul | Op::Linear(_) => {
-                let spec = match node.op {
-                    Op::Linear(l) => l,
-                    _ => Linear::MATMUL,
-                };
-                return self.launch_linear(stream, node, spec, sizes, bufs, outs, lens, mode);
-            }
-            Op::Rope {
-                head_dim,
-                neox,
-                theta,
-            } => {
-                let params = RopeParams {
-                    style: if *neox {
-                        RopeStyle::NeoX
-                    } else {
-                        RopeStyle::Interleaved
-                    },
-                    theta: *theta,
-                    rotary_dim: None,
-                };
-                let (head_dim, heads) = (*head_dim, out_dims[1] / *head_dim);
-                Launch::new(node.name.clone(), move |k| {
-                    let (x, pos) = (cut_in::<f32>(k, 0, &lens)?, cut_in::<u32>(k, 1, &lens)?);
-                    let mut out = cut_out::<f32>(k, out_len)?;
-                    out.copy_from_slice(&x);
-                    ops::rope(&mut out, &pos, heads, head_dim, &params)?;
-                    Ok(())
-                })
-            }
-            Op::Embedding => {
-                let t_id = node.inputs[0];
-                let format = match g.value(t_id).map(|i| i.dtype) {
-                    Some(DType::Weights(f)) => f,
-                    _ => Format::Element(ElementFormat::F32),
-                };
-                let t_dims = dims(t_id);
-                let (vocab, dim) = (t_dims[0], t_dims[1]);
-                let table = self
-                    .weight_as_bytes(t_id)
-                    .ok_or_else(|| unsupported("the table must be a bound weight"))?;
-                let launch = Launch::new(node.name.clone(), move |k| {
-                    let (bytes, ids) = (cut_in::<u8>(k, 0, &lens)?, cut_in::<u32>(k, 1, &lens)?);
-                    let rows = QuantizedRows {
-                        bytes: &bytes,
-                        format,
-                        vocab,
-                        dim,
-                    };
-                    ops::embedding(&rows, &ids, &mut cut_out::<f32>(k, out_len)?)?;
-                    Ok(())
-                });
-                let launch = input(1)?.input_of(launch.input(&table));
-                submit(stream, out.output_of(launch), out_id, out, bufs)?;
-                return Ok(0);
-            }
-            Op::Reshape(_) => match out {
-                Buf::F32(_) => Launch::new(node.name.clone(), move |k| {
-                    cut_out::<f32>(k, out_len)?.copy_from_slice(&cut_in::<f32>(k, 0, &lens)?);
-                    Ok(())
-                }),
-                _ => Launch::new(node.name.clone(), move |k| {
-                    cut_out::<u32>(k, out_len)?.copy_from_slice(&cut_in::<u32>(k, 0, &lens)?);
-                    Ok(())
-                }),
-            },
-            Op::Fused(program) => {
-                let program = program.clone();
-                let n_in = node.inputs.len();
-                Launch::new(node.name.clone(), move |k| {
-                    let ins = (0..n_in)
-                        .map(|i| cut_in::<f32>(k, i, &lens))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let slices: Vec<&[f32]> = ins.iter().map(|r| &r[..]).collect();
-                    run_fused(&program, &slices, &mut cut_out::<f32>(k, out_len)?)?;
-                    Ok(())
-                })
-            }
-            Op::Transpose(perm) => {
-                let (in_dims, perm) = (dims(node.inputs[0]), perm.clone());
-                Launch::new(node.name.clone(), move |k| {
-                    let x = cut_in::<f32>(k, 0, &lens)?;
-                    ops::transpose(&x, &in_dims, &perm, &mut cut_out::<f32>(k, out_len)?)?;
-                    Ok(())
-                })
-            }
-            Op::Slice { axis, start, end } => {
-                let in_dims = dims(node.inputs[0]);
-                let (outer, inner) = (volume(&in_dims[..*axis]), volume(&in_dims[*axis + 1..]));
-                let (len, start, end) = (in_dims[*axis], *start, *end);
-                Launch::new(node.name.clone(), move |k| {
-                    let x = cut_in::<f32>(k, 0, &lens)?;
-                    let mut out = cut_out::<f32>(k, out_len)?;
-                    ops::slice_axis(&x, outer, len, inner, start, end, &mut out)?;
-                    Ok(())
-                })
-            }
-            Op::Concat { axis } => {
-                let axis = *axis;
-                let (outer, inner) = (volume(&out_dims[..axis]), volume(&out_dims[axis + 1..]));
-                let axes: Vec<usize> = node.inputs.iter().map(|&v| dims(v)[axis]).collect();
-                Launch::new(node.name.clone(), move |k| {
-                    let ins = (0..axes.len())
-                        .map(|i| cut_in::<f32>(k, i, &lens))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let parts: Vec<(&[f32], usize)> =
-                        ins.iter().zip(&axes).map(|(r, &a)| (&r[..], a)).collect();
-                    ops::concat_axis(&parts, outer, inner, &mut cut_out::<f32>(k, out_len)?)?;
-                    Ok(())
-                })
-            }
-            Op::Reduce { mean } => {
-                let in_dims = dims(node.inputs[0]);
-                let cols = in_dims.last().copied().unwrap_or(1);
-                let (rows, mean) = (out_len, *mean);
-                Launch::new(node.name.clone(), move |k| {
-                    let x = cut_in::<f32>(k, 0, &lens)?;
-                    ops::sum_rows(&x, rows, cols, mean, &mut cut_out::<f32>(k, out_len)?)?;
-                    Ok(())
-                })
-            }
-            Op::Attention { heads, scale } => {
-                let DType::KvCache(layout) =
-                    g.value(node.inputs[3]).map_or(DType::F32, |i| i.dtype)
-                else {
-                    return Err(unsupported("input 3 is not a KV cache"));
-                };
-                let params = AttentionParams {
-                    n_heads: *heads,
-                    scale: *scale,
-                };
-                let tokens = out_dims[0];
-                // Launch inputs: q, k, v, block table, start; outputs: the
-                // result, then the cache (written).
-                let in_lens: Vec<usize> = [0, 1, 2, 4, 5].iter().map(|&i| lens[i]).collect();
-                let launch = Launch::new(node.name.clone(), move |k| {
-                    let (q, kk, v) = (
-                        cut_in::<f32>(k, 0, &in_lens)?,
-                        cut_in::<f32>(k, 1, &in_lens)?,
-                        cut_in::<f32>(k, 2, &in_lens)?,
-                    );
-                    let (table, start) = (
-                        cut_in::<u32>(k, 3, &in_lens)?,
-                        cut_in::<u32>(k, 4, &in_lens)?,
-                    );
-                    let start = start.first().copied().unwrap_or(0) as usize;
-                    let mut pool = k.output::<u8>(1)?;
-                    let mut cache = PagedKvCache::new(layout, &mut pool[..])?;
-                    cache.write(&table, start, &kk, &v, tokens)?;
-                    let seq = SeqSpan {
-                        block_table: &table,
-                        start_pos: start,
-                        n_q: tokens,
-                    };
-                    let mut out = cut_out::<f32>(k, out_len)?;
-                    paged_attention(&cache, &[seq], &q, &mut out, &params)?;
-                    Ok(())
-                });
-                let mut launch = launch;
-                for i in [0, 1, 2, 4, 5] {
-                    launch = input(i)?.input_of(launch);
-                }
-                let launch = input(3)?.output_of(out.output_of(launch));
-                submit(stream, launch, out_id, out, bufs)?;
-                return Ok(0);
-            }
-            Op::Argmax => {
-                let in_dims = dims(node.inputs[0]);
-                let cols = in_dims.last().copied().unwrap_or(1).max(1);
-                let rows = volume(&in_dims) / cols;
-                Launch::new(node.name.clone(), move |k| {
-                    let x = cut_in::<f32>(k, 0, &lens)?;
-                    ops::argmax(&x, rows, cols, &mut cut_out::<u32>(k, out_len)?)?;
-                    Ok(())
-                })
-            }
-        };
-        for i in 0..node.inputs.len() {
-            launch = input(i)?.input_of(launch);
-        }
-        submit(stream, out.output_of(launch), out_id, out, bufs)?;
-        Ok(0)
-    }
-
-    /// Launches a linear layer (a plain matmul being the simplest): in
-    /// graph mode with its weights packed when they run in the prefill
-    /// regime. Returns the launch's workspace bytes.
-    #[allow(clippy::too_many_arguments)]
-    fn launch_linear(
-        &self,
-        stream: &Stream,
-        node: &Node,
-        spec: Linear,
-        sizes: &[usize],
-        bufs: &mut HashMap<ValueId, Buf>,
-        outs: Vec<Buf>,
-        lens: Vec<usize>,
-        mode: Mode,
-    ) -> Result<usize, ExecError> {
-        let g = &self.graph;
-        let unsupported = |reason: &str| ExecError::Unsupported {
-            node: node.name.clone(),
-            op: node.op.name(),
-            reason: reason.to_owned(),
-        };
-        let dims = |v: ValueId| {
-            g.value(v)
-                .map(|i| concrete(&i.shape, sizes))
-                .unwrap_or_default()
-        };
-        let x_dims = dims(node.inputs[0]);
-        let (rows, k) = (
-            x_dims.first().copied().unwrap_or(0),
-            x_dims.get(1).copied().unwrap_or(0),
-        );
-        let first = spec.first_weight();
-        let w_ids = &node.inputs[first..first + spec.weights];
-        let mut weights = Vec::with_capacity(w_ids.len());
-        let mut w_bufs = Vec::with_capacity(w_ids.len());
-        for &w in w_ids {
-            let format = match g.value(w).map(|i| i.dtype) {
-                Some(DType::Weights(f)) => f,
-                _ => Format::Element(ElementFormat::F32),
-            };
-            weights.push((format, dims(w)[0]));
-            w_bufs.push(self.weight_as_bytes(w).ok_or_else(|| {
-                unsupported("W must be a bound weight (a computed W arrives with attention)")
-            })?);
-        }
-        let packed = match mode {
-            Mode::Graph => self.packs_for(w_ids, &weights, &w_bufs, rows, k)?,
-            Mode::Eager => None,
-        };
-        let run = LinearLaunch {
-            spec,
-            rows,
-            k,
-            weights,
-            lens,
-            packed,
-        };
-        let workspace = run.workspace_bytes();
-        let outputs = run.outputs();
-        if outs.len() != outputs {
-            return Err(unsupported("output count does not fit the layer"));
-        }
-        let input = |i: usize| -> Result<Buf, ExecError> {
-            bufs.get(&node.inputs[i])
-                .cloned()
-                .ok_or_else(|| unsupported("an input has no buffer (released or never computed)"))
-        };
-        let mut launch =
-            input(0)?.input_of(Launch::new(node.name.clone(), move |kern| run.run(kern)));
-        if spec.rms_norm.is_some() {
-            launch = input(1)?.input_of(launch);
-        }
-        for w in &w_bufs {
-            launch = launch.input(w);
-        }
-        if spec.epilogue == crate::ir::Epilogue::Residual {
-            launch = input(first + spec.weights)?.input_of(launch);
-        }
-        for out in &outs {
-            launch = out.output_of(launch);
-        }
-        stream.launch(launch)?;
-        for (&v, out) in node.outputs.iter().zip(outs) {
-            bufs.insert(v, out);
-        }
-        Ok(workspace)
-    }
-
     /// The weights `w_ids` packed for the prefill regime at `rows` rows,
     /// with their tilings, if every one of them runs in that regime (a pack
     /// is made once per weight and panel size, then shared).
-    fn packs_for(
+    pub(crate) fn packs_for(
         &self,
         w_ids: &[ValueId],
         weights: &[(Format, usize)],
-        w_bufs: &[DeviceBuffer<u8>],
         rows: usize,
         k: usize,
     ) -> Result<Option<Packs>, ExecError> {
         let threads = pool::global().threads();
         let mut out = Vec::with_capacity(w_ids.len());
         let mut packs = self.packs.lock().unwrap_or_else(PoisonError::into_inner);
-        for ((&id, &(format, n)), buf) in w_ids.iter().zip(weights).zip(w_bufs) {
+        for (&id, &(format, n)) in w_ids.iter().zip(weights) {
+            let buf = self.weight_as_bytes(id).ok_or_else(|| ExecError::Binding {
+                name: format!("value {}", id.0),
+                reason: "a matmul weight must be a bound weight".into(),
+            })?;
             let bytes = buf.to_host();
             let w = Weights::new(format, &bytes, n, k)?;
             let tiling = tiling_for(rows, &w, threads);
@@ -1096,129 +710,11 @@ impl Session {
 
     /// A bound weight as bytes (encoded weights as they are, f32 weights in
     /// their byte copy).
-    fn weight_as_bytes(&self, v: ValueId) -> Option<DeviceBuffer<u8>> {
+    pub(crate) fn weight_as_bytes(&self, v: ValueId) -> Option<DeviceBuffer<u8>> {
         match self.weights.get(&v) {
             Some(Buf::Bytes(b)) => Some(b.clone()),
             Some(Buf::F32(_)) => self.weight_bytes.get(&v).cloned(),
             _ => None,
         }
     }
-}
-
-/// Launches `launch` on `stream` and records `out` as the buffer of
-/// `out_id`.
-fn submit(
-    stream: &Stream,
-    launch: Launch,
-    out_id: ValueId,
-    out: Buf,
-    bufs: &mut HashMap<ValueId, Buf>,
-) -> Result<(), ExecError> {
-    stream.launch(launch)?;
-    bufs.insert(out_id, out);
-    Ok(())
-}
-
-/// Elements per chunk of a fused program: its registers stay in L1.
-const FUSED_CHUNK: usize = 1024;
-
-/// Runs a fused elementwise program chunk by chunk: each register holds
-/// one chunk; an input as long as the output is read in place, a shorter
-/// (broadcast) one is tiled into its register. Every step is one
-/// exodus-kernels op on the chunk, so the arithmetic is bit for bit that of
-/// the unfused nodes.
-fn run_fused(
-    program: &Program,
-    inputs: &[&[f32]],
-    out: &mut [f32],
-) -> Result<(), exodus_kernels::KernelError> {
-    let total = out.len();
-    let n_in = inputs.len();
-    let mut regs: Vec<Vec<f32>> = vec![vec![0f32; FUSED_CHUNK]; n_in + program.steps.len()];
-    for start in (0..total).step_by(FUSED_CHUNK) {
-        let len = FUSED_CHUNK.min(total - start);
-        for (i, input) in inputs.iter().enumerate() {
-            if input.len() != total && !input.is_empty() {
-                for (j, r) in regs[i][..len].iter_mut().enumerate() {
-                    *r = input[(start + j) % input.len()];
-                }
-            }
-        }
-        for (s, step) in program.steps.iter().enumerate() {
-            let dst = n_in + s;
-            let mut target = std::mem::take(&mut regs[dst]);
-            {
-                let read = |r: usize| -> &[f32] {
-                    if r < n_in && inputs[r].len() == total {
-                        &inputs[r][start..start + len]
-                    } else {
-                        &regs[r][..len]
-                    }
-                };
-                let o = &mut target[..len];
-                match *step {
-                    Step::Unary(Unary::Silu, a) => ops::silu(read(a), o)?,
-                    Step::Unary(Unary::Gelu { tanh }, a) => {
-                        let approx = if tanh {
-                            GeluApprox::Tanh
-                        } else {
-                            GeluApprox::Erf
-                        };
-                        ops::gelu(read(a), o, approx)?
-                    }
-                    Step::Unary(Unary::Scale(f), a) => ops::scale(read(a), f, o)?,
-                    Step::Binary(op, a, b) => {
-                        let f = match op {
-                            Binary::Add => ops::add,
-                            Binary::Sub => ops::sub,
-                            Binary::Mul => ops::mul,
-                            Binary::Div => ops::div,
-                            Binary::SwiGlu => ops::swiglu,
-                        };
-                        f(read(a), read(b), o)?
-                    }
-                }
-            }
-            regs[dst] = target;
-        }
-        let last = regs.len() - 1;
-        out[start..start + len].copy_from_slice(&regs[last][..len]);
-    }
-    Ok(())
-}
-
-/// Input `i` of a running launch cut to `lens[i]` elements (`usize::MAX`:
-/// the whole buffer).
-pub(crate) fn cut_in<'k, T: exodus_runtime::Pod>(
-    k: &'k exodus_runtime::Kernel<'_>,
-    i: usize,
-    lens: &[usize],
-) -> Result<std::cell::Ref<'k, [T]>, exodus_runtime::TaskError> {
-    let len = lens.get(i).copied().unwrap_or(usize::MAX);
-    let whole = k.input::<T>(i)?;
-    if len != usize::MAX && whole.len() < len {
-        return Err(format!("input {i}: buffer of {} for {len} values", whole.len()).into());
-    }
-    Ok(std::cell::Ref::map(whole, |s| &s[..len.min(s.len())]))
-}
-
-/// The (first) output of a running launch cut to `len` elements.
-fn cut_out<'k, T: exodus_runtime::Pod>(
-    k: &'k exodus_runtime::Kernel<'_>,
-    len: usize,
-) -> Result<std::cell::RefMut<'k, [T]>, exodus_runtime::TaskError> {
-    cut_out_at(k, 0, len)
-}
-
-/// Output `i` of a running launch cut to `len` elements.
-pub(crate) fn cut_out_at<'k, T: exodus_runtime::Pod>(
-    k: &'k exodus_runtime::Kernel<'_>,
-    i: usize,
-    len: usize,
-) -> Result<std::cell::RefMut<'k, [T]>, exodus_runtime::TaskError> {
-    let whole = k.output::<T>(i)?;
-    if whole.len() < len {
-        return Err(format!("output {i}: buffer of {} for {len} values", whole.len()).into());
-    }
-    Ok(std::cell::RefMut::map(whole, |s| &mut s[..len]))
 }

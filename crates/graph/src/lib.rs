@@ -24,17 +24,21 @@
 //! type and shape when a node is added and refuses a mismatch at that call;
 //! the verifier re-checks a graph that did not come from the builder.
 
+mod args;
 pub mod bench;
 mod builder;
 mod dump;
 mod error;
 pub mod examples;
 mod exec;
+mod fused;
 mod infer;
 mod ir;
 mod linear;
+mod lower;
 mod passes;
 mod plan;
+mod streams;
 mod types;
 mod verify;
 
@@ -51,4 +55,5 @@ pub use passes::{
     SwiGluEpilogue,
 };
 pub use plan::{MemoryPlan, Slot, ALIGN};
+pub use streams::StreamPlan;
 pub use types::{DType, Dim, Shape, Sym};

@@ -24,6 +24,7 @@ use exodus_numerics::cpu;
 use exodus_numerics::Format;
 use exodus_runtime::{Kernel, TaskError};
 
+use crate::args::Args;
 use crate::ir::{Epilogue, Linear};
 
 /// Weights packed for the prefill regime, each with the tiling it was
@@ -43,12 +44,14 @@ pub(crate) struct LinearLaunch {
     pub k: usize,
     /// Format and output width of each weight.
     pub weights: Vec<(Format, usize)>,
-    /// Element counts of the launch's inputs (`usize::MAX`: the whole
-    /// buffer), in input order.
-    pub lens: Vec<usize>,
+    /// Where the operands live.
+    pub args: Args,
     /// The weights packed for the prefill regime, with the tiling they
     /// were packed for (graph mode; `None`: unpacked, one chunk).
     pub packed: Option<Packs>,
+    /// The output was planned on the residual's range: the matmul result
+    /// is added into it where it is.
+    pub residual_in_place: bool,
 }
 
 impl LinearLaunch {
@@ -82,24 +85,26 @@ impl LinearLaunch {
         } else {
             0
         };
-        let swiglu = match self.spec.epilogue {
+        let epilogue = match self.spec.epilogue {
             Epilogue::SwiGlu => 2 * m * self.weights[0].1,
+            Epilogue::Residual if self.residual_in_place => m * self.weights[0].1,
             _ => 0,
         };
-        4 * (norm + swiglu)
+        4 * (norm + epilogue)
     }
 
     /// Runs the layer on a launch's buffers: inputs `[x, norm weight?, W..,
     /// residual?]`, outputs as [`outputs`](Self::outputs) says.
     pub(crate) fn run(&self, kern: &Kernel<'_>) -> Result<(), TaskError> {
         let (rows, k, first) = (self.rows, self.k, self.spec.first_weight());
-        let x = crate::exec::cut_in::<f32>(kern, 0, &self.lens)?;
+        let a = &self.args;
+        let x = a.f32_in(kern, 0)?;
         let norm = match self.spec.rms_norm {
-            Some(eps) => Some((eps, crate::exec::cut_in::<f32>(kern, 1, &self.lens)?)),
+            Some(eps) => Some((eps, a.f32_in(kern, 1)?)),
             None => None,
         };
         let bytes = (0..self.spec.weights)
-            .map(|i| crate::exec::cut_in::<u8>(kern, first + i, &self.lens))
+            .map(|i| a.in_of::<u8>(kern, first + i))
             .collect::<Result<Vec<_>, _>>()?;
         let ws = bytes
             .iter()
@@ -107,16 +112,22 @@ impl LinearLaunch {
             .map(|(b, &(format, n))| Weights::new(format, b, n, k))
             .collect::<Result<Vec<_>, _>>()?;
         let residual = match self.spec.epilogue {
-            Epilogue::Residual => Some(crate::exec::cut_in::<f32>(
-                kern,
-                first + self.spec.weights,
-                &self.lens,
-            )?),
+            Epilogue::Residual if !self.residual_in_place => {
+                Some(a.f32_in(kern, first + self.spec.weights)?)
+            }
             _ => None,
         };
         let mut outs = (0..self.outputs())
-            .map(|i| crate::exec::cut_out_at::<f32>(kern, i, self.out_len(i)))
+            .map(|i| a.f32_out(kern, i))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(i) = (0..outs.len()).find(|&i| outs[i].len() != self.out_len(i)) {
+            return Err(format!(
+                "output {i} has {} values, not {}",
+                outs[i].len(),
+                self.out_len(i)
+            )
+            .into());
+        }
         let chunk = self.chunk_rows();
         let (mut normed, mut gate, mut up) = (Vec::new(), Vec::new(), Vec::new());
         for r0 in (0..rows).step_by(chunk) {
@@ -142,11 +153,22 @@ impl LinearLaunch {
                     self.matmuls(xin, m, &ws, &mut views)?;
                 }
                 Epilogue::Residual => {
+                    // The same single addition `add` does (in either
+                    // order: f32 addition commutes exactly).
                     let o = &mut outs[0][span(0)];
-                    self.matmuls(xin, m, &ws, &mut [&mut *o])?;
-                    // The same single addition `add` does.
-                    if let Some(r) = &residual {
-                        o.iter_mut().zip(&r[span(0)]).for_each(|(o, r)| *o += r);
+                    match &residual {
+                        Some(r) => {
+                            self.matmuls(xin, m, &ws, &mut [&mut *o])?;
+                            o.iter_mut().zip(&r[span(0)]).for_each(|(o, r)| *o += r);
+                        }
+                        None => {
+                            // `o` holds the residual: the product goes to
+                            // scratch and is added into it.
+                            let n = o.len();
+                            gate.resize(n, 0.0);
+                            self.matmuls(xin, m, &ws, &mut [&mut gate[..n]])?;
+                            o.iter_mut().zip(&gate[..n]).for_each(|(o, p)| *o += p);
+                        }
                     }
                 }
                 Epilogue::SwiGlu => {

@@ -6,15 +6,25 @@
 //!
 //! A value lives from the node that defines it to the last node that reads
 //! it (graph outputs to the end). Nodes are visited in order; a node's
-//! outputs are placed while its inputs are still live (kernels write out of
-//! place), then the values it read for the last time are freed. Placement
-//! is best-fit over a free list of 64-byte-aligned extents, merged with
-//! their neighbours when freed.
+//! outputs are placed while its inputs are still live, then the values it
+//! read for the last time are freed. Placement is best-fit over a free list
+//! of 64-byte-aligned extents, merged with their neighbours when freed.
+//!
+//! In place: an op that can compute its output over one of its inputs
+//! ([`in_place_input`]: rope, softmax, unary ops, reshape, add/sub/mul/div
+//! over their first operand, a fused chain over an input of its shape, a
+//! linear layer over its residual) takes that input's extent when this
+//! node is the input's last reader and reads it nowhere else; the executor
+//! then runs the kernel in place.
+//!
+//! The plan covers the f32 intermediates, which graph mode keeps in one
+//! arena; u32 intermediates (argmax results) keep their own buffers and are
+//! listed apart.
 
 use std::collections::HashMap;
 
 use crate::error::GraphError;
-use crate::ir::{Def, Graph, ValueId};
+use crate::ir::{Def, Epilogue, Graph, Node, Op, ValueId};
 use crate::types::{DType, Dim};
 
 /// Alignment of every offset (a cache line, and any SIMD vector).
@@ -32,17 +42,50 @@ pub struct Slot {
     /// Index of the last node that reads it (`usize::MAX` for a graph
     /// output).
     pub last: usize,
+    /// The input whose extent it took over (computed in place).
+    pub in_place_of: Option<ValueId>,
 }
 
 /// The plan for one shape bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryPlan {
-    /// Every intermediate (node-defined value).
+    /// Every f32 intermediate (node-defined value).
     pub slots: HashMap<ValueId, Slot>,
-    /// Arena size: the planned peak.
+    /// Arena size: the planned peak of the f32 intermediates.
     pub arena_bytes: usize,
-    /// Sum of every intermediate's (aligned) size.
+    /// u32 intermediates, each in its own buffer: bytes by value.
+    pub separate: HashMap<ValueId, usize>,
+    /// Sum of every intermediate's (aligned) size, u32 ones included.
     pub total_bytes: usize,
+}
+
+impl MemoryPlan {
+    /// Bytes graph mode holds for intermediates: the arena plus the
+    /// separate u32 buffers.
+    pub fn planned_bytes(&self) -> usize {
+        self.arena_bytes + self.separate.values().sum::<usize>()
+    }
+}
+
+/// The input (by position) an op can compute its output over, in place:
+/// the kernel reads every element of it before writing the same element.
+pub fn in_place_input(graph: &Graph, node: &Node) -> Option<usize> {
+    let out = graph.values.get(node.outputs.first()?.0 as usize)?;
+    let same_shape = |i: usize| {
+        node.inputs
+            .get(i)
+            .and_then(|v| graph.values.get(v.0 as usize))
+            .is_some_and(|info| info.shape == out.shape && info.dtype == DType::F32)
+    };
+    let candidate = match &node.op {
+        Op::Rope { .. } | Op::Softmax | Op::Unary(_) | Op::Reshape(_) => Some(0),
+        Op::Add | Op::Sub | Op::Mul | Op::Div => Some(0),
+        Op::Fused(_) => (0..node.inputs.len()).find(|&i| same_shape(i)),
+        Op::Linear(l) if l.epilogue == Epilogue::Residual => Some(node.inputs.len() - 1),
+        _ => None,
+    }?;
+    (node.outputs.len() == 1 && out.dtype == DType::F32 && same_shape(candidate))
+        .then_some(candidate)
 }
 
 fn align(n: usize) -> usize {
@@ -147,14 +190,35 @@ impl Graph {
         let last = self.last_readers();
         let mut arena = Arena::default();
         let mut slots: HashMap<ValueId, Slot> = HashMap::new();
+        let mut separate = HashMap::new();
+        // Inputs whose extent an output took over (not freed again).
+        let mut handed_over: Vec<ValueId> = Vec::new();
         let mut total = 0usize;
         for (n, node) in self.nodes.iter().enumerate() {
+            // An in-place output takes its input's extent when this node is
+            // the input's last reader and reads it only once.
+            let in_place = in_place_input(self, node)
+                .map(|i| node.inputs[i])
+                .filter(|v| {
+                    slots.get(v).is_some_and(|s| s.last == n)
+                        && node.inputs.iter().filter(|&u| u == v).count() == 1
+                });
             for &v in &node.outputs {
                 let bytes = bytes_of(v)?;
                 let size = align(bytes.max(1));
                 total += size;
-                let offset = arena.alloc(size);
                 let last = last.get(&v).copied().unwrap_or(n);
+                if self.values[v.0 as usize].dtype != DType::F32 {
+                    separate.insert(v, size);
+                    continue;
+                }
+                let (offset, in_place_of) = match in_place {
+                    Some(input) => {
+                        handed_over.push(input);
+                        (slots[&input].offset, Some(input))
+                    }
+                    None => (arena.alloc(size), None),
+                };
                 slots.insert(
                     v,
                     Slot {
@@ -162,6 +226,7 @@ impl Graph {
                         bytes,
                         first: n,
                         last,
+                        in_place_of,
                     },
                 );
             }
@@ -169,6 +234,7 @@ impl Graph {
             let done = node.inputs.iter().chain(&node.outputs).filter(|v| {
                 matches!(self.values[v.0 as usize].def, Def::Node { .. })
                     && slots.get(v).is_some_and(|s| s.last == n)
+                    && !handed_over.contains(v)
             });
             let mut freed: Vec<ValueId> = done.copied().collect();
             freed.sort_unstable();
@@ -181,6 +247,7 @@ impl Graph {
         Ok(MemoryPlan {
             slots,
             arena_bytes: arena.end,
+            separate,
             total_bytes: total,
         })
     }
