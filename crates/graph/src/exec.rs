@@ -22,7 +22,7 @@ use exodus_kernels::Regime;
 use exodus_numerics::cpu;
 use exodus_numerics::Format;
 use exodus_runtime::{
-    Arena, CpuDevice, Device, DeviceBuffer, GraphExec, Launch, RuntimeError, Stream,
+    Arena, CpuDevice, Device, DeviceBuffer, Event, GraphExec, Launch, RuntimeError, Stream,
 };
 use thiserror::Error;
 
@@ -30,6 +30,7 @@ use crate::error::GraphError;
 use crate::ir::{Def, Graph, Op, ValueId};
 use crate::linear::Packs;
 use crate::lower::Loc;
+use crate::streams::StreamPlan;
 use crate::types::{DType, Dim, Shape};
 
 /// Host data for an input, a weight or an output.
@@ -137,9 +138,13 @@ impl Buf {
 pub struct Session {
     graph: Graph,
     device: CpuDevice,
-    /// The stream runs go to; replaced by a fresh one after a failed run
-    /// (a failed launch poisons its stream), so the session stays usable.
-    stream: Mutex<Stream>,
+    /// The streams runs go to (one per stream of `order`; the first is
+    /// where graph mode captures and replays); replaced by fresh ones after
+    /// a failed run (a failed launch poisons its stream), so the session
+    /// stays usable.
+    streams: Mutex<Vec<Stream>>,
+    /// Which stream each node runs on and the waits that order them.
+    order: StreamPlan,
     /// Weight buffers by value id: f32 weights as f32, encoded ones as
     /// bytes (and f32 weights that matmul or embedding read as W also as
     /// little-endian bytes, made once here).
@@ -215,7 +220,7 @@ impl Session {
     ) -> Result<Session, ExecError> {
         graph.verify()?;
         let device = CpuDevice::new();
-        let stream = device.create_stream()?;
+        let streams = vec![device.create_stream()?];
         let mut bound: HashMap<ValueId, Buf> = HashMap::new();
         for (v, data) in weights {
             let info = graph.value(v).ok_or_else(|| ExecError::Binding {
@@ -300,9 +305,10 @@ impl Session {
             }
         }
         Ok(Session {
+            order: graph.assign_streams(1),
             graph,
             device,
-            stream: Mutex::new(stream),
+            streams: Mutex::new(streams),
             weights: bound,
             weight_bytes,
             buckets: Mutex::new(Buckets::default()),
@@ -329,11 +335,11 @@ impl Session {
         symbols: &[(&str, usize)],
         inputs: &[(ValueId, Tensor)],
     ) -> Result<Vec<Tensor>, ExecError> {
-        let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = self.run_on(&stream, symbols, inputs);
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = self.run_on(&streams, symbols, inputs);
         if result.is_err() {
-            // Whatever failed may have poisoned the stream: start afresh.
-            *stream = self.device.create_stream()?;
+            // Whatever failed may have poisoned a stream: start afresh.
+            *streams = self.fresh_streams()?;
         }
         result
     }
@@ -346,10 +352,10 @@ impl Session {
         symbols: &[(&str, usize)],
         inputs: &[(ValueId, Tensor)],
     ) -> Result<Vec<Tensor>, ExecError> {
-        let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = self.replay_on(&stream, symbols, inputs);
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = self.replay_on(&streams, symbols, inputs);
         if result.is_err() {
-            *stream = self.device.create_stream()?;
+            *streams = self.fresh_streams()?;
         }
         result
     }
@@ -358,10 +364,10 @@ impl Session {
     /// of the symbols (compiling the bucket if needed): the planned peak.
     pub fn graph_intermediate_bytes(&self, symbols: &[(&str, usize)]) -> Result<usize, ExecError> {
         let sizes = self.bind_symbols(symbols)?;
-        let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(self
-            .bucket(&stream, &sizes, &mut buckets)?
+            .bucket(&streams, &sizes, &mut buckets)?
             .intermediate_bytes)
     }
 
@@ -388,6 +394,29 @@ impl Session {
         Ok(())
     }
 
+    /// Runs independent branches on up to `max_streams` streams
+    /// ([`Graph::assign_streams`]), ordered by events, in both modes (graph
+    /// mode captures across the streams and replays the branches
+    /// concurrently; its memory plan reuses bytes only where the streams'
+    /// order allows). Compiled buckets are dropped.
+    pub fn with_streams(mut self, max_streams: usize) -> Result<Session, ExecError> {
+        self.order = self.graph.assign_streams(max_streams);
+        *self
+            .streams
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = self.fresh_streams()?;
+        *self
+            .buckets
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = Buckets::default();
+        Ok(self)
+    }
+
+    /// The stream plan runs follow.
+    pub fn stream_plan(&self) -> &StreamPlan {
+        &self.order
+    }
+
     /// How many shape buckets graph mode has compiled so far.
     pub fn compiles(&self) -> usize {
         self.buckets
@@ -398,13 +427,13 @@ impl Session {
 
     fn replay_on(
         &self,
-        stream: &Stream,
+        streams: &[Stream],
         symbols: &[(&str, usize)],
         inputs: &[(ValueId, Tensor)],
     ) -> Result<Vec<Tensor>, ExecError> {
         let sizes = self.bind_symbols(symbols)?;
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        let bucket = self.bucket(stream, &sizes, &mut buckets)?;
+        let bucket = self.bucket(streams, &sizes, &mut buckets)?;
         // Inputs go into the bucket's own buffers (checked like eager's).
         let mut given = std::collections::HashSet::new();
         for (v, data) in inputs {
@@ -422,8 +451,8 @@ impl Session {
             // the kernel pool's workers spinning between them rather than
             // parked (see `ThreadPool::stay_awake`).
             let _awake = pool::global().stay_awake();
-            stream.replay(&bucket.exec)?;
-            stream.synchronize()?;
+            streams[0].replay(&bucket.exec)?;
+            streams[0].synchronize()?;
         }
         self.graph
             .outputs()
@@ -453,12 +482,12 @@ impl Session {
     /// if this binding is new.
     fn bucket<'b>(
         &self,
-        stream: &Stream,
+        streams: &[Stream],
         sizes: &[usize],
         buckets: &'b mut Buckets,
     ) -> Result<&'b Compiled, ExecError> {
         if !buckets.by_sizes.contains_key(sizes) {
-            let compiled = self.compile(stream, sizes)?;
+            let compiled = self.compile(streams, sizes)?;
             buckets.by_sizes.insert(sizes.to_vec(), compiled);
             buckets.compiles += 1;
         }
@@ -468,7 +497,7 @@ impl Session {
     /// Plans the bucket `sizes` (f32 intermediates at their offsets in one
     /// arena, in place where the plan says), allocates it and captures its
     /// launch sequence.
-    fn compile(&self, stream: &Stream, sizes: &[usize]) -> Result<Compiled, ExecError> {
+    fn compile(&self, streams: &[Stream], sizes: &[usize]) -> Result<Compiled, ExecError> {
         let g = &self.graph;
         let named: Vec<(&str, usize)> = g
             .symbols()
@@ -476,7 +505,7 @@ impl Session {
             .map(String::as_str)
             .zip(sizes.iter().copied())
             .collect();
-        let plan = g.plan_memory(&named)?;
+        let plan = g.plan_memory_ordered(&named, &self.order.order())?;
         let arena = Arc::new(self.device.alloc_arena::<f32>(plan.arena_bytes / 4)?);
         let mut locs: HashMap<ValueId, Loc> = self
             .weights
@@ -500,9 +529,21 @@ impl Session {
             locs.insert(*v, Loc::Arena(at..at + slot.bytes / 4));
         }
         let mut workspace = 0;
-        stream.begin_capture()?;
-        let mut captured = Ok(());
-        for node in g.nodes() {
+        let main = &streams[0];
+        main.begin_capture()?;
+        let mut captured = self.fork(streams);
+        let events = self.node_events();
+        for (n, node) in g.nodes().iter().enumerate() {
+            if captured.is_err() {
+                break;
+            }
+            let stream = match self.wait_for_node(streams, &events, n) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    captured = Err(e);
+                    break;
+                }
+            };
             let planned = node
                 .outputs
                 .iter()
@@ -526,13 +567,15 @@ impl Session {
                     Some(&arena),
                     Mode::Graph,
                 )
-                .map(|scratch| workspace = workspace.max(scratch));
-            if captured.is_err() {
-                break;
-            }
+                .map(|scratch| workspace = workspace.max(scratch))
+                .and_then(|()| self.signal_node(stream, &events, n));
         }
-        let graph = stream.end_capture()?;
+        if captured.is_ok() {
+            captured = self.join(streams);
+        }
+        let graph = main.end_capture();
         captured?;
+        let graph = graph?;
         Ok(Compiled {
             locs,
             arena,
@@ -543,7 +586,7 @@ impl Session {
 
     fn run_on(
         &self,
-        stream: &Stream,
+        streams: &[Stream],
         symbols: &[(&str, usize)],
         inputs: &[(ValueId, Tensor)],
     ) -> Result<Vec<Tensor>, ExecError> {
@@ -570,15 +613,20 @@ impl Session {
         // A value's buffer is released after its last reader (graph
         // outputs never are: their last reader is `usize::MAX`).
         let last_use = g.last_readers();
+        let events = self.node_events();
         for (n, node) in g.nodes().iter().enumerate() {
+            let stream = self.wait_for_node(streams, &events, n)?;
             self.launch_node(stream, node, &sizes, &mut bufs, None, None, Mode::Eager)?;
+            self.signal_node(stream, &events, n)?;
             for &v in &node.inputs {
                 if last_use.get(&v) == Some(&n) && !self.weights.contains_key(&v) {
                     bufs.remove(&v);
                 }
             }
         }
-        stream.synchronize()?;
+        for stream in streams {
+            stream.synchronize()?;
+        }
         g.outputs()
             .iter()
             .map(|v| match bufs.get(v) {
@@ -589,6 +637,74 @@ impl Session {
                 }),
             })
             .collect()
+    }
+
+    /// One fresh stream per stream of the plan.
+    fn fresh_streams(&self) -> Result<Vec<Stream>, ExecError> {
+        (0..self.order.streams.max(1))
+            .map(|_| Ok(self.device.create_stream()?))
+            .collect()
+    }
+
+    /// An event for every node another stream waits on.
+    fn node_events(&self) -> Vec<Option<Event>> {
+        let mut events: Vec<Option<Event>> = vec![None; self.graph.nodes().len()];
+        for &w in self.order.waits.iter().flatten() {
+            events[w].get_or_insert_with(Event::new);
+        }
+        events
+    }
+
+    /// Node `n`'s stream, after it waits for the nodes on other streams
+    /// the plan orders it after.
+    fn wait_for_node<'s>(
+        &self,
+        streams: &'s [Stream],
+        events: &[Option<Event>],
+        n: usize,
+    ) -> Result<&'s Stream, ExecError> {
+        let stream = &streams[self.order.stream_of[n]];
+        for &w in &self.order.waits[n] {
+            if let Some(e) = &events[w] {
+                stream.wait_event(e)?;
+            }
+        }
+        Ok(stream)
+    }
+
+    /// Records node `n`'s event, if other streams wait on it.
+    fn signal_node(
+        &self,
+        stream: &Stream,
+        events: &[Option<Event>],
+        n: usize,
+    ) -> Result<(), ExecError> {
+        if let Some(e) = &events[n] {
+            stream.record(e)?;
+        }
+        Ok(())
+    }
+
+    /// At the start of a capture on the first stream, the others join it.
+    fn fork(&self, streams: &[Stream]) -> Result<(), ExecError> {
+        if streams.len() > 1 {
+            let start = Event::new();
+            streams[0].record(&start)?;
+            for s in &streams[1..] {
+                s.wait_event(&start)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// At the end of a capture, the first stream waits for the others.
+    fn join(&self, streams: &[Stream]) -> Result<(), ExecError> {
+        for s in streams.iter().skip(1) {
+            let end = Event::new();
+            s.record(&end)?;
+            streams[0].wait_event(&end)?;
+        }
+        Ok(())
     }
 
     fn bind_symbols(&self, symbols: &[(&str, usize)]) -> Result<Vec<usize>, ExecError> {

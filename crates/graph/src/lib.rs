@@ -55,5 +55,5 @@ pub use passes::{
     SwiGluEpilogue,
 };
 pub use plan::{MemoryPlan, Slot, ALIGN};
-pub use streams::StreamPlan;
+pub use streams::{Order, StreamPlan};
 pub use types::{DType, Dim, Shape, Sym};

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 
 use crate::error::GraphError;
 use crate::ir::{Def, Epilogue, Graph, Node, Op, ValueId};
+use crate::streams::Order;
 use crate::types::{DType, Dim};
 
 /// Alignment of every offset (a cache line, and any SIMD vector).
@@ -92,67 +93,125 @@ fn align(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
 
-/// Best-fit allocator over `[0, end)` with a sorted, merged free list.
+/// A free piece of the arena and the nodes that must have finished before
+/// a node may take it (its last value's producer and readers).
+#[derive(Debug, Clone)]
+struct Piece {
+    at: usize,
+    len: usize,
+    after: Vec<usize>,
+}
+
+/// Best-fit allocator over `[0, end)`. Free pieces are kept apart, each
+/// with the nodes it waits for: a node may take only pieces whose nodes
+/// all happen before it (adjacent ones merge into one run), so with
+/// several streams a reused byte is never touched by two unordered nodes.
 #[derive(Default)]
 struct Arena {
-    free: Vec<(usize, usize)>,
+    /// Sorted by offset, disjoint.
+    free: Vec<Piece>,
     end: usize,
 }
 
 impl Arena {
-    fn alloc(&mut self, size: usize) -> usize {
-        let best = self
-            .free
-            .iter()
-            .enumerate()
-            .filter(|(_, &(_, len))| len >= size)
-            .min_by_key(|(_, &(_, len))| len)
-            .map(|(i, _)| i);
-        match best {
-            Some(i) => {
-                let (at, len) = self.free[i];
-                if len == size {
-                    self.free.remove(i);
-                } else {
-                    self.free[i] = (at + size, len - size);
-                }
-                at
+    /// An extent of `size` bytes for node `n`.
+    fn alloc(&mut self, size: usize, n: usize, order: &Order) -> usize {
+        let ready = |p: &Piece| p.after.iter().all(|&t| order.happens_before(t, n));
+        // Runs of adjacent ready pieces: (start, len, first piece, pieces).
+        let mut runs: Vec<(usize, usize, usize, usize)> = Vec::new();
+        for (i, p) in self.free.iter().enumerate() {
+            if !ready(p) {
+                continue;
             }
-            None => {
-                // Grow: reuse a free extent that ends at the top.
-                if let Some(&(at, len)) = self.free.last() {
-                    if at + len == self.end {
-                        self.free.pop();
-                        self.end = at + size;
-                        return at;
-                    }
+            match runs.last_mut() {
+                Some(r) if r.0 + r.1 == p.at && r.2 + r.3 == i => {
+                    r.1 += p.len;
+                    r.3 += 1;
                 }
-                let at = self.end;
-                self.end += size;
-                at
+                _ => runs.push((p.at, p.len, i, 1)),
             }
         }
+        let best = runs
+            .iter()
+            .filter(|r| r.1 >= size)
+            .min_by_key(|r| r.1)
+            .copied();
+        let at = match best {
+            Some((at, ..)) => at,
+            None => match runs.last() {
+                // Grow: a ready run that ends at the top is reused.
+                Some(&(at, len, ..)) if at + len == self.end => {
+                    self.end = at + size;
+                    at
+                }
+                _ => {
+                    self.end += size;
+                    self.end - size
+                }
+            },
+        };
+        self.take(at, size);
+        at
     }
 
-    fn release(&mut self, at: usize, size: usize) {
-        let i = self.free.partition_point(|&(o, _)| o < at);
-        self.free.insert(i, (at, size));
-        // Merge with the next, then with the previous.
-        if i + 1 < self.free.len() && self.free[i].0 + self.free[i].1 == self.free[i + 1].0 {
-            self.free[i].1 += self.free[i + 1].1;
-            self.free.remove(i + 1);
+    /// Removes `[at, at + size)` from the free pieces.
+    fn take(&mut self, at: usize, size: usize) {
+        let end = at + size;
+        let mut kept = Vec::with_capacity(self.free.len() + 1);
+        for p in self.free.drain(..) {
+            let p_end = p.at + p.len;
+            if p_end <= at || p.at >= end {
+                kept.push(p);
+                continue;
+            }
+            if p.at < at {
+                kept.push(Piece {
+                    at: p.at,
+                    len: at - p.at,
+                    after: p.after.clone(),
+                });
+            }
+            if p_end > end {
+                kept.push(Piece {
+                    at: end,
+                    len: p_end - end,
+                    after: p.after,
+                });
+            }
         }
-        if i > 0 && self.free[i - 1].0 + self.free[i - 1].1 == self.free[i].0 {
-            self.free[i - 1].1 += self.free[i].1;
-            self.free.remove(i);
-        }
+        self.free = kept;
+    }
+
+    /// Frees `[at, at + size)` once every node of `after` has finished.
+    fn release(&mut self, at: usize, size: usize, after: Vec<usize>) {
+        let i = self.free.partition_point(|p| p.at < at);
+        self.free.insert(
+            i,
+            Piece {
+                at,
+                len: size,
+                after,
+            },
+        );
     }
 }
 
 impl Graph {
     /// Plans the intermediates' memory with every symbol bound by name
-    /// (all of them must be).
+    /// (all of them must be), for the nodes running one after the other.
     pub fn plan_memory(&self, sizes: &[(&str, usize)]) -> Result<MemoryPlan, GraphError> {
+        self.plan_memory_ordered(sizes, &self.assign_streams(1).order())
+    }
+
+    /// [`Graph::plan_memory`] for nodes spread over streams: bytes a value
+    /// leaves are reused only by a node that every reader of the value (and
+    /// its producer) happens before in `order`, and an op runs in place only
+    /// if every other reader of its input happens before it.
+    pub fn plan_memory_ordered(
+        &self,
+        sizes: &[(&str, usize)],
+        order: &Order,
+    ) -> Result<MemoryPlan, GraphError> {
         let graph_err = |reason: String| GraphError::Graph {
             graph: self.name.clone(),
             reason,
@@ -188,6 +247,13 @@ impl Graph {
             })
         };
         let last = self.last_readers();
+        // Every node that reads each value.
+        let mut readers: HashMap<ValueId, Vec<usize>> = HashMap::new();
+        for (n, node) in self.nodes.iter().enumerate() {
+            for &v in &node.inputs {
+                readers.entry(v).or_default().push(n);
+            }
+        }
         let mut arena = Arena::default();
         let mut slots: HashMap<ValueId, Slot> = HashMap::new();
         let mut separate = HashMap::new();
@@ -196,12 +262,16 @@ impl Graph {
         let mut total = 0usize;
         for (n, node) in self.nodes.iter().enumerate() {
             // An in-place output takes its input's extent when this node is
-            // the input's last reader and reads it only once.
+            // the input's last reader, reads it only once, and every other
+            // reader happens before it.
             let in_place = in_place_input(self, node)
                 .map(|i| node.inputs[i])
                 .filter(|v| {
                     slots.get(v).is_some_and(|s| s.last == n)
                         && node.inputs.iter().filter(|&u| u == v).count() == 1
+                        && readers[v]
+                            .iter()
+                            .all(|&r| r == n || order.happens_before(r, n))
                 });
             for &v in &node.outputs {
                 let bytes = bytes_of(v)?;
@@ -217,7 +287,7 @@ impl Graph {
                         handed_over.push(input);
                         (slots[&input].offset, Some(input))
                     }
-                    None => (arena.alloc(size), None),
+                    None => (arena.alloc(size, n, order), None),
                 };
                 slots.insert(
                     v,
@@ -241,7 +311,9 @@ impl Graph {
             freed.dedup();
             for v in freed {
                 let s = slots[&v];
-                arena.release(s.offset, align(s.bytes.max(1)));
+                let mut touched = readers.get(&v).cloned().unwrap_or_default();
+                touched.push(s.first);
+                arena.release(s.offset, align(s.bytes.max(1)), touched);
             }
         }
         Ok(MemoryPlan {

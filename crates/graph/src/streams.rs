@@ -93,6 +93,33 @@ impl StreamPlan {
         tails
     }
 
+    /// The order the plan guarantees: whether a node has surely finished
+    /// when another starts (same stream and earlier, or reached through
+    /// waits).
+    pub fn order(&self) -> Order {
+        let mut clock_of_stream = vec![vec![NONE; self.streams]; self.streams];
+        let mut after: Vec<Vec<usize>> = Vec::with_capacity(self.stream_of.len());
+        let mut before = Vec::with_capacity(self.stream_of.len());
+        for (n, &s) in self.stream_of.iter().enumerate() {
+            let mut clock = clock_of_stream[s].clone();
+            for &w in self.waits.get(n).map_or(&[][..], Vec::as_slice) {
+                for (c, &o) in clock.iter_mut().zip(&after[w]) {
+                    if *c == NONE || (o != NONE && o > *c) {
+                        *c = o;
+                    }
+                }
+            }
+            before.push(clock.clone());
+            clock[s] = n;
+            after.push(clock.clone());
+            clock_of_stream[s] = clock;
+        }
+        Order {
+            stream_of: self.stream_of.clone(),
+            before,
+        }
+    }
+
     /// A one-line account: streams used, cross-stream waits, the longest
     /// chain (critical path, in nodes) and the unit-cost span against the
     /// node count.
@@ -107,6 +134,29 @@ impl StreamPlan {
             self.stream_of.len(),
             self.span,
         )
+    }
+}
+
+/// "No node of that stream" in a vector clock.
+const NONE: usize = usize::MAX;
+
+/// Happens-before between the nodes of a [`StreamPlan`] (from
+/// [`StreamPlan::order`]): per node, the vector clock it starts with.
+#[derive(Debug, Clone)]
+pub struct Order {
+    stream_of: Vec<usize>,
+    /// Per node, per stream: the last node of that stream known finished
+    /// when this node starts (`NONE`: none).
+    before: Vec<Vec<usize>>,
+}
+
+impl Order {
+    /// Whether node `a` has finished whenever node `b` starts.
+    pub fn happens_before(&self, a: usize, b: usize) -> bool {
+        match (self.stream_of.get(a), self.before.get(b)) {
+            (Some(&s), Some(clock)) => clock[s] != NONE && clock[s] >= a,
+            _ => false,
+        }
     }
 }
 
