@@ -104,14 +104,26 @@ impl GraphBuilder {
         Ok(self.push_value(name, DType::F32, shape, Def::Const(data)))
     }
 
-    /// Adds a node applying `op` to `inputs`; its one output is named like
-    /// the node. Refuses inputs that do not exist or do not fit the op.
+    /// Adds a node applying `op` to `inputs`; its first output is named like
+    /// the node (see [`GraphBuilder::node_outputs`] for all of them).
+    /// Refuses inputs that do not exist or do not fit the op.
     pub fn node(
         &mut self,
         name: impl Into<String>,
         op: Op,
         inputs: &[ValueId],
     ) -> Result<ValueId, GraphError> {
+        Ok(self.node_outputs(name, op, inputs)?[0])
+    }
+
+    /// [`GraphBuilder::node`] returning every output (top-k's values and
+    /// indices, split's parts, a linear group's projections).
+    pub fn node_outputs(
+        &mut self,
+        name: impl Into<String>,
+        op: Op,
+        inputs: &[ValueId],
+    ) -> Result<Vec<ValueId>, GraphError> {
         let name = name.into();
         let err = |reason: String| GraphError::Node {
             node: name.clone(),
@@ -136,14 +148,13 @@ impl GraphBuilder {
                 self.push_value(name.clone(), dtype, shape, Def::Node { node, index })
             })
             .collect();
-        let first = outputs[0];
         self.graph.nodes.push(Node {
             name,
             op,
             inputs: inputs.to_vec(),
-            outputs,
+            outputs: outputs.clone(),
         });
-        Ok(first)
+        Ok(outputs)
     }
 
     /// Marks `v` as a graph output.
@@ -388,6 +399,33 @@ impl GraphBuilder {
     /// Index of the largest value along the last axis.
     pub fn argmax(&mut self, name: impl Into<String>, x: ValueId) -> Result<ValueId, GraphError> {
         self.node(name, Op::Argmax, &[x])
+    }
+
+    /// The `k` largest values along the last axis and their indices
+    /// (`(values, indices)`, largest first).
+    pub fn top_k(
+        &mut self,
+        name: impl Into<String>,
+        x: ValueId,
+        k: usize,
+    ) -> Result<(ValueId, ValueId), GraphError> {
+        let outs = self.node_outputs(name, Op::TopK { k }, &[x])?;
+        Ok((outs[0], outs[1]))
+    }
+
+    /// `x` cut along `axis` into consecutive parts of `sizes`.
+    pub fn split(
+        &mut self,
+        name: impl Into<String>,
+        x: ValueId,
+        axis: usize,
+        sizes: &[usize],
+    ) -> Result<Vec<ValueId>, GraphError> {
+        let op = Op::Split {
+            axis,
+            sizes: sizes.to_vec(),
+        };
+        self.node_outputs(name, op, &[x])
     }
 }
 

@@ -72,6 +72,8 @@ fn attributes(op: &Op, symbols: &[String]) -> String {
         Op::Transpose(perm) => format!(" perm={perm:?}"),
         Op::Slice { axis, start, end } => format!(" axis={axis} range={start}..{end}"),
         Op::Concat { axis } => format!(" axis={axis}"),
+        Op::TopK { k } => format!(" k={k}"),
+        Op::Split { axis, sizes } => format!(" axis={axis} sizes={sizes:?}"),
         Op::Linear(l) => {
             let norm = l
                 .rms_norm

@@ -158,6 +158,40 @@ pub(crate) fn infer(
             min_rank(0, x, 1)?;
             Ok(vec![(DType::U32, Shape(x.0[..x.rank() - 1].to_vec()))])
         }
+        Op::TopK { k } => {
+            let x = f32_input(0)?;
+            min_rank(0, x, 1)?;
+            match x.last() {
+                Some(Dim::Fixed(n)) if *k >= 1 && *k <= n => {
+                    let mut out = x.clone();
+                    out.0[x.rank() - 1] = Dim::Fixed(*k);
+                    Ok(vec![(DType::F32, out.clone()), (DType::U32, out)])
+                }
+                _ => Err(format!(
+                    "k = {k} does not fit the last axis of {} (fixed, at least k)",
+                    show(x)
+                )),
+            }
+        }
+        Op::Split { axis, sizes } => {
+            let x = f32_input(0)?;
+            match x.0.get(*axis) {
+                Some(Dim::Fixed(n)) if !sizes.is_empty() && sizes.iter().sum::<usize>() == *n => {
+                    Ok(sizes
+                        .iter()
+                        .map(|&part| {
+                            let mut out = x.clone();
+                            out.0[*axis] = Dim::Fixed(part);
+                            (DType::F32, out)
+                        })
+                        .collect())
+                }
+                _ => Err(format!(
+                    "parts {sizes:?} do not split axis {axis} of {} (fixed, summing to its length)",
+                    show(x)
+                )),
+            }
+        }
         Op::Fused(program) => fused(program, inputs, &show),
         Op::Transpose(perm) => {
             let x = f32_input(0)?;

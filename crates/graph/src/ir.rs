@@ -195,6 +195,21 @@ pub enum Op {
     /// Index of the largest value along the last axis (`u32`, last axis
     /// removed).
     Argmax,
+    /// The `k` largest values along the last axis and their indices: two
+    /// outputs, `f32[.., k]` values (largest first) and `u32[.., k]`
+    /// indices.
+    TopK {
+        /// How many to keep (at most the axis length).
+        k: usize,
+    },
+    /// `x` cut along `axis` (a fixed-size axis) into consecutive parts of
+    /// the given sizes, one output each.
+    Split {
+        /// The axis.
+        axis: usize,
+        /// Size of each part along the axis (they sum to its length).
+        sizes: Vec<usize>,
+    },
     /// A fused elementwise chain over any number of inputs (each the
     /// output's shape, or a suffix of it that broadcasts).
     Fused(Program),
@@ -258,6 +273,8 @@ impl Op {
             Op::Embedding => "embedding",
             Op::Reshape(_) => "reshape",
             Op::Argmax => "argmax",
+            Op::TopK { .. } => "top_k",
+            Op::Split { .. } => "split",
             Op::Fused(_) => "fused",
             Op::Transpose(_) => "transpose",
             Op::Slice { .. } => "slice",
@@ -283,6 +300,8 @@ impl Op {
             | Op::Softmax
             | Op::Reshape(_)
             | Op::Argmax
+            | Op::TopK { .. }
+            | Op::Split { .. }
             | Op::Transpose(_)
             | Op::Slice { .. }
             | Op::Reduce { .. } => Some(1),

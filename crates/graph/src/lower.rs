@@ -502,6 +502,34 @@ impl Session {
                     Ok(())
                 }))
             }
+            Op::TopK { k } => {
+                let in_dims = dims(node.inputs[0]);
+                let cols = in_dims.last().copied().unwrap_or(1).max(1);
+                let (rows, k) = (volume(&in_dims) / cols, *k);
+                launch(Box::new(move |kern, a| {
+                    let x = a.f32_in(kern, 0)?;
+                    let mut values = a.f32_out(kern, 0)?;
+                    let mut indices = a.out_of::<u32>(kern, 1)?;
+                    ops::top_k(&x, rows, cols, k, &mut indices, &mut values)?;
+                    Ok(())
+                }))
+            }
+            Op::Split { axis, sizes } => {
+                let in_dims = dims(node.inputs[0]);
+                let (outer, inner) = (volume(&in_dims[..*axis]), volume(&in_dims[*axis + 1..]));
+                let len = in_dims[*axis];
+                let sizes = sizes.clone();
+                launch(Box::new(move |k, a| {
+                    let x = a.f32_in(k, 0)?;
+                    let mut start = 0;
+                    for (i, &part) in sizes.iter().enumerate() {
+                        let mut out = a.f32_out(k, i)?;
+                        ops::slice_axis(&x, outer, len, inner, start, start + part, &mut out)?;
+                        start += part;
+                    }
+                    Ok(())
+                }))
+            }
             Op::Argmax => {
                 let in_dims = dims(node.inputs[0]);
                 let cols = in_dims.last().copied().unwrap_or(1).max(1);

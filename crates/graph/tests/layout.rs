@@ -82,3 +82,79 @@ fn layout_misuse_is_refused_naming_the_node() {
     let msg = err(b.concat("nothing", &[], 0));
     assert!(msg.contains("concat needs inputs"), "{msg}");
 }
+
+#[test]
+fn split_and_top_k_have_several_outputs_in_both_modes() {
+    let mut b = GraphBuilder::new("multi");
+    let t = b.symbol("tokens");
+    let x = b.input("x", DType::F32, (t, 10));
+    let parts = b.split("qkv", x, 1, &[5, 3, 2]).unwrap();
+    assert_eq!(parts.len(), 3);
+    let (values, indices) = b.top_k("best", x, 3).unwrap();
+    // A later reader of one part only: the others are outputs.
+    let doubled = b.scale("double", parts[1], 2.0).unwrap();
+    for v in [parts[0], doubled, parts[2], values, indices] {
+        b.output(v).unwrap();
+    }
+    let g = b.finish().unwrap();
+    let text = g.dump();
+    assert!(text.contains("split(%0) axis=1 sizes=[5, 3, 2]"), "{text}");
+    assert!(
+        text.contains("best: u32[tokens, 3] = top_k(%0) k=3"),
+        "{text}"
+    );
+    let session = Session::new(g, []).unwrap();
+    let tokens = 4;
+    // Distinct values in a scrambled order per row.
+    let data: Vec<f32> = (0..tokens * 10)
+        .map(|i| ((i * 7919) % 101) as f32 - 50.0)
+        .collect();
+    let inputs = [(x, Tensor::F32(data.clone()))];
+    let eager = session.run_eager(&[("tokens", tokens)], &inputs).unwrap();
+    session.run_graph(&[("tokens", tokens)], &inputs).unwrap();
+    session.poison_graph_buffers(f32::NAN).unwrap();
+    let graph = session.run_graph(&[("tokens", tokens)], &inputs).unwrap();
+    assert_eq!(eager, graph);
+    let cols = |v: &Tensor, from: usize, to: usize, scale: f32| -> bool {
+        let Tensor::F32(v) = v else { return false };
+        let w = to - from;
+        (0..tokens).all(|r| (0..w).all(|c| v[r * w + c] == scale * data[r * 10 + from + c]))
+    };
+    assert!(cols(&eager[0], 0, 5, 1.0));
+    assert!(cols(&eager[1], 5, 8, 2.0));
+    assert!(cols(&eager[2], 8, 10, 1.0));
+    let (Tensor::F32(vals), Tensor::U32(idx)) = (&eager[3], &eager[4]) else {
+        panic!("{:?}", &eager[3..]);
+    };
+    for r in 0..tokens {
+        let mut row: Vec<(f32, u32)> = (0..10).map(|c| (data[r * 10 + c], c as u32)).collect();
+        row.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for j in 0..3 {
+            assert_eq!((vals[r * 3 + j], idx[r * 3 + j]), row[j], "row {r}");
+        }
+    }
+}
+
+#[test]
+fn bad_split_and_top_k_are_refused_by_name() {
+    let mut b = GraphBuilder::new("bad");
+    let t = b.symbol("tokens");
+    let x = b.input("x", DType::F32, (t, 10));
+    let err = b
+        .split("blk.0.split", x, 1, &[5, 4])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("blk.0.split") && err.contains("do not split"),
+        "{err}"
+    );
+    let err = b.split("rows", x, 0, &[1]).unwrap_err().to_string();
+    assert!(err.contains("rows") && err.contains("fixed"), "{err}");
+    let err = b.top_k("blk.0.topk", x, 11).unwrap_err().to_string();
+    assert!(
+        err.contains("blk.0.topk") && err.contains("k = 11"),
+        "{err}"
+    );
+    let err = b.top_k("zero", x, 0).unwrap_err().to_string();
+    assert!(err.contains("zero"), "{err}");
+}
