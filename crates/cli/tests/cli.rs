@@ -327,3 +327,103 @@ fn graph_dump_prints_passes_plan_and_dot() {
     let out = exodus(&["graph", "dump", "--format", "q9_9"], None);
     assert!(!out.status.success());
 }
+
+#[test]
+fn graph_dump_and_bench_graph_take_the_decoder() {
+    let out = exodus(
+        &[
+            "graph",
+            "dump",
+            "--example",
+            "decoder",
+            "--layers",
+            "2",
+            "--vocab",
+            "256",
+            "--tokens",
+            "8",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "graph decoder(tokens) {",
+        "token_embd.weight: q4_1[256, 576] = weight",
+        "blk.1.attn_q.weight: q4_1[576, 576] = weight",
+        "output.weight: q4_1[256, 576] = weight",
+        "# memory plan for tokens = 8: arena ",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert!(!text.contains("blk.2."), "two layers only");
+    let path = std::env::temp_dir().join(format!("exodus-graph-modes-{}.json", std::process::id()));
+    let out = exodus(
+        &[
+            "bench",
+            "graph",
+            "--example",
+            "decoder",
+            "--layers",
+            "1",
+            "--vocab",
+            "64",
+            "--tokens",
+            "1,3",
+            "--repeats",
+            "1",
+            "--out",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("eager measured"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(report["example"], "decoder");
+    assert_eq!(report["layers"], 1);
+    assert_eq!(report["vocab"], 64);
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let measured = row["eager_measured_bytes"].as_u64().unwrap();
+        assert!(
+            measured >= row["eager_peak_bytes"].as_u64().unwrap(),
+            "{row}"
+        );
+    }
+    // Token ids count up from 0: more tokens than the vocabulary is refused.
+    let out = exodus(
+        &[
+            "bench",
+            "graph",
+            "--example",
+            "decoder",
+            "--layers",
+            "1",
+            "--vocab",
+            "4",
+            "--tokens",
+            "5",
+            "--out",
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--vocab 4"), "{err}");
+    let out = exodus(&["bench", "graph", "--example", "nope"], None);
+    assert!(!out.status.success());
+}

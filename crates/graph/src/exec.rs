@@ -412,6 +412,17 @@ impl Session {
         Ok(self)
     }
 
+    /// The counters of the allocator this session's buffers come from.
+    pub fn memory_stats(&self) -> exodus_runtime::MemoryStats {
+        self.device.allocator().stats()
+    }
+
+    /// Starts the allocator's peak counters afresh (see
+    /// [`exodus_runtime::CachingAllocator::reset_peak`]).
+    pub fn reset_peak_memory(&self) {
+        self.device.allocator().reset_peak();
+    }
+
     /// The stream plan runs follow.
     pub fn stream_plan(&self) -> &StreamPlan {
         &self.order

@@ -3,7 +3,8 @@
 //! per-(element type, class) free list and are handed out again without a
 //! real allocation; `empty_cache` returns them to the system. An optional
 //! limit on reserved bytes turns into a typed out-of-memory error after
-//! the cache has been released once.
+//! the cache has been released once. `reset_peak` starts the high-water
+//! marks afresh, so a caller can measure the peak of one piece of work.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -112,6 +113,16 @@ impl CachingAllocator {
     /// Current counters.
     pub fn stats(&self) -> MemoryStats {
         self.lock().stats
+    }
+
+    /// Starts the peak counters afresh: `peak_allocated_bytes` and
+    /// `peak_reserved_bytes` become the current `allocated_bytes` and
+    /// `reserved_bytes` (like `torch.cuda.reset_peak_memory_stats`), so a
+    /// later peak is the high-water mark since this call.
+    pub fn reset_peak(&self) {
+        let mut st = self.lock();
+        st.stats.peak_allocated_bytes = st.stats.allocated_bytes;
+        st.stats.peak_reserved_bytes = st.stats.reserved_bytes;
     }
 
     /// Returns every cached free block to the system.

@@ -1,8 +1,9 @@
 //! The caching allocator: freed blocks are reused without a real
 //! allocation, counters add up, `empty_cache` releases, the memory limit
-//! gives a typed out-of-memory error (after releasing the cache once).
+//! gives a typed out-of-memory error (after releasing the cache once),
+//! `reset_peak` starts the high-water marks from the current values.
 
-use exodus_runtime::{size_class, CpuDevice, Device, RuntimeError};
+use exodus_runtime::{size_class, CpuDevice, Device, MemoryStats, RuntimeError, MIN_CLASS_BYTES};
 
 #[test]
 fn freed_blocks_are_reused() {
@@ -139,4 +140,49 @@ fn host_copies_and_resize() {
     assert_eq!(dev.memory_stats().cached_blocks, 1, "old block cached");
     a.resize(2).unwrap();
     assert_eq!(a.to_host(), [1, 2]);
+}
+
+#[test]
+fn reset_peak_starts_the_high_water_marks_afresh() {
+    let dev = CpuDevice::new();
+    let alloc = dev.allocator();
+    let big = dev.alloc::<f32>(100_000).unwrap();
+    let small = dev.alloc::<f32>(1000).unwrap();
+    let (big_c, small_c) = (size_class(400_000).unwrap(), size_class(4000).unwrap());
+    drop(big);
+    let s = dev.memory_stats();
+    assert_eq!(s.peak_allocated_bytes, big_c + small_c);
+    assert_eq!(s.peak_reserved_bytes, big_c + small_c);
+    assert_eq!(
+        (s.allocated_bytes, s.reserved_bytes),
+        (small_c, big_c + small_c)
+    );
+    // The peaks drop to the current values; nothing else changes.
+    alloc.reset_peak();
+    let r = dev.memory_stats();
+    assert_eq!(r.peak_allocated_bytes, small_c);
+    assert_eq!(r.peak_reserved_bytes, big_c + small_c);
+    assert_eq!(
+        MemoryStats {
+            peak_allocated_bytes: s.peak_allocated_bytes,
+            ..r
+        },
+        s
+    );
+    // A later high-water mark is measured from there: a cached block
+    // reused raises allocated but not reserved.
+    let again = dev.alloc::<f32>(100_000).unwrap();
+    let t = dev.memory_stats();
+    assert_eq!(t.peak_allocated_bytes, big_c + small_c);
+    assert_eq!(t.peak_reserved_bytes, big_c + small_c);
+    drop((again, small));
+    alloc.empty_cache();
+    alloc.reset_peak();
+    let u = dev.memory_stats();
+    assert_eq!((u.peak_allocated_bytes, u.peak_reserved_bytes), (0, 0));
+    let tiny = dev.alloc::<u8>(10).unwrap();
+    let v = dev.memory_stats();
+    assert_eq!(v.peak_allocated_bytes, MIN_CLASS_BYTES);
+    assert_eq!(v.peak_reserved_bytes, MIN_CLASS_BYTES);
+    drop(tiny);
 }

@@ -34,6 +34,17 @@ enum Command {
 /// Arguments of `exodus bench graph`.
 #[derive(clap::Args)]
 struct GraphArgs {
+    /// Which graph: `block` (one SmolLM2-135M block) or `decoder` (a whole
+    /// SmolLM2-135M-shaped decoder: embedding, `--layers` blocks, final
+    /// norm, lm head over `--vocab` tokens).
+    #[arg(long, default_value = "block")]
+    example: String,
+    /// Blocks of the decoder (SmolLM2-135M has 30).
+    #[arg(long, default_value_t = exodus_graph::examples::SMOLLM2_135M_LAYERS)]
+    layers: usize,
+    /// Vocabulary of the decoder (SmolLM2-135M has 49152).
+    #[arg(long, default_value_t = exodus_graph::examples::SMOLLM2_135M_VOCAB)]
+    vocab: usize,
     /// Token counts to run (1 = a decode step, 512 = a prefill chunk).
     #[arg(long, value_delimiter = ',', default_value = "1,512")]
     tokens: Vec<usize>,
@@ -87,20 +98,50 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 /// `exodus bench graph`.
 fn graph_modes(a: &GraphArgs) -> anyhow::Result<()> {
     use exodus_graph::bench::compare_modes;
-    use exodus_graph::examples::{block, BlockDims};
+    use exodus_graph::examples::{block, decoder, BlockDims, CACHE_BLOCKS, CACHE_BLOCK_TOKENS};
     use exodus_kernels::attention::KvFormat;
+    anyhow::ensure!(a.repeats > 0, "--repeats must be at least 1");
     let format: exodus_numerics::Format = a
         .format
         .parse()
         .map_err(|e| anyhow::anyhow!("--format {}: {e}", a.format))?;
-    let graph = block(BlockDims::SMOLLM2_135M, format, KvFormat::Fp8E4M3)?;
+    let dims = BlockDims::SMOLLM2_135M;
+    let (graph, what) = match a.example.as_str() {
+        "block" => (
+            block(dims, format, KvFormat::Fp8E4M3)?,
+            "SmolLM2-135M block".to_owned(),
+        ),
+        "decoder" => {
+            anyhow::ensure!(a.layers > 0, "--layers must be at least 1");
+            anyhow::ensure!(a.vocab > 0, "--vocab must be at least 1");
+            // Token ids count up from 0, so every one must be in the vocabulary.
+            if let Some(&t) = a.tokens.iter().find(|&&t| t > a.vocab) {
+                anyhow::bail!(
+                    "--tokens {t} is more than --vocab {} (ids are 0..tokens)",
+                    a.vocab
+                );
+            }
+            (
+                decoder(dims, a.layers, a.vocab, format, KvFormat::Fp8E4M3)?,
+                format!(
+                    "SmolLM2-135M-shaped decoder, {} layers, vocab {}",
+                    a.layers, a.vocab
+                ),
+            )
+        }
+        other => anyhow::bail!("unknown --example {other:?} (known: block, decoder)"),
+    };
+    let capacity = CACHE_BLOCKS * CACHE_BLOCK_TOKENS;
+    if let Some(&t) = a.tokens.iter().find(|&&t| t == 0 || t > capacity) {
+        anyhow::bail!("--tokens {t}: each run needs 1 to {capacity} tokens (the KV cache size)");
+    }
     outln!(
-        "graph '{}' (SmolLM2-135M block, {} weights, attention over an FP8 KV cache from position 0), eager as written vs graph mode after passes",
+        "graph '{}' ({what}, {} weights, attention over an FP8 KV cache from position 0), eager as written vs graph mode after passes",
         graph.name(),
         a.format
     )?;
     outln!(
-        "{:>7} {:>11} {:>11} {:>11} {:>11} {:>7} {:>9} {:>7} {:>12} {:>12} {:>12}",
+        "{:>7} {:>11} {:>11} {:>11} {:>11} {:>7} {:>9} {:>7} {:>12} {:>12} {:>14} {:>12}",
         "tokens",
         "eager min",
         "eager med",
@@ -111,6 +152,7 @@ fn graph_modes(a: &GraphArgs) -> anyhow::Result<()> {
         "tasks",
         "sum bytes",
         "eager peak",
+        "eager measured",
         "graph bytes"
     )?;
     let mut rows = Vec::new();
@@ -119,7 +161,7 @@ fn graph_modes(a: &GraphArgs) -> anyhow::Result<()> {
         let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
         let speedup = r.eager.0.as_secs_f64() / r.graph.0.as_secs_f64();
         outln!(
-            "{:>7} {:>9.1}us {:>9.1}us {:>9.1}us {:>9.1}us {:>6.2}x {:>9} {:>7} {:>12} {:>12} {:>12}",
+            "{:>7} {:>9.1}us {:>9.1}us {:>9.1}us {:>9.1}us {:>6.2}x {:>9} {:>7} {:>12} {:>12} {:>14} {:>12}",
             tokens,
             us(r.eager.0),
             us(r.eager.1),
@@ -130,6 +172,7 @@ fn graph_modes(a: &GraphArgs) -> anyhow::Result<()> {
             r.graph_tasks,
             r.sum_bytes,
             r.eager_peak_bytes,
+            r.eager_measured_bytes,
             r.graph_bytes
         )?;
         rows.push(json!({
@@ -139,11 +182,15 @@ fn graph_modes(a: &GraphArgs) -> anyhow::Result<()> {
             "speedup_min": speedup,
             "eager_launches": r.eager_launches, "graph_tasks": r.graph_tasks,
             "sum_intermediate_bytes": r.sum_bytes, "eager_peak_bytes": r.eager_peak_bytes,
+            "eager_measured_bytes": r.eager_measured_bytes,
             "graph_intermediate_bytes": r.graph_bytes,
         }));
     }
     let report = json!({
-        "bench": "graph-modes", "graph": graph.name(), "format": a.format,
+        "bench": "graph-modes", "graph": graph.name(), "example": a.example,
+        "layers": (a.example == "decoder").then_some(a.layers),
+        "vocab": (a.example == "decoder").then_some(a.vocab),
+        "format": a.format,
         "repeats": a.repeats, "simd_level": cpu::active().name(), "rows": rows,
     });
     if let Some(dir) = a.out.parent() {

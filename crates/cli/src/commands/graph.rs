@@ -4,7 +4,9 @@
 //! real ones.
 
 use anyhow::Context;
-use exodus_graph::examples::{block, block_without_attention, BlockDims};
+use exodus_graph::examples::{
+    block, block_without_attention, decoder, BlockDims, SMOLLM2_135M_LAYERS, SMOLLM2_135M_VOCAB,
+};
 use exodus_graph::{default_passes, run_passes};
 use exodus_kernels::attention::KvFormat;
 use exodus_numerics::Format;
@@ -22,9 +24,17 @@ enum Command {
     /// and the memory plan.
     Dump {
         /// Which graph: `block` (a SmolLM2-135M block, attention over an
-        /// FP8 KV cache) or `block-no-attention`.
+        /// FP8 KV cache), `block-no-attention`, or `decoder` (a whole
+        /// SmolLM2-135M-shaped decoder: embedding, `--layers` blocks, final
+        /// norm, lm head over `--vocab` tokens).
         #[arg(long, default_value = "block")]
         example: String,
+        /// Blocks of the decoder (SmolLM2-135M has 30).
+        #[arg(long, default_value_t = SMOLLM2_135M_LAYERS)]
+        layers: usize,
+        /// Vocabulary of the decoder (SmolLM2-135M has 49152).
+        #[arg(long, default_value_t = SMOLLM2_135M_VOCAB)]
+        vocab: usize,
         /// Weight format of the matmuls (any `exodus formats` name).
         #[arg(long, default_value = "q4_1")]
         format: String,
@@ -42,6 +52,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
         Command::Dump {
             example,
+            layers,
+            vocab,
             format,
             tokens,
             dot,
@@ -53,9 +65,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             let mut graph = match example.as_str() {
                 "block" => block(BlockDims::SMOLLM2_135M, format, KvFormat::Fp8E4M3)?,
                 "block-no-attention" => block_without_attention(BlockDims::SMOLLM2_135M, format)?,
-                other => {
-                    anyhow::bail!("unknown --example {other:?} (known: block, block-no-attention)")
+                "decoder" => {
+                    anyhow::ensure!(*layers > 0, "--layers must be at least 1");
+                    anyhow::ensure!(*vocab > 0, "--vocab must be at least 1");
+                    decoder(
+                        BlockDims::SMOLLM2_135M,
+                        *layers,
+                        *vocab,
+                        format,
+                        KvFormat::Fp8E4M3,
+                    )?
                 }
+                other => anyhow::bail!(
+                    "unknown --example {other:?} (known: block, block-no-attention, decoder)"
+                ),
             };
             let before = graph.dump();
             let stats = run_passes(&mut graph, &default_passes())?;
