@@ -10,6 +10,8 @@
 //! allocator really held during one run ([`ModeReport::eager_measured_bytes`]):
 //! a buffer goes back to the allocator only once the stream has run its
 //! last reader, so while the host runs ahead of the stream more is live.
+//! "Intermediate" means every node-defined value except the graph's
+//! outputs (the results, which any mode hands back), in all three figures.
 
 use std::time::{Duration, Instant};
 
@@ -38,8 +40,8 @@ pub struct ModeReport {
     /// Tasks per graph-mode run (nodes after the passes), all in one
     /// submission.
     pub graph_tasks: usize,
-    /// Bytes of every intermediate of the graph as written, each on its
-    /// own.
+    /// Bytes of every intermediate of the graph as written (not its
+    /// outputs), each on its own.
     pub sum_bytes: usize,
     /// Most intermediate bytes eager mode holds at once if each value is
     /// released right after its last reader runs (a lower bound, computed
@@ -48,12 +50,14 @@ pub struct ModeReport {
     /// Intermediate bytes eager mode's allocator really held at its peak
     /// during one run, measured: the allocator's peak allocated bytes
     /// during the run, less what was allocated before it (weights, state)
-    /// and less the size classes of the run's uploaded inputs and
-    /// constants. In size classes (up to 25% above a value's bytes), and
+    /// and less the size classes of the run's uploaded inputs, constants
+    /// and outputs. In size classes (up to 25% above a value's bytes), and
     /// higher than [`ModeReport::eager_peak_bytes`] when buffers wait for
     /// the stream to run their last reader before they are freed.
     pub eager_measured_bytes: usize,
-    /// Bytes of graph mode's shared intermediate buffers.
+    /// Graph mode's intermediate bytes: its planned arena, u32
+    /// intermediates and the largest launch workspace
+    /// ([`Session::graph_intermediate_bytes`]).
     pub graph_bytes: usize,
 }
 
@@ -130,10 +134,15 @@ fn bound_size(graph: &Graph, symbols: &[(&str, usize)], d: &Dim) -> usize {
     }
 }
 
-/// Most bytes of intermediates alive at once when each is released after
-/// its last reader (eager mode's behaviour), under `sizes`.
+/// Most bytes of intermediates (node-defined values other than the graph's
+/// outputs) alive at once when each is released right after its last
+/// reader, and the sum of all of them, under `sizes`: the least any eager
+/// mode could hold.
 fn eager_peak(graph: &Graph, symbols: &[(&str, usize)]) -> (usize, usize) {
     let bytes = |v: ValueId| -> usize {
+        if graph.outputs().contains(&v) {
+            return 0;
+        }
         let info = &graph.values()[v.0 as usize];
         info.shape
             .0
@@ -181,9 +190,14 @@ fn time(
     Ok((t[0], t[t.len() / 2]))
 }
 
-/// Size-classed bytes a run of `graph` uploads besides intermediates: its
-/// inputs (`inputs`) and constants (uploaded by every eager run).
-fn uploaded_bytes(graph: &Graph, inputs: &[(ValueId, Tensor)]) -> usize {
+/// Size-classed bytes an eager run of `graph` allocates besides
+/// intermediates: its inputs (`inputs`), constants (uploaded by every eager
+/// run) and outputs (the results), under `symbols`.
+fn uploaded_bytes(
+    graph: &Graph,
+    symbols: &[(&str, usize)],
+    inputs: &[(ValueId, Tensor)],
+) -> usize {
     let class = |bytes: usize| size_class(bytes).unwrap_or(usize::MAX);
     let inputs: usize = inputs
         .iter()
@@ -203,7 +217,16 @@ fn uploaded_bytes(graph: &Graph, inputs: &[(ValueId, Tensor)]) -> usize {
             _ => 0,
         })
         .sum();
-    inputs.saturating_add(constants)
+    let outputs: usize = graph
+        .outputs()
+        .iter()
+        .map(|&v| {
+            let info = &graph.values()[v.0 as usize];
+            let n: usize = info.shape.0.iter().map(|d| bound_size(graph, symbols, d)).product();
+            class(n * 4)
+        })
+        .sum();
+    inputs.saturating_add(constants).saturating_add(outputs)
 }
 
 /// Runs `session` eagerly once under `symbols` and measures the
@@ -220,7 +243,7 @@ pub fn measure_eager_bytes(
     let peak = session.memory_stats().peak_allocated_bytes;
     Ok(peak
         .saturating_sub(before)
-        .saturating_sub(uploaded_bytes(session.graph(), inputs)))
+        .saturating_sub(uploaded_bytes(session.graph(), symbols, inputs)))
 }
 
 /// Runs `graph` eagerly as written and in graph mode after the default

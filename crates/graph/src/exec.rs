@@ -180,7 +180,8 @@ struct Compiled {
     arena: Arc<Arena<f32>>,
     exec: GraphExec,
     /// Bytes of planned intermediate memory (the arena and the u32
-    /// buffers, graph outputs included) plus the largest launch workspace.
+    /// buffers; not the graph's outputs) plus the largest launch
+    /// workspace.
     intermediate_bytes: usize,
 }
 
@@ -360,8 +361,10 @@ impl Session {
         result
     }
 
-    /// Bytes of the intermediate buffers graph mode uses for this binding
-    /// of the symbols (compiling the bucket if needed): the planned peak.
+    /// Bytes of intermediate memory graph mode holds for this binding of
+    /// the symbols (compiling the bucket if needed): the planned arena, the
+    /// u32 intermediates and the largest launch workspace; not the graph's
+    /// outputs, which every mode hands back.
     pub fn graph_intermediate_bytes(&self, symbols: &[(&str, usize)]) -> Result<usize, ExecError> {
         let sizes = self.bind_symbols(symbols)?;
         let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
@@ -530,7 +533,12 @@ impl Session {
                 (Def::Input, DType::F32) => Buf::F32(self.device.alloc(n)?),
                 (Def::Input, DType::U32) => Buf::U32(self.device.alloc(n)?),
                 (Def::Const(values), _) => Buf::F32(self.device.upload(values)?),
-                (Def::Node { .. }, DType::U32) => Buf::U32(self.device.alloc(n.max(1))?),
+                (Def::Node { .. }, DType::U32) if plan.separate.contains_key(&v) => {
+                    Buf::U32(self.device.alloc(n.max(1))?)
+                }
+                (Def::Node { .. }, DType::F32) if plan.separate.contains_key(&v) => {
+                    Buf::F32(self.device.alloc(n.max(1))?)
+                }
                 _ => continue,
             };
             locs.insert(v, Loc::Buf(buf));
@@ -591,7 +599,7 @@ impl Session {
             locs,
             arena,
             exec: graph.instantiate()?,
-            intermediate_bytes: plan.planned_bytes() + workspace,
+            intermediate_bytes: plan.intermediate_bytes() + workspace,
         })
     }
 

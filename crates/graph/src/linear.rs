@@ -17,7 +17,9 @@
 
 use std::sync::Arc;
 
-use exodus_kernels::matmul::{matmul_group_in, matmul_prepacked, PackedWeights, Weights};
+use exodus_kernels::matmul::{
+    matmul_group_in, matmul_prepacked, matmul_swiglu_in, PackedWeights, Weights,
+};
 use exodus_kernels::ops::{self, RmsNormParams};
 use exodus_kernels::{pool, Tiling};
 use exodus_numerics::cpu;
@@ -86,6 +88,9 @@ impl LinearLaunch {
             0
         };
         let epilogue = match self.spec.epilogue {
+            // One unpacked row: the kernel applies the activation per task
+            // and never holds the gate and up vectors.
+            Epilogue::SwiGlu if self.packed.is_none() && self.rows == 1 => 0,
             Epilogue::SwiGlu => 2 * m * self.weights[0].1,
             Epilogue::Residual if self.residual_in_place => m * self.weights[0].1,
             _ => 0,
@@ -170,6 +175,10 @@ impl LinearLaunch {
                             o.iter_mut().zip(&gate[..n]).for_each(|(o, p)| *o += p);
                         }
                     }
+                }
+                Epilogue::SwiGlu if self.packed.is_none() => {
+                    let o = &mut outs[0][span(0)];
+                    matmul_swiglu_in(pool::global(), xin, m, &ws[0], &ws[1], o)?;
                 }
                 Epilogue::SwiGlu => {
                     let n = self.weights[0].1;

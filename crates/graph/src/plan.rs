@@ -18,7 +18,8 @@
 //! then runs the kernel in place.
 //!
 //! The plan covers the f32 intermediates, which graph mode keeps in one
-//! arena; u32 intermediates (argmax results) keep their own buffers and are
+//! arena; u32 intermediates (argmax results) and the graph's outputs (the
+//! results handed back, alive to the end) keep their own buffers and are
 //! listed apart.
 
 use std::collections::HashMap;
@@ -54,17 +55,26 @@ pub struct MemoryPlan {
     pub slots: HashMap<ValueId, Slot>,
     /// Arena size: the planned peak of the f32 intermediates.
     pub arena_bytes: usize,
-    /// u32 intermediates, each in its own buffer: bytes by value.
+    /// Values in their own buffers (u32 intermediates, graph outputs):
+    /// bytes by value.
     pub separate: HashMap<ValueId, usize>,
-    /// Sum of every intermediate's (aligned) size, u32 ones included.
+    /// Bytes of the graph's outputs (among `separate`).
+    pub output_bytes: usize,
+    /// Sum of every node-defined value's (aligned) size, outputs included.
     pub total_bytes: usize,
 }
 
 impl MemoryPlan {
-    /// Bytes graph mode holds for intermediates: the arena plus the
-    /// separate u32 buffers.
+    /// Bytes graph mode holds for node-defined values: the arena plus the
+    /// separate buffers (graph outputs included).
     pub fn planned_bytes(&self) -> usize {
         self.arena_bytes + self.separate.values().sum::<usize>()
+    }
+
+    /// Bytes of intermediates proper: everything planned but the graph's
+    /// outputs (the results, which any mode must hand back).
+    pub fn intermediate_bytes(&self) -> usize {
+        self.planned_bytes() - self.output_bytes
     }
 }
 
@@ -257,6 +267,7 @@ impl Graph {
         let mut arena = Arena::default();
         let mut slots: HashMap<ValueId, Slot> = HashMap::new();
         let mut separate = HashMap::new();
+        let mut output_bytes = 0;
         // Inputs whose extent an output took over (not freed again).
         let mut handed_over: Vec<ValueId> = Vec::new();
         let mut total = 0usize;
@@ -278,6 +289,11 @@ impl Graph {
                 let size = align(bytes.max(1));
                 total += size;
                 let last = last.get(&v).copied().unwrap_or(n);
+                if self.outputs.contains(&v) {
+                    output_bytes += size;
+                    separate.insert(v, size);
+                    continue;
+                }
                 if self.values[v.0 as usize].dtype != DType::F32 {
                     separate.insert(v, size);
                     continue;
@@ -320,6 +336,7 @@ impl Graph {
             slots,
             arena_bytes: arena.end,
             separate,
+            output_bytes,
             total_bytes: total,
         })
     }

@@ -137,7 +137,10 @@ fn memory_plan_never_overlaps_live_values_and_beats_the_sum() {
         let plan = g
             .plan_memory(&[("tokens", 1 + (rng.next_u64() % 300) as usize)])
             .unwrap();
-        assert_eq!(plan.slots.len(), g.nodes().len());
+        // Every node-defined value is planned: in the arena, or (graph
+        // outputs) in a buffer of its own.
+        assert_eq!(plan.slots.len() + plan.separate.len(), g.nodes().len());
+        assert!(g.outputs().iter().all(|v| plan.separate.contains_key(v)));
         assert!(plan.arena_bytes <= plan.total_bytes);
         let slots: Vec<_> = plan.slots.iter().collect();
         for (i, (va, a)) in slots.iter().enumerate() {
@@ -175,6 +178,8 @@ fn memory_plan_never_overlaps_live_values_and_beats_the_sum() {
     let one = 512 * 576 * 4;
     assert_eq!(plan.total_bytes, 10 * one);
     assert_eq!(plan.arena_bytes, one);
+    assert_eq!(plan.output_bytes, one);
+    assert_eq!(plan.intermediate_bytes(), one);
     let err = GraphBuilder::new("x").finish().unwrap_err();
     assert!(err.to_string().contains("returns nothing"));
 }

@@ -65,3 +65,33 @@ fn a_group_refuses_outputs_that_do_not_fit() {
         matmul_group_in(&pool, &x, 1, &[&w, &w], &mut [&mut a[..], &mut short[..]]).unwrap_err();
     assert!(matches!(err, KernelError::LengthMismatch { .. }), "{err}");
 }
+
+#[test]
+fn swiglu_epilogue_matches_two_matmuls_and_the_activation_bit_for_bit() {
+    use exodus_kernels::matmul::matmul_swiglu_in;
+    use exodus_kernels::ops::swiglu;
+    let mut rng = SplitMix64::new(5);
+    for threads in [1, 2] {
+        let pool = ThreadPool::new(threads);
+        for (ki, &kind) in KINDS.iter().enumerate() {
+            let k = k_block(kind).max(32) * 2;
+            // Odd widths put SIMD tails at the end of the vector.
+            for n in [16, 67, 129, 1000] {
+                let (og, ou) = (make(kind, n, k, 7 * ki as u64), make(kind, n, k, 7 * ki as u64 + 1));
+                let (wg, wu) = (og.weights(n, k), ou.weights(n, k));
+                for rows in [1, 3] {
+                    let x = normal(&mut rng, rows * k);
+                    let mut fused = vec![f32::NAN; rows * n];
+                    matmul_swiglu_in(&pool, &x, rows, &wg, &wu, &mut fused).unwrap();
+                    let (mut g, mut u) = (vec![0f32; rows * n], vec![0f32; rows * n]);
+                    matmul_in(&pool, &x, rows, &wg, &mut g).unwrap();
+                    matmul_in(&pool, &x, rows, &wu, &mut u).unwrap();
+                    let mut want = vec![0f32; rows * n];
+                    swiglu(&g, &u, &mut want).unwrap();
+                    let same = want.iter().zip(&fused).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{kind}, n {n}, rows {rows}, {threads} threads");
+                }
+            }
+        }
+    }
+}

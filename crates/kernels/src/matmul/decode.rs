@@ -391,3 +391,53 @@ pub(crate) fn decode_group(
     }
     Ok(())
 }
+
+/// `out[j] = silu(x · W_gate[j]) * (x · W_up[j])` for one row of x in the
+/// decode regime, as one job without the gate and up vectors: each task
+/// computes the two dots of its columns (a multiple of 16 of them, so every
+/// SIMD tail of the activation falls where a whole-vector call's would) into
+/// stack scratch and applies [`crate::ops::swiglu`] to them. The dots are
+/// the ones [`decode`] computes and the activation the one `swiglu` applies
+/// to the whole vectors, so the result is the same bits. The caller checked
+/// that both weights have one row kernel, one `k` and one `n`, that x is
+/// one row of `k` and `out` is `n` long.
+pub(crate) fn decode_swiglu(
+    pool: &ThreadPool,
+    level: SimdLevel,
+    tiling: &Tiling,
+    x: &[f32],
+    gate: &Weights,
+    up: &Weights,
+    out: &mut [f32],
+) -> Result<()> {
+    let kernel = RowKernel::for_weights(gate);
+    let simd = Simd::new(level);
+    let qx = quantize_x(simd, kernel, x, 1, gate.k());
+    let ctx = |w| Ctx {
+        simd,
+        level,
+        kernel,
+        w,
+        x,
+        qx: qx.as_ref(),
+    };
+    let (g, u) = (ctx(gate), ctx(up));
+    let cols = tiling.decode_cols.max(1).next_multiple_of(SWIGLU_COLS).min(SWIGLU_COLS * 4);
+    let errors = FirstError::default();
+    pool.for_each_chunk_mut(out, cols, |t, chunk| {
+        let mut gv = [0f32; SWIGLU_COLS * 4];
+        let mut uv = [0f32; SWIGLU_COLS * 4];
+        for jj in 0..chunk.len() {
+            let j = t * cols + jj;
+            errors.keep(g.column(j, std::slice::from_mut(&mut gv[jj])));
+            errors.keep(u.column(j, std::slice::from_mut(&mut uv[jj])));
+        }
+        let n = chunk.len();
+        errors.keep(crate::ops::swiglu_with(level, &gv[..n], &uv[..n], chunk));
+    });
+    errors.into_result()
+}
+
+/// Columns per task of [`decode_swiglu`] are a multiple of this (the
+/// widest SIMD vector of the activation).
+const SWIGLU_COLS: usize = 16;

@@ -300,6 +300,57 @@ pub fn matmul_group_in(
     decode::decode_group(pool, level, &tilings[0], x, rows, ws, outs)
 }
 
+/// `out[rows, n] = silu(x · W_gateᵀ) * (x · W_upᵀ)`: the gate and up
+/// projections of a SwiGLU MLP with the activation as their epilogue, the
+/// same bits as [`matmul_in`] for each weight followed by
+/// [`crate::ops::swiglu`]. For one row in the decode regime it runs as one
+/// job that never holds the gate and up vectors (each task applies the
+/// activation to its own columns); otherwise it computes both into scratch
+/// and applies the activation after.
+///
+/// Errors: those of [`matmul_in`] for either weight, and
+/// [`KernelError::LengthMismatch`] when the weights differ in shape.
+pub fn matmul_swiglu_in(
+    pool: &ThreadPool,
+    x: &[f32],
+    rows: usize,
+    gate: &Weights,
+    up: &Weights,
+    out: &mut [f32],
+) -> Result<()> {
+    if (gate.n(), gate.k()) != (up.n(), up.k()) {
+        return Err(KernelError::LengthMismatch {
+            kernel: "matmul swiglu",
+            what: "up rows",
+            expected: gate.n(),
+            got: up.n(),
+        });
+    }
+    let level = cpu::active();
+    let tiling = tiling_for(rows, gate, pool.threads());
+    let fused = rows == 1
+        && tiling.regime == Regime::Decode
+        && tiling_for(rows, up, pool.threads()).regime == Regime::Decode
+        && decode::RowKernel::for_weights(gate) == decode::RowKernel::for_weights(up);
+    if fused {
+        check_shapes(x, rows, gate, out)?;
+        tiling.check(gate.k_block())?;
+        if gate.n() == 0 {
+            return Ok(());
+        }
+        if gate.k() == 0 {
+            // Both dots are 0 and silu(0) * 0 is 0.
+            out.fill(0.0);
+            return Ok(());
+        }
+        return decode::decode_swiglu(pool, level, &tiling, x, gate, up, out);
+    }
+    let mut g = vec![0f32; out.len()];
+    let mut u = vec![0f32; out.len()];
+    matmul_group_in(pool, x, rows, &[gate, up], &mut [&mut g, &mut u])?;
+    crate::ops::swiglu(&g, &u, out)
+}
+
 /// `out[rows, n] = x[rows, k] · W[n, k]ᵀ` with everything explicit: the
 /// pool, the SIMD level (a level the CPU lacks runs the scalar code) and
 /// the tiling (which also picks the regime).
