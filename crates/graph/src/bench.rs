@@ -193,11 +193,7 @@ fn time(
 /// Size-classed bytes an eager run of `graph` allocates besides
 /// intermediates: its inputs (`inputs`), constants (uploaded by every eager
 /// run) and outputs (the results), under `symbols`.
-fn uploaded_bytes(
-    graph: &Graph,
-    symbols: &[(&str, usize)],
-    inputs: &[(ValueId, Tensor)],
-) -> usize {
+fn uploaded_bytes(graph: &Graph, symbols: &[(&str, usize)], inputs: &[(ValueId, Tensor)]) -> usize {
     let class = |bytes: usize| size_class(bytes).unwrap_or(usize::MAX);
     let inputs: usize = inputs
         .iter()
@@ -222,7 +218,12 @@ fn uploaded_bytes(
         .iter()
         .map(|&v| {
             let info = &graph.values()[v.0 as usize];
-            let n: usize = info.shape.0.iter().map(|d| bound_size(graph, symbols, d)).product();
+            let n: usize = info
+                .shape
+                .0
+                .iter()
+                .map(|d| bound_size(graph, symbols, d))
+                .product();
             class(n * 4)
         })
         .sum();

@@ -77,7 +77,10 @@ fn swiglu_epilogue_matches_two_matmuls_and_the_activation_bit_for_bit() {
             let k = k_block(kind).max(32) * 2;
             // Odd widths put SIMD tails at the end of the vector.
             for n in [16, 67, 129, 1000] {
-                let (og, ou) = (make(kind, n, k, 7 * ki as u64), make(kind, n, k, 7 * ki as u64 + 1));
+                let (og, ou) = (
+                    make(kind, n, k, 7 * ki as u64),
+                    make(kind, n, k, 7 * ki as u64 + 1),
+                );
                 let (wg, wu) = (og.weights(n, k), ou.weights(n, k));
                 for rows in [1, 3] {
                     let x = normal(&mut rng, rows * k);
@@ -88,7 +91,10 @@ fn swiglu_epilogue_matches_two_matmuls_and_the_activation_bit_for_bit() {
                     matmul_in(&pool, &x, rows, &wu, &mut u).unwrap();
                     let mut want = vec![0f32; rows * n];
                     swiglu(&g, &u, &mut want).unwrap();
-                    let same = want.iter().zip(&fused).all(|(a, b)| a.to_bits() == b.to_bits());
+                    let same = want
+                        .iter()
+                        .zip(&fused)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(same, "{kind}, n {n}, rows {rows}, {threads} threads");
                 }
             }

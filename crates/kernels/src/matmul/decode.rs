@@ -422,7 +422,11 @@ pub(crate) fn decode_swiglu(
         qx: qx.as_ref(),
     };
     let (g, u) = (ctx(gate), ctx(up));
-    let cols = tiling.decode_cols.max(1).next_multiple_of(SWIGLU_COLS).min(SWIGLU_COLS * 4);
+    let cols = tiling
+        .decode_cols
+        .max(1)
+        .next_multiple_of(SWIGLU_COLS)
+        .min(SWIGLU_COLS * 4);
     let errors = FirstError::default();
     pool.for_each_chunk_mut(out, cols, |t, chunk| {
         let mut gv = [0f32; SWIGLU_COLS * 4];
