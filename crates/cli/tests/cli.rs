@@ -309,10 +309,17 @@ fn graph_dump_prints_passes_plan_and_dot() {
         "common-subexpression-elimination",
         "dead-code-elimination",
         "# after passes",
-        "# memory plan for tokens = 64: arena ",
+        "# stream plan: 1 stream, 0 cross-stream waits",
+        "# memory plan for tokens = 64: intermediates ",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
+    let out = exodus(&["graph", "dump", "--streams", "3"], None);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("# stream plan: 2 streams") && text.contains("(waits for "),
+        "{text}"
+    );
     let out = exodus(&["graph", "dump", "--dot", "--format", "q8_0"], None);
     assert!(out.status.success());
     let dot = String::from_utf8(out.stdout).unwrap();
@@ -356,7 +363,7 @@ fn graph_dump_and_bench_graph_take_the_decoder() {
         "token_embd.weight: q4_1[256, 576] = weight",
         "blk.1.attn_q.weight: q4_1[576, 576] = weight",
         "output.weight: q4_1[256, 576] = weight",
-        "# memory plan for tokens = 8: arena ",
+        "# memory plan for tokens = 8: intermediates ",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }

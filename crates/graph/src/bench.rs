@@ -255,12 +255,23 @@ pub fn compare_modes(
     symbols: &[(&str, usize)],
     repeats: usize,
 ) -> Result<ModeReport, ExecError> {
+    compare_modes_on(graph, symbols, repeats, 1)
+}
+
+/// [`compare_modes`] with both sessions spreading independent branches
+/// over up to `streams` streams ([`Session::with_streams`]).
+pub fn compare_modes_on(
+    graph: &Graph,
+    symbols: &[(&str, usize)],
+    repeats: usize,
+    streams: usize,
+) -> Result<ModeReport, ExecError> {
     let weights = random_weights(graph, 1)?;
     let inputs = random_inputs(graph, symbols);
     let mut optimised = graph.clone();
     run_passes(&mut optimised, &default_passes())?;
-    let eager_session = Session::new(graph.clone(), weights.clone())?;
-    let graph_session = Session::new(optimised.clone(), weights)?;
+    let eager_session = Session::new(graph.clone(), weights.clone())?.with_streams(streams)?;
+    let graph_session = Session::new(optimised.clone(), weights)?.with_streams(streams)?;
     let first_eager = eager_session.run_eager(symbols, &inputs)?;
     let first_graph = graph_session.run_graph(symbols, &inputs)?;
     if first_eager != first_graph {

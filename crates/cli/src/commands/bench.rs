@@ -54,6 +54,9 @@ struct GraphArgs {
     /// Timed runs per mode.
     #[arg(long, default_value_t = 20)]
     repeats: usize,
+    /// Streams both modes spread independent branches over.
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
     /// Where to write the JSON report.
     #[arg(long, default_value = "bench/results/graph-modes.json")]
     out: PathBuf,
@@ -97,7 +100,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
 /// `exodus bench graph`.
 fn graph_modes(a: &GraphArgs) -> anyhow::Result<()> {
-    use exodus_graph::bench::compare_modes;
+    use exodus_graph::bench::compare_modes_on;
     use exodus_graph::examples::{block, decoder, BlockDims, CACHE_BLOCKS, CACHE_BLOCK_TOKENS};
     use exodus_kernels::attention::KvFormat;
     anyhow::ensure!(a.repeats > 0, "--repeats must be at least 1");
@@ -157,7 +160,7 @@ fn graph_modes(a: &GraphArgs) -> anyhow::Result<()> {
     )?;
     let mut rows = Vec::new();
     for &tokens in &a.tokens {
-        let r = compare_modes(&graph, &[("tokens", tokens)], a.repeats)?;
+        let r = compare_modes_on(&graph, &[("tokens", tokens)], a.repeats, a.streams)?;
         let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
         let speedup = r.eager.0.as_secs_f64() / r.graph.0.as_secs_f64();
         outln!(
@@ -191,7 +194,7 @@ fn graph_modes(a: &GraphArgs) -> anyhow::Result<()> {
         "layers": (a.example == "decoder").then_some(a.layers),
         "vocab": (a.example == "decoder").then_some(a.vocab),
         "format": a.format,
-        "repeats": a.repeats, "simd_level": cpu::active().name(), "rows": rows,
+        "repeats": a.repeats, "streams": a.streams, "simd_level": cpu::active().name(), "rows": rows,
     });
     if let Some(dir) = a.out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -44,6 +44,10 @@ enum Command {
         /// Print Graphviz DOT (after the passes) instead of text.
         #[arg(long)]
         dot: bool,
+        /// Streams to spread independent branches over (the stream plan
+        /// printed at the end, and the memory plan made for it).
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
     },
 }
 
@@ -57,6 +61,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             format,
             tokens,
             dot,
+            streams,
         } => {
             let format: Format = format
                 .parse()
@@ -100,12 +105,37 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 )?;
             }
             outln!("\n# after passes\n{}", graph.dump())?;
-            let plan = graph.plan_memory(&[("tokens", *tokens)])?;
+            let stream_plan = graph.assign_streams(*streams);
+            outln!("# stream plan: {}", stream_plan.summary())?;
+            for (n, node) in graph.nodes().iter().enumerate() {
+                let waits: Vec<String> = stream_plan.waits[n]
+                    .iter()
+                    .map(|&w| graph.nodes()[w].name.clone())
+                    .collect();
+                let waits = if waits.is_empty() {
+                    String::new()
+                } else {
+                    format!("  (waits for {})", waits.join(", "))
+                };
+                outln!(
+                    "  stream {}: {}{waits}",
+                    stream_plan.stream_of[n],
+                    node.name
+                )?;
+            }
+            let plan = graph.plan_memory_ordered(&[("tokens", *tokens)], &stream_plan.order())?;
+            let in_place = plan
+                .slots
+                .values()
+                .filter(|s| s.in_place_of.is_some())
+                .count();
             outln!(
-                "# memory plan for tokens = {tokens}: arena {} bytes (planned peak) vs {} bytes for every intermediate on its own ({:.2}x)",
+                "\n# memory plan for tokens = {tokens}: intermediates {} bytes (arena {} + own buffers {}; {in_place} computed in place) vs {} bytes for every intermediate on its own; outputs {} bytes",
+                plan.intermediate_bytes(),
                 plan.arena_bytes,
-                plan.total_bytes,
-                plan.total_bytes as f64 / plan.arena_bytes.max(1) as f64
+                plan.intermediate_bytes() - plan.arena_bytes,
+                plan.total_bytes - plan.output_bytes,
+                plan.output_bytes,
             )?;
             Ok(())
         }
