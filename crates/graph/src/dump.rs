@@ -84,7 +84,8 @@ fn attributes(op: &Op, symbols: &[String]) -> String {
                 Epilogue::Residual => " epilogue=residual",
                 Epilogue::SwiGlu => " epilogue=swiglu",
             };
-            format!("{norm} weights={}{epilogue}", l.weights)
+            let bias = if l.bias { " bias" } else { "" };
+            format!("{norm} weights={}{bias}{epilogue}", l.weights)
         }
         Op::Attention { heads, scale } => match scale {
             Some(s) => format!(" heads={heads} scale={s}"),
@@ -97,6 +98,17 @@ fn attributes(op: &Op, symbols: &[String]) -> String {
                 .map(|s| match s {
                     Step::Unary(u, a) => format!("{}(r{a})", Op::Unary(*u).name()),
                     Step::Binary(b, a, c) => format!("{b:?}(r{a}, r{c})").to_lowercase(),
+                    Step::Norm {
+                        layer,
+                        x,
+                        weight,
+                        bias,
+                        eps,
+                    } => {
+                        let name = if *layer { "layer_norm" } else { "rms_norm" };
+                        let bias = bias.map(|b| format!(", r{b}")).unwrap_or_default();
+                        format!("{name}(r{x}, r{weight}{bias}) eps={eps}")
+                    }
                 })
                 .collect();
             format!(" [{}]", steps.join("; "))

@@ -2,7 +2,7 @@
 //! one launch, chunk by chunk, with the intermediates in L1-sized
 //! registers instead of whole tensors.
 
-use exodus_kernels::ops::{self, GeluApprox};
+use exodus_kernels::ops::{self, GeluApprox, LayerNormParams, RmsNormParams};
 use exodus_kernels::KernelError;
 
 use crate::ir::{Binary, Program, Step, Unary};
@@ -11,6 +11,24 @@ use crate::ir::{Binary, Program, Step, Unary};
 /// multiple of every SIMD width, so each step's vector tail falls where a
 /// whole-tensor call's would.
 pub(crate) const FUSED_CHUNK: usize = 1024;
+
+/// Elements per chunk: [`FUSED_CHUNK`], or for a program that normalizes
+/// rows of `row` values, whole rows: the smallest multiple of both `row`
+/// and 16 (so SIMD tails still fall where a whole-tensor call's would),
+/// repeated up to about [`FUSED_CHUNK`].
+fn chunk_len(program: &Program, row: usize) -> usize {
+    if !program.has_norm() || row == 0 {
+        return FUSED_CHUNK;
+    }
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let unit = row / gcd(row, 16) * 16;
+    unit * (FUSED_CHUNK / unit).max(1)
+}
 
 /// An input of a fused program.
 #[derive(Clone, Copy)]
@@ -31,15 +49,17 @@ pub(crate) enum FusedInput<'a> {
 pub(crate) fn run_fused(
     program: &Program,
     inputs: &[FusedInput<'_>],
+    row: usize,
     out: &mut [f32],
 ) -> Result<(), KernelError> {
     let total = out.len();
     let n_in = inputs.len();
-    let mut regs: Vec<Vec<f32>> = vec![vec![0f32; FUSED_CHUNK]; n_in + program.steps.len()];
+    let chunk = chunk_len(program, row);
+    let mut regs: Vec<Vec<f32>> = vec![vec![0f32; chunk]; n_in + program.steps.len()];
     let direct =
         |r: usize| matches!(inputs.get(r), Some(FusedInput::Values(v)) if v.len() == total);
-    for start in (0..total).step_by(FUSED_CHUNK) {
-        let len = FUSED_CHUNK.min(total - start);
+    for start in (0..total).step_by(chunk) {
+        let len = chunk.min(total - start);
         for (i, input) in inputs.iter().enumerate() {
             match input {
                 FusedInput::Values(v) if v.len() != total && !v.is_empty() => {
@@ -73,6 +93,23 @@ pub(crate) fn run_fused(
                         ops::gelu(read(a), o, approx)?
                     }
                     Step::Unary(Unary::Scale(f), a) => ops::scale(read(a), f, o)?,
+                    Step::Norm {
+                        layer,
+                        x,
+                        weight,
+                        bias,
+                        eps,
+                    } => {
+                        let rows = len / row.max(1);
+                        let w = &read(weight)[..row];
+                        if layer {
+                            let b = bias.map(|b| &read(b)[..row]);
+                            let p = LayerNormParams { eps };
+                            ops::layer_norm(read(x), w, b, o, rows, row, &p)?
+                        } else {
+                            ops::rms_norm(read(x), w, o, rows, row, &RmsNormParams { eps })?
+                        }
+                    }
                     Step::Binary(op, a, b) => {
                         let f = match op {
                             Binary::Add => ops::add,

@@ -302,10 +302,23 @@ fn linear(
             .map_err(|e| format!("weight {}: {e}", i - first))?;
         outs.extend(out);
     }
+    if l.bias {
+        for i in 0..l.weights {
+            let (bd, b) = inputs[l.first_bias() + i];
+            let n = outs[i].1.last();
+            if *bd != DType::F32 || n.is_none() || b.0 != [n.unwrap_or(Dim::Fixed(0))] {
+                return Err(format!(
+                    "bias {i} must be f32 of the output width {}, is {bd}{}",
+                    show(&outs[i].1),
+                    show(b)
+                ));
+            }
+        }
+    }
     match l.epilogue {
         Epilogue::None => Ok(outs),
         Epilogue::Residual => {
-            let (rd, r) = inputs[first + 1];
+            let (rd, r) = inputs[l.arity() - 1];
             if *rd != DType::F32 || *r != outs[0].1 {
                 return Err(format!(
                     "the residual must be f32{}, is {rd}{}",
@@ -415,8 +428,31 @@ fn fused(
     for (i, step) in program.steps.iter().enumerate() {
         let written = inputs.len() + i;
         let reads = match *step {
-            Step::Unary(_, a) => [a, a],
-            Step::Binary(_, a, b) => [a, b],
+            Step::Unary(_, a) => [a, a, a],
+            Step::Binary(_, a, b) => [a, b, b],
+            Step::Norm {
+                x,
+                weight,
+                bias,
+                eps,
+                ..
+            } => {
+                if !(eps.is_finite() && eps >= 0.0) {
+                    return Err(format!("step {i}: eps {eps} must be finite and >= 0"));
+                }
+                // Weight and bias: inputs of the rows' width.
+                let row = Shape(vec![full.last().unwrap_or(Dim::Fixed(0))]);
+                for p in std::iter::once(weight).chain(bias) {
+                    let fits = inputs.get(p).is_some_and(|(_, s)| **s == row);
+                    if !fits || full.rank() == 0 {
+                        return Err(format!(
+                            "step {i}: norm parameter register {p} must be an input of shape {}",
+                            show(&row)
+                        ));
+                    }
+                }
+                [x, weight, bias.unwrap_or(weight)]
+            }
         };
         if let Some(r) = reads.iter().find(|&&r| r >= written) {
             return Err(format!("step {i} reads register {r} before it is written"));

@@ -88,6 +88,29 @@ pub enum Step {
     Unary(Unary, usize),
     /// A binary function of two registers.
     Binary(Binary, usize, usize),
+    /// A norm over each row (the output's last axis) of register `x`, with
+    /// the weight (and, for a layer norm, the bias) in input registers of
+    /// the row's width. A program with a norm runs in chunks of whole
+    /// rows.
+    Norm {
+        /// Layer norm (mean and variance) or RMS norm.
+        layer: bool,
+        /// The normalized register.
+        x: usize,
+        /// The weight's input register.
+        weight: usize,
+        /// The bias's input register (layer norm).
+        bias: Option<usize>,
+        /// Added to the mean square (variance).
+        eps: f32,
+    },
+}
+
+impl Program {
+    /// Whether a step normalizes rows (so chunks must be whole rows).
+    pub fn has_norm(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::Norm { .. }))
+    }
 }
 
 /// The elementwise chain a fusion pass folded into one node: run in one
@@ -112,8 +135,9 @@ pub enum Epilogue {
 
 /// A linear layer as the fusion passes assemble it, run as one launch:
 /// optionally an RMS norm of x first, then the matmuls of one or more
-/// weights against the (normalized) x, then an epilogue. Inputs: `[x,
-/// norm weight (if rms_norm), W_0, .., W_{weights-1}, residual (if
+/// weights against the (normalized) x, each plus its bias if it has one,
+/// then an epilogue. Inputs: `[x, norm weight (if rms_norm), W_0, ..,
+/// W_{weights-1}, b_0, .., b_{weights-1} (if bias), residual (if
 /// Epilogue::Residual)]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Linear {
@@ -121,6 +145,8 @@ pub struct Linear {
     pub rms_norm: Option<f32>,
     /// How many weights read x (each `[n_i, k]`, all of one `k`).
     pub weights: usize,
+    /// Each weight's product gets a bias `[n_i]` added (Qwen2's q/k/v).
+    pub bias: bool,
     /// What follows the matmuls.
     pub epilogue: Epilogue,
 }
@@ -130,6 +156,7 @@ impl Linear {
     pub const MATMUL: Linear = Linear {
         rms_norm: None,
         weights: 1,
+        bias: false,
         epilogue: Epilogue::None,
     };
 
@@ -138,9 +165,16 @@ impl Linear {
         1 + usize::from(self.rms_norm.is_some())
     }
 
+    /// Index of the first bias among the inputs (when there are biases).
+    pub fn first_bias(&self) -> usize {
+        self.first_weight() + self.weights
+    }
+
     /// How many inputs the node takes.
     pub fn arity(&self) -> usize {
-        self.first_weight() + self.weights + usize::from(self.epilogue == Epilogue::Residual)
+        self.first_bias()
+            + if self.bias { self.weights } else { 0 }
+            + usize::from(self.epilogue == Epilogue::Residual)
     }
 }
 

@@ -116,9 +116,22 @@ impl LinearLaunch {
             .zip(&self.weights)
             .map(|(b, &(format, n))| Weights::new(format, b, n, k))
             .collect::<Result<Vec<_>, _>>()?;
+        let biases = match self.spec.bias {
+            true => (0..self.spec.weights)
+                .map(|i| a.f32_in(kern, self.spec.first_bias() + i))
+                .collect::<Result<Vec<_>, _>>()?,
+            false => Vec::new(),
+        };
+        let add_bias = |i: usize, rows: &mut [f32]| {
+            if let Some(b) = biases.get(i) {
+                for row in rows.chunks_mut(b.len().max(1)) {
+                    row.iter_mut().zip(b.iter()).for_each(|(o, b)| *o += b);
+                }
+            }
+        };
         let residual = match self.spec.epilogue {
             Epilogue::Residual if !self.residual_in_place => {
-                Some(a.f32_in(kern, first + self.spec.weights)?)
+                Some(a.f32_in(kern, self.spec.arity() - 1)?)
             }
             _ => None,
         };
@@ -156,6 +169,9 @@ impl LinearLaunch {
                         .map(|(i, o)| &mut o[span(i)])
                         .collect();
                     self.matmuls(xin, m, &ws, &mut views)?;
+                    for (i, v) in views.iter_mut().enumerate() {
+                        add_bias(i, v);
+                    }
                 }
                 Epilogue::Residual => {
                     // The same single addition `add` does (in either
@@ -164,6 +180,7 @@ impl LinearLaunch {
                     match &residual {
                         Some(r) => {
                             self.matmuls(xin, m, &ws, &mut [&mut *o])?;
+                            add_bias(0, o);
                             o.iter_mut().zip(&r[span(0)]).for_each(|(o, r)| *o += r);
                         }
                         None => {
@@ -172,6 +189,7 @@ impl LinearLaunch {
                             let n = o.len();
                             gate.resize(n, 0.0);
                             self.matmuls(xin, m, &ws, &mut [&mut gate[..n]])?;
+                            add_bias(0, &mut gate[..n]);
                             o.iter_mut().zip(&gate[..n]).for_each(|(o, p)| *o += p);
                         }
                     }

@@ -407,6 +407,7 @@ impl Session {
             Op::Fused(program) => {
                 let program = program.clone();
                 let n_in = node.inputs.len();
+                let row = out_dims.last().copied().unwrap_or(1);
                 let alias = (0..n_in).find(|&i| in_place(i));
                 launch(Box::new(move |k, a| {
                     let ins = (0..n_in)
@@ -422,7 +423,7 @@ impl Session {
                             None => FusedInput::InOutput,
                         })
                         .collect();
-                    run_fused(&program, &inputs, &mut a.f32_out(k, 0)?)?;
+                    run_fused(&program, &inputs, row, &mut a.f32_out(k, 0)?)?;
                     Ok(())
                 }))
             }

@@ -209,10 +209,13 @@ impl Pass for CommonSubexpressions {
 }
 
 /// Folds chains of elementwise nodes (add, sub, mul, div, unary functions,
-/// swiglu) into single [`Op::Fused`] nodes: a producer joins its consumer's
-/// group when the consumer is its only reader, it is not a graph output,
-/// and it has the consumer's output shape. The fused node runs in one
-/// launch and keeps the intermediates in cache-sized chunks.
+/// swiglu) and the row norms among them (rms_norm, layer_norm: a norm and
+/// the elementwise ops that follow it, as a decomposed LayerNorm's scale
+/// and shift are) into single [`Op::Fused`] nodes: a producer joins its
+/// consumer's group when the consumer is its only reader, it is not a graph
+/// output, and it has the consumer's output shape. The fused node runs in
+/// one launch and keeps the intermediates in cache-sized chunks (whole rows
+/// when it normalizes).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ElementwiseFusion;
 
@@ -226,6 +229,20 @@ fn as_step(op: &Op, regs: &[usize]) -> Option<Step> {
         Op::Div => bin(Binary::Div),
         Op::SwiGlu => bin(Binary::SwiGlu),
         Op::Unary(u) => Some(Step::Unary(*u, regs[0])),
+        Op::RmsNorm { eps } => Some(Step::Norm {
+            layer: false,
+            x: regs[0],
+            weight: regs[1],
+            bias: None,
+            eps: *eps,
+        }),
+        Op::LayerNorm { eps } => Some(Step::Norm {
+            layer: true,
+            x: regs[0],
+            weight: regs[1],
+            bias: Some(regs[2]),
+            eps: *eps,
+        }),
         _ => None,
     }
 }
@@ -236,7 +253,7 @@ impl Pass for ElementwiseFusion {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
-        let fusable = |op: &Op| as_step(op, &[0, 0]).is_some();
+        let fusable = |op: &Op| as_step(op, &[0, 0, 0]).is_some();
         let uses = graph.use_counts();
         // group[n]: the root (last node) of node n's group.
         let mut group: Vec<usize> = (0..graph.nodes.len()).collect();
@@ -405,7 +422,7 @@ impl Pass for MatMulEpilogues {
     fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
         let uses = graph.use_counts();
         let mut keep = vec![true; graph.nodes.len()];
-        let mut folded = 0;
+        let (mut folded, mut biases) = (0, 0);
         for n in 0..graph.nodes.len() {
             if graph.nodes[n].op != Op::Add {
                 continue;
@@ -415,45 +432,59 @@ impl Pass for MatMulEpilogues {
                 .shape
                 .clone();
             // The operand that is the result of a one-weight layer with no
-            // epilogue that only this add reads.
-            let pick = [(b, a), (a, b)].into_iter().find_map(|(mm, res)| {
+            // epilogue that only this add reads; the other operand is a
+            // residual of the output's shape, or a bias of its last axis
+            // (only onto a layer without one yet).
+            let pick = [(b, a), (a, b)].into_iter().find_map(|(mm, other)| {
                 let p = producer(graph, mm)?;
                 let l = linear_of(&graph.nodes[p].op)?;
+                let other_shape = &graph.values[other.0 as usize].shape;
+                let as_bias = !l.bias
+                    && other_shape.rank() == 1
+                    && other_shape.last() == out_shape.last()
+                    && out_shape.rank() == 2;
                 let fits = keep[p]
                     && l.weights == 1
                     && l.epilogue == Epilogue::None
                     && uses[mm.0 as usize] == 1
-                    && graph.values[res.0 as usize].shape == out_shape
-                    && graph.values[mm.0 as usize].shape == out_shape;
-                fits.then_some((p, l, res))
+                    && graph.values[mm.0 as usize].shape == out_shape
+                    && (*other_shape == out_shape || as_bias);
+                fits.then_some((p, l, other, *other_shape != out_shape))
             });
-            let Some((p, l, residual)) = pick else {
+            let Some((p, l, other, is_bias)) = pick else {
                 continue;
             };
             let mut inputs = graph.nodes[p].inputs.clone();
-            inputs.push(residual);
+            inputs.push(other);
             let name = format!("{}+{}", graph.nodes[p].name, graph.nodes[n].name);
             let node = &mut graph.nodes[n];
-            node.op = Op::Linear(Linear {
-                epilogue: Epilogue::Residual,
-                ..l
+            node.op = Op::Linear(if is_bias {
+                Linear { bias: true, ..l }
+            } else {
+                Linear {
+                    epilogue: Epilogue::Residual,
+                    ..l
+                }
             });
             node.inputs = inputs;
             node.name = name;
             keep[p] = false;
             folded += 1;
+            biases += usize::from(is_bias);
         }
         if folded > 0 {
             graph.compact(&keep, &HashMap::new());
         }
         Ok(format!(
-            "folded {folded} residual additions into their matmuls"
+            "folded {biases} bias and {} residual additions into their matmuls",
+            folded - biases
         ))
     }
 }
 
-/// Groups the plain matmuls that read the same x with weights of one type
-/// (a layer's q/k/v projections, its gate and up projections) into one
+/// Groups the plain matmuls (or matmuls with a bias) that read the same x
+/// with weights of one type (a layer's q/k/v projections, its gate and up
+/// projections) into one
 /// [`Op::Linear`] node with an output per weight, placed where the first
 /// of them was. In the decode regime the group runs as one job: x is
 /// quantized once and one fork/join covers every output.
@@ -466,14 +497,29 @@ impl Pass for MatMulGroups {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<String, GraphError> {
-        // Plain matmuls by (x, weight type), in node order.
-        let mut groups: Vec<((ValueId, String), Vec<usize>)> = Vec::new();
+        // One-weight layers without norm or epilogue by (x, weight type,
+        // bias or not), in node order.
+        let mut groups: Vec<((ValueId, String, bool), Vec<usize>)> = Vec::new();
         for (n, node) in graph.nodes.iter().enumerate() {
-            if node.op != Op::MatMul {
+            let bias = match linear_of(&node.op) {
+                Some(Linear {
+                    rms_norm: None,
+                    weights: 1,
+                    bias,
+                    epilogue: Epilogue::None,
+                }) => bias,
+                _ => continue,
+            };
+            // Weights and biases must exist before any member (they are
+            // weights or constants), so the group can sit at the first.
+            if node.inputs[1..]
+                .iter()
+                .any(|v| producer(graph, *v).is_some())
+            {
                 continue;
             }
             let w_type = graph.values[node.inputs[1].0 as usize].dtype.to_string();
-            let key = (node.inputs[0], w_type);
+            let key = (node.inputs[0], w_type, bias);
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, members)) => members.push(n),
                 None => groups.push((key, vec![n])),
@@ -481,20 +527,26 @@ impl Pass for MatMulGroups {
         }
         let mut keep = vec![true; graph.nodes.len()];
         let (mut made, mut merged) = (0, 0);
-        for (_, members) in groups.iter().filter(|(_, m)| m.len() > 1) {
+        for ((_, _, bias), members) in groups.iter().filter(|(_, m)| m.len() > 1) {
             let first = members[0];
             let mut inputs = vec![graph.nodes[first].inputs[0]];
+            let mut biases = Vec::new();
             let mut outputs = Vec::with_capacity(members.len());
             let mut names = Vec::with_capacity(members.len());
             for &m in members {
                 inputs.push(graph.nodes[m].inputs[1]);
+                if *bias {
+                    biases.push(graph.nodes[m].inputs[2]);
+                }
                 outputs.push(graph.nodes[m].outputs[0]);
                 names.push(graph.nodes[m].name.clone());
                 keep[m] = m == first;
             }
+            inputs.extend(biases);
             let node = &mut graph.nodes[first];
             node.op = Op::Linear(Linear {
                 weights: members.len(),
+                bias: *bias,
                 ..Linear::MATMUL
             });
             node.inputs = inputs;
@@ -539,7 +591,7 @@ impl Pass for SwiGluEpilogue {
                 && producer(graph, up) == Some(p)
                 && uses[gate.0 as usize] == 1
                 && uses[up.0 as usize] == 1
-                && matches!(graph.nodes[p].op, Op::Linear(l) if l.weights == 2 && l.epilogue == Epilogue::None);
+                && matches!(graph.nodes[p].op, Op::Linear(l) if l.weights == 2 && !l.bias && l.epilogue == Epilogue::None);
             let Op::Linear(l) = graph.nodes[p].op else {
                 continue;
             };

@@ -103,10 +103,18 @@ fn random_layers(rng: &mut SplitMix64, format: &str) -> Graph {
         };
         let n_mm = 1 + (rng.next_u64() % 3) as usize;
         let width = [64, 96][(rng.next_u64() % 2) as usize];
+        // Sometimes every projection of the layer has a bias (Qwen2's q/k/v).
+        let biased = rng.next_u64().is_multiple_of(3);
         let outs: Vec<ValueId> = (0..n_mm)
             .map(|i| {
                 let w = b.weight(format!("l{layer}.w{i}"), w_type, (width, k));
-                b.matmul(format!("l{layer}.mm{i}"), h, w).unwrap()
+                let y = b.matmul(format!("l{layer}.mm{i}"), h, w).unwrap();
+                if biased {
+                    let bias = b.weight(format!("l{layer}.b{i}"), DType::F32, (width,));
+                    b.add(format!("l{layer}.bias{i}"), y, bias).unwrap()
+                } else {
+                    y
+                }
             })
             .collect();
         let mut y = match (rng.next_u64() % 3, n_mm) {
@@ -162,6 +170,7 @@ fn malformed_linear_nodes_are_refused_by_name() {
             Linear {
                 rms_norm: None,
                 weights: 1,
+                bias: false,
                 epilogue: Epilogue::SwiGlu,
             },
             vec![0, 1],
@@ -173,6 +182,7 @@ fn malformed_linear_nodes_are_refused_by_name() {
             Linear {
                 rms_norm: Some(1e-5),
                 weights: 1,
+                bias: false,
                 epilogue: Epilogue::None,
             },
             vec![0, 3, 1],
@@ -184,6 +194,7 @@ fn malformed_linear_nodes_are_refused_by_name() {
             Linear {
                 rms_norm: None,
                 weights: 2,
+                bias: false,
                 epilogue: Epilogue::None,
             },
             vec![0, 1],
@@ -214,4 +225,37 @@ fn malformed_linear_nodes_are_refused_by_name() {
         let err = g.verify().unwrap_err().to_string();
         assert!(err.contains("layer0.bad") && err.contains(want), "{err}");
     }
+}
+
+#[test]
+fn biased_projections_group_and_keep_their_bits() {
+    // Qwen2-style q/k/v with biases, and an o projection with a bias and a
+    // residual.
+    let mut b = GraphBuilder::new("qkv_bias");
+    let t = b.symbol("tokens");
+    let x = b.input("x", DType::F32, (t, 64));
+    let w = DType::Weights("q8_0".parse().unwrap());
+    let mut outs = Vec::new();
+    for (name, n) in [("q", 64), ("k", 32), ("v", 32)] {
+        let wt = b.weight(format!("{name}.weight"), w, (n, 64));
+        let bias = b.weight(format!("{name}.bias"), DType::F32, (n,));
+        let y = b.matmul(name, x, wt).unwrap();
+        outs.push(b.add(format!("{name}.add_bias"), y, bias).unwrap());
+    }
+    let wo = b.weight("o.weight", w, (64, 64));
+    let bo = b.weight("o.bias", DType::F32, (64,));
+    let o = b.matmul("o", outs[0], wo).unwrap();
+    let o = b.add("o.add_bias", o, bo).unwrap();
+    let y = b.add("residual", x, o).unwrap();
+    for v in [y, outs[1], outs[2]] {
+        b.output(v).unwrap();
+    }
+    let g = b.finish().unwrap();
+    let mut opt = g.clone();
+    let stats = run_passes(&mut opt, &default_passes()).unwrap();
+    let text = opt.dump();
+    assert!(text.contains("weights=3 bias"), "{text}\n{stats:?}");
+    assert!(text.contains("weights=1 bias epilogue=residual"), "{text}");
+    assert_eq!(opt.nodes().len(), 2, "{text}");
+    same_bits(&g, &opt, &[1, 3, 70], 9);
 }

@@ -316,7 +316,7 @@ fn residual_additions_fold_into_their_matmuls_with_the_same_bits() {
     let stats = run_passes(&mut opt, &[&MatMulEpilogues]).unwrap();
     assert_eq!(stats[0].nodes, (15, 13), "{stats:?}");
     assert!(
-        stats[0].detail.contains("folded 2 residual additions"),
+        stats[0].detail.contains("and 2 residual additions"),
         "{stats:?}"
     );
     let text = opt.dump();
@@ -346,5 +346,57 @@ fn residual_additions_fold_into_their_matmuls_with_the_same_bits() {
             want,
             "tokens {tokens}"
         );
+    }
+}
+
+#[test]
+fn norms_fuse_with_the_elementwise_ops_that_follow() {
+    // A decomposed LayerNorm (GPT-2 / BERT style exports): norm, scale,
+    // shift, activation; rows of 40 (not a multiple of any SIMD width).
+    let mut b = GraphBuilder::new("ln_chain");
+    let t = b.symbol("tokens");
+    let x = b.input("x", DType::F32, (t, 40));
+    let ones = b.constant("ones", (40,), vec![1.0; 40]).unwrap();
+    let zeros = b.constant("zeros", (40,), vec![0.0; 40]).unwrap();
+    let gamma = b
+        .constant(
+            "gamma",
+            (40,),
+            (0..40).map(|i| 0.5 + i as f32 / 40.0).collect(),
+        )
+        .unwrap();
+    let beta = b
+        .constant(
+            "beta",
+            (40,),
+            (0..40).map(|i| i as f32 / 80.0 - 0.25).collect(),
+        )
+        .unwrap();
+    let n = b.layer_norm("ln", x, ones, zeros, 1e-5).unwrap();
+    let s = b.mul("scale", n, gamma).unwrap();
+    let s = b.add("shift", s, beta).unwrap();
+    let s = b.gelu("act", s, true).unwrap();
+    let r = b.rms_norm("rms", s, gamma, 1e-6).unwrap();
+    let y = b.add("residual", r, x).unwrap();
+    b.output(y).unwrap();
+    let g = b.finish().unwrap();
+    let mut opt = g.clone();
+    let stats = run_passes(&mut opt, &[&ElementwiseFusion]).unwrap();
+    assert_eq!(stats[0].nodes, (6, 1), "{stats:?}");
+    let text = opt.dump();
+    assert!(
+        text.contains("layer_norm(r0, r1, r2)") && text.contains("rms_norm("),
+        "{text}"
+    );
+    for tokens in [1, 5, 1029] {
+        let before = run(g.clone(), x, tokens, 40);
+        assert_eq!(run(opt.clone(), x, tokens, 40), before, "tokens {tokens}");
+        let session = Session::new(opt.clone(), []).unwrap();
+        let data = normal(tokens * 40, 7);
+        let inputs = [(x, Tensor::F32(data))];
+        session.run_graph(&[("tokens", tokens)], &inputs).unwrap();
+        session.poison_graph_buffers(f32::NAN).unwrap();
+        let replayed = session.run_graph(&[("tokens", tokens)], &inputs).unwrap();
+        assert_eq!(replayed, before, "tokens {tokens}");
     }
 }
