@@ -369,6 +369,8 @@ fn graph_dump_and_bench_graph_take_the_decoder() {
     }
     assert!(!text.contains("blk.2."), "two layers only");
     let path = std::env::temp_dir().join(format!("exodus-graph-modes-{}.json", std::process::id()));
+    let trace =
+        std::env::temp_dir().join(format!("exodus-graph-trace-{}.json", std::process::id()));
     let out = exodus(
         &[
             "bench",
@@ -385,6 +387,10 @@ fn graph_dump_and_bench_graph_take_the_decoder() {
             "1",
             "--out",
             path.to_str().unwrap(),
+            "--streams",
+            "2",
+            "--trace",
+            trace.to_str().unwrap(),
         ],
         None,
     );
@@ -395,6 +401,16 @@ fn graph_dump_and_bench_graph_take_the_decoder() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("eager measured"), "{text}");
+    // The trace has a span per run and the launches of both modes.
+    let spans = std::fs::read_to_string(&trace).unwrap();
+    std::fs::remove_file(&trace).unwrap();
+    for want in [
+        "graph run, 3 tokens",
+        "eager run, 1 tokens",
+        "blk.0.attention",
+    ] {
+        assert!(spans.contains(want), "missing {want:?} in the trace");
+    }
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     std::fs::remove_file(&path).unwrap();

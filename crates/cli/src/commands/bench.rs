@@ -57,6 +57,11 @@ struct GraphArgs {
     /// Streams both modes spread independent branches over.
     #[arg(long, default_value_t = 1)]
     streams: usize,
+    /// After the timing, run each token count once more in each mode with
+    /// tracing on and write a Chrome/Perfetto trace: a span per run and
+    /// one per launch on each stream (`exodus trace summary FILE`).
+    #[arg(long)]
+    trace: Option<PathBuf>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "bench/results/graph-modes.json")]
     out: PathBuf,
@@ -202,7 +207,59 @@ fn graph_modes(a: &GraphArgs) -> anyhow::Result<()> {
     std::fs::write(&a.out, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", a.out.display()))?;
     outln!("wrote {}", a.out.display())?;
+    if let Some(path) = &a.trace {
+        trace_modes(&graph, &a.tokens, a.streams, path)?;
+        outln!("wrote trace {}", path.display())?;
+    }
     Ok(())
+}
+
+/// Runs `graph` once per token count in each mode with tracing on (graph
+/// mode compiled beforehand, so the trace shows replays) and writes the
+/// trace: a `run` span per run, and the runtime's span per launch on each
+/// stream's track.
+fn trace_modes(
+    graph: &exodus_graph::Graph,
+    tokens: &[usize],
+    streams: usize,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use exodus_graph::bench::{random_inputs, random_weights};
+    use exodus_graph::{default_passes, run_passes, Session};
+    let weights = random_weights(graph, 1)?;
+    let mut optimised = graph.clone();
+    run_passes(&mut optimised, &default_passes())?;
+    let eager = Session::new(graph.clone(), weights.clone())?.with_streams(streams)?;
+    let compiled = Session::new(optimised, weights)?.with_streams(streams)?;
+    let runs: Vec<_> = tokens
+        .iter()
+        .map(|&t| {
+            let symbols = [("tokens", t)];
+            let inputs = random_inputs(graph, &symbols);
+            (t, symbols, inputs)
+        })
+        .collect();
+    for (_, symbols, inputs) in &runs {
+        compiled.run_graph(symbols, inputs)?;
+    }
+    exodus_trace::set_enabled(true);
+    let traced = (|| -> anyhow::Result<()> {
+        for (t, symbols, inputs) in &runs {
+            {
+                let _run = exodus_trace::span(format!("eager run, {t} tokens"), "run");
+                eager.run_eager(symbols, inputs)?;
+            }
+            let _run = exodus_trace::span(format!("graph run, {t} tokens"), "run");
+            compiled.run_graph(symbols, inputs)?;
+        }
+        Ok(())
+    })();
+    exodus_trace::set_enabled(false);
+    let trace = exodus_trace::take();
+    traced?;
+    trace
+        .write(path)
+        .with_context(|| format!("writing trace {}", path.display()))
 }
 
 /// One measured case, as reported.
