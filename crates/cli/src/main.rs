@@ -27,6 +27,9 @@ enum Command {
     /// Inspect compute graphs: the IR before and after passes, pass
     /// statistics, the memory plan, Graphviz DOT.
     Graph(commands::graph::Args),
+    /// Inspect a GGUF model file: version, metadata, a table of tensors
+    /// (name, type, shape, bytes, offset) and totals.
+    Inspect(commands::inspect::Args),
     /// Benchmarks: `exodus bench kernels` (every kernel at model shapes,
     /// against this machine's FMA peak and memcpy bandwidth).
     Bench(commands::bench::Args),
@@ -39,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Convert(args) => commands::convert::run(&args),
         Command::Trace(args) => commands::trace::run(&args),
         Command::Graph(args) => commands::graph::run(&args),
+        Command::Inspect(args) => commands::inspect::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
     };
     match result {

@@ -21,4 +21,5 @@ pub mod bench;
 pub mod convert;
 pub mod formats;
 pub mod graph;
+pub mod inspect;
 pub mod trace;
