@@ -401,6 +401,16 @@ impl GraphBuilder {
         self.node(name, Op::Argmax, &[x])
     }
 
+    /// Rows `rows` (u32 indices) of the matrix `x`.
+    pub fn gather(
+        &mut self,
+        name: impl Into<String>,
+        x: ValueId,
+        rows: ValueId,
+    ) -> Result<ValueId, GraphError> {
+        self.node(name, Op::Gather, &[x, rows])
+    }
+
     /// The `k` largest values along the last axis and their indices
     /// (`(values, indices)`, largest first).
     pub fn top_k(

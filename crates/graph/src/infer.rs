@@ -158,6 +158,18 @@ pub(crate) fn infer(
             min_rank(0, x, 1)?;
             Ok(vec![(DType::U32, Shape(x.0[..x.rank() - 1].to_vec()))])
         }
+        Op::Gather => {
+            let x = f32_input(0)?;
+            let (id, idx) = inputs[1];
+            match (&x.0[..], &idx.0[..]) {
+                ([_, d], [n]) if *id == DType::U32 => Ok(vec![(DType::F32, Shape(vec![*n, *d]))]),
+                _ => Err(format!(
+                    "needs x[rows, width] and u32 row indices [n], got {} and {id}{}",
+                    show(x),
+                    show(idx)
+                )),
+            }
+        }
         Op::TopK { k } => {
             let x = f32_input(0)?;
             min_rank(0, x, 1)?;

@@ -236,6 +236,9 @@ pub enum Op {
         /// How many to keep (at most the axis length).
         k: usize,
     },
+    /// Rows of an f32 matrix by index: inputs `[x[m, d], rows (u32[n])]`,
+    /// output `[n, d]` (the positions a step needs logits for).
+    Gather,
     /// `x` cut along `axis` (a fixed-size axis) into consecutive parts of
     /// the given sizes, one output each.
     Split {
@@ -308,6 +311,7 @@ impl Op {
             Op::Reshape(_) => "reshape",
             Op::Argmax => "argmax",
             Op::TopK { .. } => "top_k",
+            Op::Gather => "gather",
             Op::Split { .. } => "split",
             Op::Fused(_) => "fused",
             Op::Transpose(_) => "transpose",

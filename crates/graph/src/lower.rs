@@ -503,6 +503,14 @@ impl Session {
                     Ok(())
                 }))
             }
+            Op::Gather => {
+                let width = out_dims.get(1).copied().unwrap_or(0);
+                launch(Box::new(move |k, a| {
+                    let (x, rows) = (a.f32_in(k, 0)?, a.in_of::<u32>(k, 1)?);
+                    ops::gather_rows(&x, width, &rows, &mut a.f32_out(k, 0)?)?;
+                    Ok(())
+                }))
+            }
             Op::TopK { k } => {
                 let in_dims = dims(node.inputs[0]);
                 let cols = in_dims.last().copied().unwrap_or(1).max(1);

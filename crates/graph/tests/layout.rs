@@ -158,3 +158,35 @@ fn bad_split_and_top_k_are_refused_by_name() {
     let err = b.top_k("zero", x, 0).unwrap_err().to_string();
     assert!(err.contains("zero"), "{err}");
 }
+
+#[test]
+fn gather_takes_rows_by_index_and_refuses_rows_past_the_end() {
+    let mut b = GraphBuilder::new("gather");
+    let t = b.symbol("tokens");
+    let n = b.symbol("outputs");
+    let x = b.input("x", DType::F32, (t, 3));
+    let rows = b.input("rows", DType::U32, (n,));
+    let y = b.gather("last", x, rows).unwrap();
+    b.output(y).unwrap();
+    let g = b.finish().unwrap();
+    assert!(g.dump().contains("last: f32[outputs, 3] = gather(%0, %1)"));
+    let session = Session::new(g, []).unwrap();
+    let data: Vec<f32> = (0..12).map(|v| v as f32).collect();
+    let syms = [("tokens", 4), ("outputs", 2)];
+    let good = [
+        (x, Tensor::F32(data.clone())),
+        (rows, Tensor::U32(vec![3, 0])),
+    ];
+    let want = Tensor::F32(vec![9.0, 10.0, 11.0, 0.0, 1.0, 2.0]);
+    assert_eq!(session.run_eager(&syms, &good).unwrap(), vec![want.clone()]);
+    assert_eq!(session.run_graph(&syms, &good).unwrap(), vec![want.clone()]);
+    let bad = [(x, Tensor::F32(data)), (rows, Tensor::U32(vec![4, 0]))];
+    for err in [
+        session.run_eager(&syms, &bad).unwrap_err(),
+        session.run_graph(&syms, &bad).unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("row 4 of 4 rows"), "{err}");
+    }
+    // The session stays usable.
+    assert_eq!(session.run_graph(&syms, &good).unwrap(), vec![want]);
+}

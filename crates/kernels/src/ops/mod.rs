@@ -39,7 +39,7 @@ pub use elementwise::{
     add, add_with, div, div_with, mul, mul_with, scale, scale_with, sub, sub_with,
 };
 pub use embedding::{embedding, QuantizedRows};
-pub use layout::{concat_axis, slice_axis, sum_rows, transpose};
+pub use layout::{concat_axis, gather_rows, slice_axis, sum_rows, transpose};
 pub use norm::{
     layer_norm, layer_norm_with, rms_norm, rms_norm_with, LayerNormParams, RmsNormParams,
 };
