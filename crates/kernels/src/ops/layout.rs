@@ -165,6 +165,32 @@ pub fn sum_rows(x: &[f32], rows: usize, cols: usize, mean: bool, out: &mut [f32]
     Ok(())
 }
 
+/// `out[i, :] = x[rows[i], :]` for `x` of `x.len() / width` rows of `width`
+/// values: the rows a step keeps (the last token's hidden state before the
+/// output projection). Errors on a row index past `x`'s rows.
+pub fn gather_rows(x: &[f32], width: usize, rows: &[u32], out: &mut [f32]) -> Result<()> {
+    const K: &str = "gather_rows";
+    if width == 0 {
+        return check::len(K, "out", out.len(), 0);
+    }
+    let have = x.len() / width;
+    check::len(K, "x", x.len(), have * width)?;
+    check::len(
+        K,
+        "out",
+        out.len(),
+        check::product(K, &[rows.len(), width])?,
+    )?;
+    for (o, &r) in out.chunks_exact_mut(width).zip(rows) {
+        let r = r as usize;
+        if r >= have {
+            return Err(check::bad_shape(K, format!("row {r} of {have} rows")));
+        }
+        o.copy_from_slice(&x[r * width..(r + 1) * width]);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,30 +246,4 @@ mod tests {
         sum_rows(&x, 6, 4, true, &mut sums).unwrap();
         assert_eq!(sums[0], 1.5);
     }
-}
-
-/// `out[i, :] = x[rows[i], :]` for `x` of `x.len() / width` rows of `width`
-/// values: the rows a step keeps (the last token's hidden state before the
-/// output projection). Errors on a row index past `x`'s rows.
-pub fn gather_rows(x: &[f32], width: usize, rows: &[u32], out: &mut [f32]) -> Result<()> {
-    const K: &str = "gather_rows";
-    if width == 0 {
-        return check::len(K, "out", out.len(), 0);
-    }
-    let have = x.len() / width;
-    check::len(K, "x", x.len(), have * width)?;
-    check::len(
-        K,
-        "out",
-        out.len(),
-        check::product(K, &[rows.len(), width])?,
-    )?;
-    for (o, &r) in out.chunks_exact_mut(width).zip(rows) {
-        let r = r as usize;
-        if r >= have {
-            return Err(check::bad_shape(K, format!("row {r} of {have} rows")));
-        }
-        o.copy_from_slice(&x[r * width..(r + 1) * width]);
-    }
-    Ok(())
 }
