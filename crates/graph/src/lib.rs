@@ -45,6 +45,8 @@ mod verify;
 pub use builder::GraphBuilder;
 pub use error::GraphError;
 pub use exec::{ExecError, Session, Tensor};
+/// The KV cache types a graph's state values use (from exodus-kernels).
+pub use exodus_kernels::attention::{KvFormat, KvLayout};
 pub use ir::{
     Binary, Def, Epilogue, Graph, Linear, Node, NodeId, Op, Program, Step, Unary, ValueId,
     ValueInfo,

@@ -29,6 +29,9 @@ enum Command {
     /// Eager against graph mode on an example graph: time, launches and
     /// intermediate memory per run.
     Graph(GraphArgs),
+    /// A real model's prompt processing and token generation speed (like
+    /// llama-bench's pp512 and tg128).
+    Model(super::model::BenchModelArgs),
 }
 
 /// Arguments of `exodus bench graph`.
@@ -100,6 +103,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.command {
         Command::Kernels(a) => kernels(a),
         Command::Graph(a) => graph_modes(a),
+        Command::Model(a) => super::model::bench_model(a),
     }
 }
 

@@ -19,7 +19,9 @@ macro_rules! out {
 
 pub mod bench;
 pub mod convert;
+pub mod fetch;
 pub mod formats;
 pub mod graph;
 pub mod inspect;
+pub mod model;
 pub mod trace;

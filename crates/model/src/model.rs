@@ -1,0 +1,221 @@
+//! A model loaded from a GGUF file and bound to an exodus session: its
+//! graph (run as written in eager mode, after the compiler's passes in
+//! graph mode), its weights copied from the file in their own formats
+//! (only norm and bias vectors are decoded to f32), and one sequence's
+//! paged KV cache, which [`Model::forward`] appends to step by step.
+
+use exodus_gguf::Gguf;
+use exodus_graph::{default_passes, run_passes, DType, KvFormat, Session, Tensor};
+use exodus_numerics::{ElementFormat, Format};
+
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::llama::{self, ModelGraph};
+
+/// How a model runs: the same kernels either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Single-operator mode: the graph as written, one launch per node.
+    Eager,
+    /// Graph mode: the graph after the passes, captured once per shape and
+    /// replayed.
+    Graph,
+}
+
+impl Mode {
+    /// `eager` or `graph`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Eager => "eager",
+            Mode::Graph => "graph",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "eager" => Ok(Mode::Eager),
+            "graph" => Ok(Mode::Graph),
+            other => Err(format!("unknown mode '{other}' (eager or graph)")),
+        }
+    }
+}
+
+/// How to load a model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadOptions {
+    /// Eager or graph mode.
+    pub mode: Mode,
+    /// Positions the KV cache holds (at most the model's context; 0: the
+    /// smaller of the context and 4096).
+    pub max_tokens: usize,
+    /// Element format of the KV cache.
+    pub kv_format: KvFormat,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            mode: Mode::Graph,
+            max_tokens: 0,
+            kv_format: KvFormat::F16,
+        }
+    }
+}
+
+/// A loaded model with one sequence's KV cache.
+pub struct Model {
+    config: ModelConfig,
+    graph: ModelGraph,
+    session: Session,
+    mode: Mode,
+    max_tokens: usize,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .field("mode", &self.mode)
+            .field("max_tokens", &self.max_tokens)
+            .finish()
+    }
+}
+
+/// A weight tensor's data as the session takes it.
+fn weight_data(format: Format, dtype: DType, bytes: &[u8], len: usize) -> Result<Tensor, String> {
+    match dtype {
+        DType::Weights(_) => Ok(Tensor::Bytes(bytes.to_vec())),
+        _ if format == Format::Element(ElementFormat::F32) => Ok(Tensor::F32(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        )),
+        _ => format
+            .dequantize(bytes, len)
+            .map(Tensor::F32)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+impl Model {
+    /// Reads the model in `file`, builds its graph and binds its weights.
+    pub fn load<B: AsRef<[u8]>>(file: &Gguf<B>, opts: &LoadOptions) -> Result<Model, ModelError> {
+        let config = ModelConfig::from_gguf(file)?;
+        let max_tokens = match opts.max_tokens {
+            0 => config.context.min(4096),
+            n => n.min(config.context.max(1)),
+        };
+        let mut graph = llama::build(&config, file, max_tokens, opts.kv_format)?;
+        let mut weights = Vec::with_capacity(graph.weights.len());
+        for (v, name) in &graph.weights {
+            let t = file.require_tensor(name)?;
+            let info = graph.graph.value(*v).ok_or_else(|| ModelError::Tensor {
+                name: name.clone(),
+                reason: "not in the graph".into(),
+            })?;
+            let len = usize::try_from(t.elements()).unwrap_or(usize::MAX);
+            let data =
+                weight_data(t.format()?, info.dtype, file.data(name)?, len).map_err(|reason| {
+                    ModelError::Tensor {
+                        name: name.clone(),
+                        reason,
+                    }
+                })?;
+            weights.push((*v, data));
+        }
+        if opts.mode == Mode::Graph {
+            run_passes(&mut graph.graph, &default_passes())?;
+        }
+        let session = Session::new(graph.graph.clone(), weights)?;
+        Ok(Model {
+            config,
+            graph,
+            session,
+            mode: opts.mode,
+            max_tokens,
+        })
+    }
+
+    /// The model's hyperparameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// How it runs.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Positions the KV cache holds.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// How many shape buckets graph mode has compiled.
+    pub fn compiles(&self) -> usize {
+        self.session.compiles()
+    }
+
+    /// Runs `tokens` at positions `start ..`: writes their keys and values
+    /// to the KV cache (over whatever was there from `start` on) and
+    /// returns the logits of the last token (`all_rows`: of every token,
+    /// row by row), `vocab` values per row.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        start: usize,
+        all_rows: bool,
+    ) -> Result<Vec<f32>, ModelError> {
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::Request("no tokens".into()));
+        }
+        if start + n > self.max_tokens {
+            return Err(ModelError::Request(format!(
+                "positions {start}..{} do not fit the KV cache of {} tokens",
+                start + n,
+                self.max_tokens
+            )));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
+            return Err(ModelError::Request(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.config.vocab
+            )));
+        }
+        let rows: Vec<u32> = if all_rows {
+            (0..n as u32).collect()
+        } else {
+            vec![n as u32 - 1]
+        };
+        let i = self.graph.inputs;
+        let inputs = [
+            (i.ids, Tensor::U32(tokens.to_vec())),
+            (
+                i.pos,
+                Tensor::U32((start as u32..(start + n) as u32).collect()),
+            ),
+            (
+                i.table,
+                Tensor::U32((0..self.graph.cache_blocks as u32).collect()),
+            ),
+            (i.start, Tensor::U32(vec![start as u32])),
+            (i.rows, Tensor::U32(rows.clone())),
+        ];
+        let symbols = [("tokens", n), ("outputs", rows.len())];
+        let out = match self.mode {
+            Mode::Eager => self.session.run_eager(&symbols, &inputs)?,
+            Mode::Graph => self.session.run_graph(&symbols, &inputs)?,
+        };
+        match out.into_iter().next() {
+            Some(Tensor::F32(logits)) => Ok(logits),
+            _ => Err(ModelError::Unsupported(
+                "the graph returned no logits".into(),
+            )),
+        }
+    }
+}
