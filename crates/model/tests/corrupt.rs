@@ -75,7 +75,8 @@ fn corrupted_copies_of_the_default_model_are_refused_with_typed_errors() {
     assert!(matches!(err, GgufError::BadMagic { .. }), "{err}");
 
     // Still GGUF, no longer the model it says.
-    let cases: Vec<(Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+    type Corrupt = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(Corrupt, &str)> = vec![
         (Box::new(|b| set_u32(b, "llama.block_count", 31)), "blk.30"),
         (
             Box::new(|b| set_u32(b, "llama.attention.head_count", 7)),
