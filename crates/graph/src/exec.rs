@@ -295,14 +295,20 @@ impl Session {
             }
         }
         for node in graph.nodes() {
-            let w = match node.op {
-                Op::MatMul => node.inputs[1],
-                Op::Embedding => node.inputs[0],
+            let read_as_bytes: &[ValueId] = match &node.op {
+                Op::MatMul => &node.inputs[1..2],
+                Op::Embedding => &node.inputs[..1],
+                Op::Linear(l) => &node.inputs[l.first_weight()..l.first_weight() + l.weights],
                 _ => continue,
             };
-            if let Some(Buf::F32(b)) = bound.get(&w) {
-                let bytes: Vec<u8> = b.to_host().iter().flat_map(|x| x.to_le_bytes()).collect();
-                weight_bytes.insert(w, device.upload(&bytes)?);
+            for &w in read_as_bytes {
+                if weight_bytes.contains_key(&w) {
+                    continue;
+                }
+                if let Some(Buf::F32(b)) = bound.get(&w) {
+                    let bytes: Vec<u8> = b.to_host().iter().flat_map(|x| x.to_le_bytes()).collect();
+                    weight_bytes.insert(w, device.upload(&bytes)?);
+                }
             }
         }
         Ok(Session {
