@@ -2,14 +2,12 @@
 //! and a trace, and `exodus trace summary` lists the benchmarked case. No
 //! timing assertions: only that the numbers are there and positive.
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 
 fn exodus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exodus"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("exodus runs")
+    common::exodus(args, None)
 }
 
 fn positive(v: &serde_json::Value, key: &str) -> bool {

@@ -1,30 +1,11 @@
 //! The `exodus` binary end to end: real processes, real files, pipes.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use common::exodus;
+use std::process::{Command, Stdio};
 
 use exodus_numerics::{Format, QuantizeOptions};
-
-fn exodus(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exodus"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("exodus starts");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(bytes) = stdin {
-        // A command that fails fast (bad arguments) may exit before reading.
-        match input.write_all(bytes) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => other.expect("write stdin"),
-        }
-    }
-    drop(input);
-    child.wait_with_output().expect("exodus runs")
-}
 
 fn f32_bytes(x: &[f32]) -> Vec<u8> {
     x.iter().flat_map(|v| v.to_le_bytes()).collect()

@@ -2,18 +2,16 @@
 //! by the exodus-gguf writer, a valid one and a corrupt one.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
+
+fn exodus(args: &[&str]) -> Output {
+    common::exodus(args, None)
+}
 
 use exodus_gguf::writer::GgufWriter;
 use exodus_gguf::{GgmlType, Value};
-
-fn exodus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_exodus"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("exodus runs")
-}
 
 fn temp_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("exodus-inspect-{test}-{}", std::process::id()));

@@ -5,28 +5,10 @@
 //! conversation, `perplexity` and `bench model` report, and bad arguments
 //! are clear errors.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn exodus(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exodus"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("exodus starts");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(bytes) = stdin {
-        match input.write_all(bytes) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => other.expect("write stdin"),
-        }
-    }
-    drop(input);
-    child.wait_with_output().expect("exodus runs")
-}
+use common::exodus;
+use std::process::Output;
 
 fn ok(out: &Output) -> (String, String) {
     let (stdout, stderr) = (
