@@ -18,7 +18,7 @@ use exodus_runtime::{Arena, Device, Kernel, Launch, Stream, TaskError};
 use crate::args::{Args, Place};
 use crate::exec::{concrete, volume, Buf, ExecError, Mode, Session};
 use crate::fused::{run_fused, FusedInput, FUSED_CHUNK};
-use crate::ir::{Def, Epilogue, Linear, Node, Op, Unary};
+use crate::ir::{Def, Epilogue, Graph, Linear, Node, Op, Unary};
 use crate::linear::LinearLaunch;
 use crate::types::DType;
 use crate::ValueId;
@@ -30,6 +30,23 @@ pub(crate) enum Loc {
     Buf(Buf),
     /// Elements of the bucket's f32 arena (graph mode's planned memory).
     Arena(Range<usize>),
+}
+
+/// The error for a node the executor cannot lower as it is.
+fn unsupported(node: &Node, reason: &str) -> ExecError {
+    ExecError::Unsupported {
+        node: node.name.clone(),
+        op: node.op.name(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// The concrete dims of value `v` under the binding `sizes` (none for a
+/// value that does not exist).
+fn dims_of(g: &Graph, v: ValueId, sizes: &[usize]) -> Vec<usize> {
+    g.value(v)
+        .map(|i| concrete(&i.shape, sizes))
+        .unwrap_or_default()
 }
 
 /// An op's kernel body over its operands.
@@ -64,16 +81,8 @@ impl Session {
         mode: Mode,
     ) -> Result<usize, ExecError> {
         let g = self.graph();
-        let unsupported = |reason: &str| ExecError::Unsupported {
-            node: node.name.clone(),
-            op: node.op.name(),
-            reason: reason.to_owned(),
-        };
-        let dims = |v: ValueId| {
-            g.value(v)
-                .map(|i| concrete(&i.shape, sizes))
-                .unwrap_or_default()
-        };
+        let unsupported = |reason: &str| unsupported(node, reason);
+        let dims = |v: ValueId| dims_of(g, v, sizes);
         let outs = match planned {
             Some(outs) => outs,
             None => node
@@ -116,11 +125,7 @@ impl Session {
         arena: Option<&Arc<Arena<f32>>>,
     ) -> Result<Lowered, ExecError> {
         let g = self.graph();
-        let unsupported = |reason: &str| ExecError::Unsupported {
-            node: node.name.clone(),
-            op: node.op.name(),
-            reason: reason.to_owned(),
-        };
+        let unsupported = |reason: &str| unsupported(node, reason);
         let len_of = |v: ValueId| match g.value(v).map(|i| &i.def) {
             Some(Def::Weight) => usize::MAX,
             _ => g.value(v).map_or(0, |i| volume(&concrete(&i.shape, sizes))),
@@ -215,16 +220,8 @@ impl Session {
         mode: Mode,
     ) -> Result<(Launch, usize), ExecError> {
         let g = self.graph();
-        let unsupported = |reason: &str| ExecError::Unsupported {
-            node: node.name.clone(),
-            op: node.op.name(),
-            reason: reason.to_owned(),
-        };
-        let dims = |v: ValueId| {
-            g.value(v)
-                .map(|i| concrete(&i.shape, sizes))
-                .unwrap_or_default()
-        };
+        let unsupported = |reason: &str| unsupported(node, reason);
+        let dims = |v: ValueId| dims_of(g, v, sizes);
         let out_dims = dims(node.outputs[0]);
         let name = node.name.clone();
         let aliased: Vec<bool> = (0..node.inputs.len()).map(|i| args.aliased(i, 0)).collect();
@@ -566,11 +563,7 @@ impl Session {
         mode: Mode,
     ) -> Result<(Launch, usize), ExecError> {
         let g = self.graph();
-        let dims = |v: ValueId| {
-            g.value(v)
-                .map(|i| concrete(&i.shape, sizes))
-                .unwrap_or_default()
-        };
+        let dims = |v: ValueId| dims_of(g, v, sizes);
         let x_dims = dims(node.inputs[0]);
         let rows = x_dims.first().copied().unwrap_or(0);
         let k = x_dims.get(1).copied().unwrap_or(0);
