@@ -396,6 +396,26 @@ impl GraphBuilder {
         self.node(name, op, &[q, k, v, cache, block_table, start_pos])
     }
 
+    /// Attention of a batch of sequences over `cache` (see
+    /// [`Op::AttentionBatch`]): `tables` u32[seqs, blocks], `starts` and
+    /// `lens` u32[seqs].
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_batch(
+        &mut self,
+        name: impl Into<String>,
+        q: ValueId,
+        k: ValueId,
+        v: ValueId,
+        cache: ValueId,
+        tables: ValueId,
+        starts: ValueId,
+        lens: ValueId,
+        heads: usize,
+    ) -> Result<ValueId, GraphError> {
+        let op = Op::AttentionBatch { heads, scale: None };
+        self.node(name, op, &[q, k, v, cache, tables, starts, lens])
+    }
+
     /// Index of the largest value along the last axis.
     pub fn argmax(&mut self, name: impl Into<String>, x: ValueId) -> Result<ValueId, GraphError> {
         self.node(name, Op::Argmax, &[x])

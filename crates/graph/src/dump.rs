@@ -87,7 +87,7 @@ fn attributes(op: &Op, symbols: &[String]) -> String {
             let bias = if l.bias { " bias" } else { "" };
             format!("{norm} weights={}{bias}{epilogue}", l.weights)
         }
-        Op::Attention { heads, scale } => match scale {
+        Op::Attention { heads, scale } | Op::AttentionBatch { heads, scale } => match scale {
             Some(s) => format!(" heads={heads} scale={s}"),
             None => format!(" heads={heads}"),
         },

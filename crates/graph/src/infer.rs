@@ -266,6 +266,7 @@ pub(crate) fn infer(
             Ok(vec![(DType::F32, Shape(x.0[..x.rank() - 1].to_vec()))])
         }
         Op::Attention { heads, scale } => attention(*heads, *scale, inputs, &show),
+        Op::AttentionBatch { heads, scale } => attention_batch(*heads, *scale, inputs, &show),
         Op::Linear(l) => linear(l, inputs, &show),
     }
 }
@@ -406,6 +407,53 @@ fn attention(
         ));
     }
     Ok(vec![(DType::F32, q.clone())])
+}
+
+/// Batched attention's operands: q/k/v and the cache as for one sequence,
+/// then per sequence a block-table row, a start and a length (u32, one
+/// number of sequences throughout).
+fn attention_batch(
+    heads: usize,
+    scale: Option<f32>,
+    inputs: &[Operand<'_>],
+    show: &dyn Fn(&Shape) -> String,
+) -> Result<Vec<(DType, Shape)>, String> {
+    // q/k/v/cache as `attention` checks them, with a stand-in table/start.
+    let (u32_t, blocks, one) = (
+        DType::U32,
+        Shape(vec![Dim::Fixed(1)]),
+        Shape(vec![Dim::Fixed(1)]),
+    );
+    let single = [
+        inputs[0],
+        inputs[1],
+        inputs[2],
+        inputs[3],
+        (&u32_t, &blocks),
+        (&u32_t, &one),
+    ];
+    let out = attention(heads, scale, &single, show)?;
+    let (td, tables) = inputs[4];
+    let seqs = match (&tables.0[..], td) {
+        ([s, _], DType::U32) => *s,
+        _ => {
+            return Err(format!(
+                "the block tables must be u32[seqs, blocks], are {td}{}",
+                show(tables)
+            ))
+        }
+    };
+    for (i, name) in [(5, "starts"), (6, "lens")] {
+        let (d, s) = inputs[i];
+        if *d != DType::U32 || s.0 != [seqs] {
+            return Err(format!(
+                "{name} must be u32{} (one per sequence), is {d}{}",
+                show(&Shape(vec![seqs])),
+                show(s)
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// A fused program: f32 inputs that all broadcast against the largest

@@ -236,6 +236,21 @@ pub enum Op {
         /// How many to keep (at most the axis length).
         k: usize,
     },
+    /// Causal grouped-query attention of a batch of sequences over one
+    /// paged KV cache (the serving engine's step: decode tokens and prefill
+    /// chunks of several requests together): inputs `[q[t, heads *
+    /// head_dim], k[t, kv_heads * head_dim], v[t, ..], cache (state),
+    /// tables (u32[seqs, blocks]), starts (u32[seqs]), lens (u32[seqs])]`.
+    /// The `t` rows are the sequences' tokens one sequence after the other
+    /// (`lens` of them each, summing to `t`); sequence `i` first writes its
+    /// rows at `starts[i] ..` through block table row `i`, then attends
+    /// each of its queries to its own positions `0 ..= its own`.
+    AttentionBatch {
+        /// Query heads (a multiple of the cache's KV heads).
+        heads: usize,
+        /// Softmax scale (`None`: `1 / sqrt(head_dim)`).
+        scale: Option<f32>,
+    },
     /// Rows of an f32 matrix by index: inputs `[x[m, d], rows (u32[n])]`,
     /// output `[n, d]` (the positions a step needs logits for).
     Gather,
@@ -320,6 +335,7 @@ impl Op {
             Op::Reduce { mean: false } => "reduce_sum",
             Op::Reduce { mean: true } => "reduce_mean",
             Op::Attention { .. } => "attention",
+            Op::AttentionBatch { .. } => "attention_batch",
             Op::Linear(_) => "linear",
         }
     }
@@ -327,7 +343,7 @@ impl Op {
     /// Whether the op changes state besides its outputs (so passes must
     /// neither drop it when its output is unread nor merge two of them).
     pub fn has_side_effects(&self) -> bool {
-        matches!(self, Op::Attention { .. })
+        matches!(self, Op::Attention { .. } | Op::AttentionBatch { .. })
     }
 
     /// How many inputs the op takes (`None`: any number, for
@@ -345,6 +361,7 @@ impl Op {
             | Op::Reduce { .. } => Some(1),
             Op::LayerNorm { .. } => Some(3),
             Op::Attention { .. } => Some(6),
+            Op::AttentionBatch { .. } => Some(7),
             Op::Linear(l) => Some(l.arity()),
             Op::Fused(_) | Op::Concat { .. } => None,
             _ => Some(2),

@@ -138,7 +138,9 @@ impl Session {
             Op::Embedding => i == 0,
             _ => false,
         };
-        let written_state = |i: usize| matches!(node.op, Op::Attention { .. }) && i == 3;
+        let written_state = |i: usize| {
+            matches!(node.op, Op::Attention { .. } | Op::AttentionBatch { .. }) && i == 3
+        };
         let mut regs = Vec::new();
         let (mut n_in, mut n_out) = (0, 0);
         let mut inputs = Vec::with_capacity(node.inputs.len());
@@ -533,6 +535,56 @@ impl Session {
                         ops::slice_axis(&x, outer, len, inner, start, start + part, &mut out)?;
                         start += part;
                     }
+                    Ok(())
+                }))
+            }
+            Op::AttentionBatch { heads, scale } => {
+                let DType::KvCache(layout) =
+                    g.value(node.inputs[3]).map_or(DType::F32, |i| i.dtype)
+                else {
+                    return Err(unsupported("input 3 is not a KV cache"));
+                };
+                let params = AttentionParams {
+                    n_heads: *heads,
+                    scale: *scale,
+                };
+                let tokens = out_dims[0];
+                let blocks = dims(node.inputs[4]).get(1).copied().unwrap_or(0);
+                let kv_width = layout.n_kv_heads() * layout.head_dim();
+                let Some(Place::Arg {
+                    index: cache_at, ..
+                }) = cache_place
+                else {
+                    return Err(unsupported("the KV cache must be a launch buffer"));
+                };
+                launch(Box::new(move |k, a| {
+                    let (q, kk, v) = (a.f32_in(k, 0)?, a.f32_in(k, 1)?, a.f32_in(k, 2)?);
+                    let tables = a.in_of::<u32>(k, 4)?;
+                    let (starts, lens) = (a.in_of::<u32>(k, 5)?, a.in_of::<u32>(k, 6)?);
+                    let total: usize = lens.iter().map(|&l| l as usize).sum();
+                    if total != tokens {
+                        return Err(format!(
+                            "the sequences' lengths sum to {total}, the step has {tokens} tokens"
+                        )
+                        .into());
+                    }
+                    let mut pool = k.output::<u8>(cache_at)?;
+                    let mut cache = PagedKvCache::new(layout, &mut pool[..])?;
+                    let mut spans = Vec::with_capacity(lens.len());
+                    let mut row = 0;
+                    for (i, (&start, &len)) in starts.iter().zip(lens.iter()).enumerate() {
+                        let (start, len) = (start as usize, len as usize);
+                        let table = &tables[i * blocks..(i + 1) * blocks];
+                        let rows = row * kv_width..(row + len) * kv_width;
+                        cache.write(table, start, &kk[rows.clone()], &v[rows], len)?;
+                        spans.push(SeqSpan {
+                            block_table: table,
+                            start_pos: start,
+                            n_q: len,
+                        });
+                        row += len;
+                    }
+                    paged_attention(&cache, &spans, &q, &mut a.f32_out(k, 0)?, &params)?;
                     Ok(())
                 }))
             }

@@ -162,3 +162,146 @@ fn attention_misuse_is_refused() {
     assert!(err.contains("attn"), "{err}");
     assert!(run(vec![0, 1, 2, 3]).is_ok());
 }
+
+/// Three sequences of one step (a decode token and two prefill chunks at
+/// different positions) through `attention_batch`, against each run alone
+/// through `attention` over its own blocks: the same bits, eager and
+/// replayed; lengths that do not add up are a typed error.
+#[test]
+fn a_batch_of_sequences_attends_like_each_sequence_alone() {
+    const SEQ_BLOCKS: usize = 8;
+    let pool_blocks = 3 * SEQ_BLOCKS;
+    let layout = KvLayout::new(BLOCK, KV, HD, KvFormat::F16).unwrap();
+    let mut b = GraphBuilder::new("batch");
+    let t = b.symbol("tokens");
+    let s = b.symbol("seqs");
+    let q = b.input("q", DType::F32, (t, HEADS * HD));
+    let k = b.input("k", DType::F32, (t, KV * HD));
+    let v = b.input("v", DType::F32, (t, KV * HD));
+    let cache = b.state("kv", DType::KvCache(layout), (pool_blocks,));
+    let tables = b.input("tables", DType::U32, (s, SEQ_BLOCKS));
+    let starts = b.input("starts", DType::U32, (s,));
+    let lens = b.input("lens", DType::U32, (s,));
+    let out = b
+        .attention_batch("attn", q, k, v, cache, tables, starts, lens, HEADS)
+        .unwrap();
+    b.output(out).unwrap();
+    let batch = b.finish().unwrap();
+    assert!(batch.dump().contains("attention_batch("));
+
+    let mut b = GraphBuilder::new("one");
+    let t1 = b.symbol("tokens");
+    let q1 = b.input("q", DType::F32, (t1, HEADS * HD));
+    let k1 = b.input("k", DType::F32, (t1, KV * HD));
+    let v1 = b.input("v", DType::F32, (t1, KV * HD));
+    let cache1 = b.state("kv", DType::KvCache(layout), (pool_blocks,));
+    let table1 = b.input("table", DType::U32, (SEQ_BLOCKS,));
+    let start1 = b.input("start", DType::U32, (1,));
+    let out1 = b
+        .attention("attn", q1, k1, v1, cache1, table1, start1, HEADS)
+        .unwrap();
+    b.output(out1).unwrap();
+    let single = b.finish().unwrap();
+
+    // (start, len) per sequence; sequence i owns blocks i*8 .. i*8+8.
+    let seqs = [(5usize, 1usize), (0, 6), (9, 4)];
+    let total: usize = seqs.iter().map(|s| s.1).sum();
+    let (qd, kd, vd) = (
+        normal(total * HEADS * HD, 1),
+        normal(total * KV * HD, 2),
+        normal(total * KV * HD, 3),
+    );
+    let table_of = |i: usize| (i * SEQ_BLOCKS..(i + 1) * SEQ_BLOCKS).map(|b| b as u32);
+    let mut want = Vec::new();
+    let alone = Session::new(single, []).unwrap();
+    let mut row = 0;
+    for (i, &(start, len)) in seqs.iter().enumerate() {
+        let cut = |d: &[f32], w: usize| Tensor::F32(d[row * w..(row + len) * w].to_vec());
+        let inputs = [
+            (q1, cut(&qd, HEADS * HD)),
+            (k1, cut(&kd, KV * HD)),
+            (v1, cut(&vd, KV * HD)),
+            (table1, Tensor::U32(table_of(i).collect())),
+            (start1, Tensor::U32(vec![start as u32])),
+        ];
+        match &alone.run_eager(&[("tokens", len)], &inputs).unwrap()[0] {
+            Tensor::F32(o) => want.extend_from_slice(o),
+            other => panic!("{other:?}"),
+        }
+        row += len;
+    }
+    let inputs = |lens_data: Vec<u32>| {
+        vec![
+            (q, Tensor::F32(qd.clone())),
+            (k, Tensor::F32(kd.clone())),
+            (v, Tensor::F32(vd.clone())),
+            (tables, Tensor::U32((0..3).flat_map(table_of).collect())),
+            (
+                starts,
+                Tensor::U32(seqs.iter().map(|s| s.0 as u32).collect()),
+            ),
+            (lens, Tensor::U32(lens_data)),
+        ]
+    };
+    let syms = [("tokens", total), ("seqs", 3)];
+    let good = inputs(seqs.iter().map(|s| s.1 as u32).collect());
+    let session = Session::new(batch.clone(), []).unwrap();
+    assert_eq!(
+        session.run_eager(&syms, &good).unwrap(),
+        vec![Tensor::F32(want.clone())]
+    );
+    let replayed = Session::new(batch, []).unwrap();
+    replayed.run_graph(&syms, &good).unwrap();
+    replayed.poison_graph_buffers(f32::NAN).unwrap();
+    assert_eq!(
+        replayed.run_graph(&syms, &good).unwrap(),
+        vec![Tensor::F32(want)]
+    );
+    let err = session
+        .run_eager(&syms, &inputs(vec![1, 6, 3]))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("sum to 10, the step has 11 tokens"),
+        "{err}"
+    );
+}
+
+#[test]
+fn batched_attention_misuse_is_refused_by_name() {
+    let layout = KvLayout::new(BLOCK, KV, HD, KvFormat::F16).unwrap();
+    let mut b = GraphBuilder::new("bad");
+    let t = b.symbol("tokens");
+    let s = b.symbol("seqs");
+    let q = b.input("q", DType::F32, (t, HEADS * HD));
+    let k = b.input("k", DType::F32, (t, KV * HD));
+    let v = b.input("v", DType::F32, (t, KV * HD));
+    let cache = b.state("kv", DType::KvCache(layout), (8,));
+    let tables = b.input("tables", DType::U32, (s, 4));
+    let starts = b.input("starts", DType::U32, (s,));
+    let flat = b.input("flat", DType::U32, (4,));
+    let other = b.input("other", DType::U32, (t,));
+    for (tables, lens, want) in [
+        (flat, starts, "block tables must be u32[seqs, blocks]"),
+        (tables, other, "lens must be u32[seqs]"),
+    ] {
+        let err = b
+            .attention_batch(
+                "blk.3.attention",
+                q,
+                k,
+                v,
+                cache,
+                tables,
+                starts,
+                lens,
+                HEADS,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("blk.3.attention") && err.contains(want),
+            "{err}"
+        );
+    }
+}
