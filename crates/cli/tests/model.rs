@@ -77,8 +77,16 @@ fn chat_keeps_the_conversation() {
     let input = b"My name is Ada.\nWhat is my name?\n\n";
     let (text, report) = ok(&exodus(&["chat", "--max-tokens", "24"], Some(input)));
     assert!(!text.trim().is_empty());
-    // Two turns answered.
+    // Two turns answered; the second runs only what follows the first
+    // turn in the KV cache.
     assert_eq!(report.matches("time to first token").count(), 2, "{report}");
+    let reused: Vec<usize> = report
+        .split(" reused from the cache")
+        .filter_map(|part| part.rsplit('(').next()?.trim().parse().ok())
+        .collect();
+    assert_eq!(reused.len(), 2, "{report}");
+    assert_eq!(reused[0], 0, "{report}");
+    assert!(reused[1] > 20, "{report}");
 }
 
 #[test]

@@ -42,6 +42,13 @@ pub struct Generation {
     pub finish: Finish,
     /// Tokens of the prompt.
     pub prompt_tokens: usize,
+    /// Of those, tokens whose keys and values were already in the KV cache
+    /// (not run again).
+    pub reused_tokens: usize,
+    /// Positions `0 ..` whose keys and values the KV cache holds at the
+    /// end: the prompt and every new token that was run (all but a last
+    /// token nothing followed).
+    pub cached_positions: usize,
     /// From the start to the first new token (the prefill step and one
     /// sampling).
     pub time_to_first_token: Duration,
@@ -69,12 +76,31 @@ pub fn generate(
     model: &Model,
     prompt: &[u32],
     opts: &GenerateOptions,
+    on_token: impl FnMut(u32) -> ControlFlow<()>,
+) -> Result<Generation, ModelError> {
+    generate_reusing(model, prompt, 0, opts, on_token)
+}
+
+/// [`generate`] when the KV cache already holds the first `reused` tokens
+/// of `prompt` at positions `0 ..` (a conversation's earlier turns): only
+/// the rest is run. `reused` must leave at least one token to run.
+pub fn generate_reusing(
+    model: &Model,
+    prompt: &[u32],
+    reused: usize,
+    opts: &GenerateOptions,
     mut on_token: impl FnMut(u32) -> ControlFlow<()>,
 ) -> Result<Generation, ModelError> {
+    if reused >= prompt.len() {
+        return Err(ModelError::Request(format!(
+            "{reused} cached tokens leave none of the {}-token prompt to run",
+            prompt.len()
+        )));
+    }
     let mut sampler = Sampler::new(opts.sampler.clone()).map_err(ModelError::Request)?;
     sampler.observe(prompt);
     let start = Instant::now();
-    let mut logits = model.forward(prompt, 0, false)?;
+    let mut logits = model.forward(&prompt[reused..], reused, false)?;
     let mut tokens = Vec::new();
     let mut first_token_at = None;
     let mut finish = Finish::Length;
@@ -99,9 +125,11 @@ pub fn generate(
     }
     let time_to_first_token = first_token_at.unwrap_or_else(|| start.elapsed());
     Ok(Generation {
+        cached_positions: pos,
         tokens,
         finish,
         prompt_tokens: prompt.len(),
+        reused_tokens: reused,
         time_to_first_token,
         decode_time: start.elapsed().saturating_sub(time_to_first_token),
     })

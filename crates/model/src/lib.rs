@@ -34,7 +34,7 @@ pub use chat::{ChatTemplate, Message};
 pub use config::{Arch, ModelConfig};
 pub use error::ModelError;
 pub use fetch::{resolve, FetchError, FetchOptions, DEFAULT_MODEL};
-pub use generate::{generate, Finish, GenerateOptions, Generation};
+pub use generate::{generate, generate_reusing, Finish, GenerateOptions, Generation};
 pub use model::{LoadOptions, Mode, Model};
 pub use perplexity::{perplexity, Perplexity};
 pub use sample::{Sampler, SamplerConfig};

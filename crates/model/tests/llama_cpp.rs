@@ -143,3 +143,28 @@ fn last_logits_and_perplexity_are_llama_cpps() {
     assert_eq!(got.scored, p["scored"].as_u64().unwrap() as usize);
     assert!(rel < 0.01, "{} vs {want}", got.ppl);
 }
+
+#[test]
+fn a_reused_prefix_runs_only_the_rest_and_must_leave_a_token() {
+    let g = golden();
+    let model = load(Mode::Graph, 512);
+    let prompt = ids(&g["greedy"][0]["ids"]);
+    let opts = GenerateOptions {
+        max_new_tokens: 4,
+        sampler: SamplerConfig::default(),
+        stop_tokens: vec![],
+    };
+    let go = |reused| {
+        exodus_model::generate_reusing(&model, &prompt, reused, &opts, |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+    };
+    let full = go(0).unwrap();
+    assert_eq!(full.cached_positions, prompt.len() + 3);
+    // The cache now holds the prompt: run only its last token.
+    let rest = go(prompt.len() - 1).unwrap();
+    assert_eq!(rest.reused_tokens, prompt.len() - 1);
+    assert_eq!(rest.tokens.len(), 4);
+    let err = go(prompt.len()).unwrap_err().to_string();
+    assert!(err.contains("leave none"), "{err}");
+}

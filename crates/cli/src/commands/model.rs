@@ -15,7 +15,7 @@ use exodus_gguf::GgufFile;
 use exodus_model::chat::{ChatTemplate, Message};
 use exodus_model::tokenizer::Tokenizer;
 use exodus_model::{
-    fetch, generate, perplexity, GenerateOptions, Generation, LoadOptions, Mode, Model,
+    fetch, generate_reusing, perplexity, GenerateOptions, Generation, LoadOptions, Mode, Model,
     SamplerConfig,
 };
 use serde_json::json;
@@ -132,11 +132,13 @@ fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
     })
 }
 
-/// Generates from `prompt`, streaming the text to stdout; returns the
-/// generation and its text.
+/// Generates from `prompt` (its first `reused` tokens already in the KV
+/// cache), streaming the text to stdout; returns the generation and its
+/// text.
 fn stream(
     m: &Loaded,
     prompt: &[u32],
+    reused: usize,
     sampling: &SamplingArgs,
 ) -> anyhow::Result<(Generation, String)> {
     let opts = GenerateOptions {
@@ -147,7 +149,7 @@ fn stream(
     let mut decoder = m.tokenizer.stream_decoder(true);
     let mut text = String::new();
     let mut failure = None;
-    let generation = generate(&m.model, prompt, &opts, |id| {
+    let generation = generate_reusing(&m.model, prompt, reused, &opts, |id| {
         let piece = match decoder.push(&m.tokenizer, id) {
             Ok(p) => p,
             Err(e) => {
@@ -187,10 +189,11 @@ fn stream(
 
 fn report(m: &Loaded, g: &Generation) -> anyhow::Result<()> {
     eprintln!(
-        "\n[{}: {} mode; prompt {} tokens, time to first token {:.1} ms, prefill {:.1} tok/s, decode {:.1} tok/s over {} tokens, {:?}]",
+        "\n[{}: {} mode; prompt {} tokens ({} reused from the cache), time to first token {:.1} ms, prefill {:.1} tok/s, decode {:.1} tok/s over {} tokens, {:?}]",
         m.path.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy()),
         m.model.mode().name(),
         g.prompt_tokens,
+        g.reused_tokens,
         g.time_to_first_token.as_secs_f64() * 1e3,
         g.prefill_tokens_per_second(),
         g.decode_tokens_per_second(),
@@ -231,7 +234,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         m.template.render(&messages, true)?
     };
     let ids = m.tokenizer.encode(&text, true, !args.raw)?;
-    let (g, _) = stream(&m, &ids, &args.sampling)?;
+    let (g, _) = stream(&m, &ids, 0, &args.sampling)?;
     outln!()?;
     report(&m, &g)
 }
@@ -250,13 +253,16 @@ pub struct ChatArgs {
 
 /// `exodus chat`: reads user turns from stdin (one per line; `/reset`
 /// starts over, an empty line or end of input quits) and keeps the
-/// conversation.
+/// conversation. The KV cache keeps it too: each turn runs only the tokens
+/// after the longest prefix it shares with what the cache holds.
 pub fn chat(args: &ChatArgs) -> anyhow::Result<()> {
     let m = load(&args.model)?;
     let mut messages = Vec::new();
     if let Some(s) = &args.system {
         messages.push(Message::system(s.clone()));
     }
+    // The tokens whose keys and values the cache holds, positions 0 ...
+    let mut in_cache: Vec<u32> = Vec::new();
     let stdin = std::io::stdin();
     eprintln!(
         "[{} loaded in {:.1} s; type a message, /reset to start over, an empty line to quit]",
@@ -286,9 +292,18 @@ pub fn chat(args: &ChatArgs) -> anyhow::Result<()> {
             );
             continue;
         }
-        let (g, text) = stream(&m, &ids, &args.sampling)?;
+        let shared = in_cache
+            .iter()
+            .zip(&ids)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let reused = shared.min(ids.len() - 1);
+        let (g, text) = stream(&m, &ids, reused, &args.sampling)?;
         outln!()?;
         report(&m, &g)?;
+        in_cache = ids;
+        in_cache.extend_from_slice(&g.tokens);
+        in_cache.truncate(g.cached_positions);
         messages.push(Message::assistant(text));
     }
 }
