@@ -35,7 +35,7 @@ pub use config::{Arch, ModelConfig};
 pub use error::ModelError;
 pub use fetch::{resolve, FetchError, FetchOptions, DEFAULT_MODEL};
 pub use generate::{generate, generate_reusing, Finish, GenerateOptions, Generation};
-pub use model::{LoadOptions, Mode, Model};
+pub use model::{LoadOptions, Mode, Model, SeqStep};
 pub use perplexity::{perplexity, Perplexity};
 pub use sample::{Sampler, SamplerConfig};
 pub use tokenizer::{StreamDecoder, TokenKind, Tokenizer, TokenizerModel};

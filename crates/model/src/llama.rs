@@ -7,11 +7,14 @@
 //! projection. Tensor names are GGUF's (`blk.N.attn_q.weight`, ...).
 //!
 //! Inputs of the graph: `ids: u32[tokens]` (the step's tokens), `pos:
-//! u32[tokens]` (their positions), `table: u32[blocks]` (the sequence's
-//! KV block table), `start: u32[1]` (the first token's position) and
-//! `rows: u32[outputs]` (which of the step's tokens get logits: the last
-//! one when generating, all of them for perplexity). Output:
-//! `logits: f32[outputs, vocab]`.
+//! u32[tokens]` (their positions), where their keys and values go in the
+//! paged KV cache, and `rows: u32[outputs]` (which of the step's tokens get
+//! logits: the last one when generating, all of them for perplexity).
+//! Output: `logits: f32[outputs, vocab]`. The cache is either one
+//! sequence's ([`Cache::One`]: `table: u32[blocks]`, `start: u32[1]`) or a
+//! pool shared by a batch of sequences ([`Cache::Pool`]: `tables:
+//! u32[seqs, blocks_per_seq]`, `starts: u32[seqs]`, `lens: u32[seqs]`, the
+//! step's tokens one sequence after the other: the serving engine's step).
 
 use exodus_gguf::{Gguf, TensorInfo};
 use exodus_graph::{DType, Dim, Graph, GraphBuilder, KvFormat, KvLayout, ValueId};
@@ -23,6 +26,45 @@ use crate::error::ModelError;
 /// Tokens per KV cache block.
 pub const KV_BLOCK_TOKENS: usize = 16;
 
+/// The KV cache a model graph gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    /// One sequence of up to `max_tokens` positions.
+    One {
+        /// Positions it holds.
+        max_tokens: usize,
+    },
+    /// A pool of `blocks` blocks shared by a batch of sequences, each with
+    /// a table of `blocks_per_seq` entries.
+    Pool {
+        /// Blocks in the pool.
+        blocks: usize,
+        /// Entries of a sequence's block table.
+        blocks_per_seq: usize,
+    },
+}
+
+/// Where a step's keys and values go, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqInputs {
+    /// One sequence.
+    One {
+        /// Its block table.
+        table: ValueId,
+        /// Position of the step's first token.
+        start: ValueId,
+    },
+    /// A batch of sequences.
+    Batch {
+        /// Their block tables, one row each.
+        tables: ValueId,
+        /// Position of each one's first token in the step.
+        starts: ValueId,
+        /// Tokens of each one in the step.
+        lens: ValueId,
+    },
+}
+
 /// The graph's inputs, by role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inputs {
@@ -30,10 +72,8 @@ pub struct Inputs {
     pub ids: ValueId,
     /// Their positions.
     pub pos: ValueId,
-    /// The KV block table.
-    pub table: ValueId,
-    /// Position of the step's first token.
-    pub start: ValueId,
+    /// Where their keys and values go.
+    pub seqs: SeqInputs,
     /// Rows (of the step) that get logits.
     pub rows: ValueId,
 }
@@ -47,7 +87,7 @@ pub struct ModelGraph {
     pub inputs: Inputs,
     /// Every weight value and the GGUF tensor that fills it.
     pub weights: Vec<(ValueId, String)>,
-    /// KV cache blocks per layer.
+    /// KV cache blocks per layer (the pool's, or the one sequence's).
     pub cache_blocks: usize,
 }
 
@@ -92,12 +132,12 @@ impl<B: AsRef<[u8]>> Builder<'_, B> {
     }
 }
 
-/// Builds the graph of the model in `file` with a KV cache of
-/// `max_tokens` positions per layer in `kv_format`.
+/// Builds the graph of the model in `file` with a KV cache per layer of
+/// the shape `cache` in `kv_format`.
 pub fn build<B: AsRef<[u8]>>(
     cfg: &ModelConfig,
     file: &Gguf<B>,
-    max_tokens: usize,
+    cache: Cache,
     kv_format: KvFormat,
 ) -> Result<ModelGraph, ModelError> {
     let ModelConfig {
@@ -113,7 +153,10 @@ pub fn build<B: AsRef<[u8]>>(
         rope_neox,
         ..
     } = *cfg;
-    let blocks = max_tokens.div_ceil(KV_BLOCK_TOKENS).max(1);
+    let blocks = match cache {
+        Cache::One { max_tokens } => max_tokens.div_ceil(KV_BLOCK_TOKENS).max(1),
+        Cache::Pool { blocks, .. } => blocks.max(1),
+    };
     let layout = KvLayout::new(KV_BLOCK_TOKENS, kv_heads, head_dim, kv_format)
         .map_err(|e| ModelError::Unsupported(format!("KV cache layout: {e}")))?;
     let mut m = Builder {
@@ -125,8 +168,20 @@ pub fn build<B: AsRef<[u8]>>(
     let n_out = m.b.symbol("outputs");
     let ids = m.b.input("ids", DType::U32, (t,));
     let pos = m.b.input("pos", DType::U32, (t,));
-    let table = m.b.input("table", DType::U32, (blocks,));
-    let start = m.b.input("start", DType::U32, (1,));
+    let seqs = match cache {
+        Cache::One { .. } => SeqInputs::One {
+            table: m.b.input("table", DType::U32, (blocks,)),
+            start: m.b.input("start", DType::U32, (1,)),
+        },
+        Cache::Pool { blocks_per_seq, .. } => {
+            let s = m.b.symbol("seqs");
+            SeqInputs::Batch {
+                tables: m.b.input("tables", DType::U32, (s, blocks_per_seq.max(1))),
+                starts: m.b.input("starts", DType::U32, (s,)),
+                lens: m.b.input("lens", DType::U32, (s,)),
+            }
+        }
+    };
     let rows = m.b.input("rows", DType::U32, (n_out,));
     let (q_width, kv_width) = (heads * head_dim, kv_heads * head_dim);
     let embd = m.weight("token_embd.weight", &[vocab, hidden])?;
@@ -166,8 +221,18 @@ pub fn build<B: AsRef<[u8]>>(
         let k =
             m.b.rope(p("rope_k"), k, pos, head_dim, rope_neox, rope_theta)?;
         let cache = m.b.state(p("kv_cache"), DType::KvCache(layout), (blocks,));
-        let a =
-            m.b.attention(p("attention"), q, k, v, cache, table, start, heads)?;
+        let a = match seqs {
+            SeqInputs::One { table, start } => {
+                m.b.attention(p("attention"), q, k, v, cache, table, start, heads)?
+            }
+            SeqInputs::Batch {
+                tables,
+                starts,
+                lens,
+            } => {
+                m.b.attention_batch(p("attention"), q, k, v, cache, tables, starts, lens, heads)?
+            }
+        };
         let wo = m.weight(&p("attn_output.weight"), &[hidden, q_width])?;
         let o = m.b.matmul(p("attn_output"), a, wo)?;
         x = m.b.add(p("attn_residual"), x, o)?;
@@ -197,8 +262,7 @@ pub fn build<B: AsRef<[u8]>>(
         inputs: Inputs {
             ids,
             pos,
-            table,
-            start,
+            seqs,
             rows,
         },
         weights: m.weights,

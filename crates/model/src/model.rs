@@ -5,12 +5,12 @@
 //! paged KV cache, which [`Model::forward`] appends to step by step.
 
 use exodus_gguf::Gguf;
-use exodus_graph::{default_passes, run_passes, DType, KvFormat, Session, Tensor};
+use exodus_graph::{default_passes, run_passes, DType, KvFormat, Session, Tensor, ValueId};
 use exodus_numerics::{ElementFormat, Format};
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
-use crate::llama::{self, ModelGraph};
+use crate::llama::{self, Cache, ModelGraph, SeqInputs, KV_BLOCK_TOKENS};
 
 /// How a model runs: the same kernels either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,27 @@ impl std::fmt::Debug for Model {
     }
 }
 
+/// Positions a sequence may hold: `opts.max_tokens`, at most the model's
+/// context (0: the smaller of the context and 4096).
+fn max_tokens(config: &ModelConfig, opts: &LoadOptions) -> usize {
+    match opts.max_tokens {
+        0 => config.context.min(4096),
+        n => n.min(config.context.max(1)),
+    }
+}
+
+/// One sequence's part of a batched step ([`Model::step`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SeqStep<'a> {
+    /// The tokens it runs.
+    pub tokens: &'a [u32],
+    /// Position of the first.
+    pub start: usize,
+    /// Its pool blocks, in logical block order (enough for `start +
+    /// tokens.len()` positions).
+    pub table: &'a [u32],
+}
+
 /// A weight tensor's data as the session takes it.
 fn weight_data(format: Format, dtype: DType, bytes: &[u8], len: usize) -> Result<Tensor, String> {
     match dtype {
@@ -102,14 +123,39 @@ fn weight_data(format: Format, dtype: DType, bytes: &[u8], len: usize) -> Result
 }
 
 impl Model {
-    /// Reads the model in `file`, builds its graph and binds its weights.
+    /// Reads the model in `file`, builds its graph and binds its weights,
+    /// with one sequence's KV cache.
     pub fn load<B: AsRef<[u8]>>(file: &Gguf<B>, opts: &LoadOptions) -> Result<Model, ModelError> {
         let config = ModelConfig::from_gguf(file)?;
-        let max_tokens = match opts.max_tokens {
-            0 => config.context.min(4096),
-            n => n.min(config.context.max(1)),
+        let max_tokens = max_tokens(&config, opts);
+        Self::load_with(file, opts, config, Cache::One { max_tokens }, max_tokens)
+    }
+
+    /// Like [`Model::load`], with a pool of `blocks` KV cache blocks shared
+    /// by batches of sequences of up to `opts.max_tokens` positions each
+    /// (run with [`Model::step`]; the caller owns the block tables).
+    pub fn load_pool<B: AsRef<[u8]>>(
+        file: &Gguf<B>,
+        opts: &LoadOptions,
+        blocks: usize,
+    ) -> Result<Model, ModelError> {
+        let config = ModelConfig::from_gguf(file)?;
+        let max_tokens = max_tokens(&config, opts);
+        let cache = Cache::Pool {
+            blocks,
+            blocks_per_seq: max_tokens.div_ceil(KV_BLOCK_TOKENS).max(1),
         };
-        let mut graph = llama::build(&config, file, max_tokens, opts.kv_format)?;
+        Self::load_with(file, opts, config, cache, max_tokens)
+    }
+
+    fn load_with<B: AsRef<[u8]>>(
+        file: &Gguf<B>,
+        opts: &LoadOptions,
+        config: ModelConfig,
+        cache: Cache,
+        max_tokens: usize,
+    ) -> Result<Model, ModelError> {
+        let mut graph = llama::build(&config, file, cache, opts.kv_format)?;
         let mut weights = Vec::with_capacity(graph.weights.len());
         for (v, name) in &graph.weights {
             let t = file.require_tensor(name)?;
@@ -193,6 +239,15 @@ impl Model {
             vec![n as u32 - 1]
         };
         let i = self.graph.inputs;
+        let SeqInputs::One {
+            table,
+            start: start_in,
+        } = i.seqs
+        else {
+            return Err(ModelError::Request(
+                "a model loaded with a shared pool runs batches (Model::step)".into(),
+            ));
+        };
         let inputs = [
             (i.ids, Tensor::U32(tokens.to_vec())),
             (
@@ -200,16 +255,24 @@ impl Model {
                 Tensor::U32((start as u32..(start + n) as u32).collect()),
             ),
             (
-                i.table,
+                table,
                 Tensor::U32((0..self.graph.cache_blocks as u32).collect()),
             ),
-            (i.start, Tensor::U32(vec![start as u32])),
+            (start_in, Tensor::U32(vec![start as u32])),
             (i.rows, Tensor::U32(rows.clone())),
         ];
         let symbols = [("tokens", n), ("outputs", rows.len())];
+        self.run(&symbols, &inputs)
+    }
+
+    fn run(
+        &self,
+        symbols: &[(&str, usize)],
+        inputs: &[(ValueId, Tensor)],
+    ) -> Result<Vec<f32>, ModelError> {
         let out = match self.mode {
-            Mode::Eager => self.session.run_eager(&symbols, &inputs)?,
-            Mode::Graph => self.session.run_graph(&symbols, &inputs)?,
+            Mode::Eager => self.session.run_eager(symbols, inputs)?,
+            Mode::Graph => self.session.run_graph(symbols, inputs)?,
         };
         match out.into_iter().next() {
             Some(Tensor::F32(logits)) => Ok(logits),
@@ -217,5 +280,83 @@ impl Model {
                 "the graph returned no logits".into(),
             )),
         }
+    }
+
+    /// One step of a batch of sequences over the shared pool (a model from
+    /// [`Model::load_pool`]): each runs its `tokens` at positions `start ..`
+    /// through its own `table` of pool blocks; returns the last token's
+    /// logits of every sequence, in order (`vocab` values each).
+    pub fn step(&self, seqs: &[SeqStep<'_>]) -> Result<Vec<f32>, ModelError> {
+        let i = self.graph.inputs;
+        let SeqInputs::Batch {
+            tables,
+            starts,
+            lens,
+        } = i.seqs
+        else {
+            return Err(ModelError::Request(
+                "a one-sequence model runs with Model::forward".into(),
+            ));
+        };
+        if seqs.is_empty() {
+            return Err(ModelError::Request("an empty batch".into()));
+        }
+        let per_seq = self.max_tokens.div_ceil(KV_BLOCK_TOKENS).max(1);
+        let (mut ids, mut pos, mut table_rows, mut rows) = (vec![], vec![], vec![], vec![]);
+        for (n, s) in seqs.iter().enumerate() {
+            let end = s.start + s.tokens.len();
+            if s.tokens.is_empty() || end > self.max_tokens {
+                return Err(ModelError::Request(format!(
+                    "sequence {n}: positions {}..{end} do not fit {} tokens (or no tokens)",
+                    s.start, self.max_tokens
+                )));
+            }
+            if s.table.len() < end.div_ceil(KV_BLOCK_TOKENS) || s.table.len() > per_seq {
+                return Err(ModelError::Request(format!(
+                    "sequence {n}: a table of {} blocks for {end} positions (at most {per_seq})",
+                    s.table.len()
+                )));
+            }
+            if let Some(&bad) = s.tokens.iter().find(|&&t| t as usize >= self.config.vocab) {
+                return Err(ModelError::Request(format!(
+                    "token id {bad} is outside the vocabulary"
+                )));
+            }
+            if let Some(&bad) = s
+                .table
+                .iter()
+                .find(|&&b| b as usize >= self.graph.cache_blocks)
+            {
+                return Err(ModelError::Request(format!(
+                    "sequence {n}: block {bad} is outside the pool of {}",
+                    self.graph.cache_blocks
+                )));
+            }
+            ids.extend_from_slice(s.tokens);
+            pos.extend(s.start as u32..end as u32);
+            table_rows.extend_from_slice(s.table);
+            table_rows.resize((n + 1) * per_seq, 0);
+            rows.push(ids.len() as u32 - 1);
+        }
+        let inputs = [
+            (i.ids, Tensor::U32(ids.clone())),
+            (i.pos, Tensor::U32(pos)),
+            (tables, Tensor::U32(table_rows)),
+            (
+                starts,
+                Tensor::U32(seqs.iter().map(|s| s.start as u32).collect()),
+            ),
+            (
+                lens,
+                Tensor::U32(seqs.iter().map(|s| s.tokens.len() as u32).collect()),
+            ),
+            (i.rows, Tensor::U32(rows.clone())),
+        ];
+        let symbols = [
+            ("tokens", ids.len()),
+            ("outputs", rows.len()),
+            ("seqs", seqs.len()),
+        ];
+        self.run(&symbols, &inputs)
     }
 }
