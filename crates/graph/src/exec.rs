@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use exodus_kernels::matmul::{tiling_for, PackedWeights, Weights};
 use exodus_kernels::pool;
-use exodus_kernels::Regime;
+use exodus_kernels::tiling::CacheSizes;
+use exodus_kernels::{Regime, Tiling};
 use exodus_numerics::cpu;
 use exodus_numerics::Format;
 use exodus_runtime::{
@@ -823,14 +824,11 @@ impl Session {
         let threads = pool::global().threads();
         let mut out = Vec::with_capacity(w_ids.len());
         let mut packs = self.packs.lock().unwrap_or_else(PoisonError::into_inner);
+        let caches = CacheSizes::detect();
         for (&id, &(format, n)) in w_ids.iter().zip(weights) {
-            let buf = self.weight_as_bytes(id).ok_or_else(|| ExecError::Binding {
-                name: format!("value {}", id.0),
-                reason: "a matmul weight must be a bound weight".into(),
-            })?;
-            let bytes = buf.to_host();
-            let w = Weights::new(format, &bytes, n, k)?;
-            let tiling = tiling_for(rows, &w, threads);
+            // The tiling `tiling_for` picks, from the shape alone: the
+            // weight's bytes are copied out only when a pack is made.
+            let tiling = Tiling::choose(rows, n, k, format.block_elems(), threads, &caches);
             if tiling.regime != Regime::Prefill {
                 return Ok(None);
             }
@@ -838,6 +836,13 @@ impl Session {
             let pack = match packs.get(&key) {
                 Some(p) => Arc::clone(p),
                 None => {
+                    let buf = self.weight_as_bytes(id).ok_or_else(|| ExecError::Binding {
+                        name: format!("value {}", id.0),
+                        reason: "a matmul weight must be a bound weight".into(),
+                    })?;
+                    let bytes = buf.to_host();
+                    let w = Weights::new(format, &bytes, n, k)?;
+                    debug_assert_eq!(tiling, tiling_for(rows, &w, threads));
                     let p = PackedWeights::new(pool::global(), cpu::active(), &tiling, &w)?;
                     let p = Arc::new(p);
                     packs.insert(key, Arc::clone(&p));
