@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use exodus_kernels::attention::{paged_attention, AttentionParams, PagedKvCache, SeqSpan};
+use exodus_kernels::attention::{
+    paged_attention, AttentionParams, KvLayout, PagedKvCache, SeqSpan,
+};
 use exodus_kernels::ops::{
     self, GeluApprox, LayerNormParams, QuantizedRows, RmsNormParams, RopeParams, RopeStyle,
 };
@@ -47,6 +49,62 @@ fn dims_of(g: &Graph, v: ValueId, sizes: &[usize]) -> Vec<usize> {
     g.value(v)
         .map(|i| concrete(&i.shape, sizes))
         .unwrap_or_default()
+}
+
+/// Attention over a paged KV cache, for one sequence or a batch: writes
+/// each sequence's new K/V rows, then attends its queries.
+#[derive(Clone, Copy)]
+struct Attend {
+    layout: KvLayout,
+    params: AttentionParams,
+    /// The launch output that is the cache.
+    cache_at: usize,
+    /// Rows of the step (all sequences).
+    tokens: usize,
+}
+
+impl Attend {
+    /// Inputs 0-2 are q, k, v; sequence `i` uses row `i` of `tables`
+    /// (`blocks` entries each), starts at `starts[i]` and has `lens[i]`
+    /// of the step's rows, one sequence after the other.
+    fn run(
+        &self,
+        k: &Kernel<'_>,
+        a: &Args,
+        tables: &[u32],
+        blocks: usize,
+        starts: &[u32],
+        lens: &[u32],
+    ) -> Result<(), TaskError> {
+        let tokens = self.tokens;
+        let total: usize = lens.iter().map(|&l| l as usize).sum();
+        if total != tokens {
+            return Err(format!(
+                "the sequences' lengths sum to {total}, the step has {tokens} tokens"
+            )
+            .into());
+        }
+        let (q, kk, v) = (a.f32_in(k, 0)?, a.f32_in(k, 1)?, a.f32_in(k, 2)?);
+        let kv_width = self.layout.n_kv_heads() * self.layout.head_dim();
+        let mut pool = k.output::<u8>(self.cache_at)?;
+        let mut cache = PagedKvCache::new(self.layout, &mut pool[..])?;
+        let mut spans = Vec::with_capacity(lens.len());
+        let mut row = 0;
+        for (i, (&start, &len)) in starts.iter().zip(lens).enumerate() {
+            let (start, len) = (start as usize, len as usize);
+            let table = &tables[i * blocks..(i + 1) * blocks];
+            let rows = row * kv_width..(row + len) * kv_width;
+            cache.write(table, start, &kk[rows.clone()], &v[rows], len)?;
+            spans.push(SeqSpan {
+                block_table: table,
+                start_pos: start,
+                n_q: len,
+            });
+            row += len;
+        }
+        paged_attention(&cache, &spans, &q, &mut a.f32_out(k, 0)?, &self.params)?;
+        Ok(())
+    }
 }
 
 /// An op's kernel body over its operands.
@@ -469,39 +527,6 @@ impl Session {
                     Ok(())
                 }))
             }
-            Op::Attention { heads, scale } => {
-                let DType::KvCache(layout) =
-                    g.value(node.inputs[3]).map_or(DType::F32, |i| i.dtype)
-                else {
-                    return Err(unsupported("input 3 is not a KV cache"));
-                };
-                let params = AttentionParams {
-                    n_heads: *heads,
-                    scale: *scale,
-                };
-                let tokens = out_dims[0];
-                let Some(Place::Arg {
-                    index: cache_at, ..
-                }) = cache_place
-                else {
-                    return Err(unsupported("the KV cache must be a launch buffer"));
-                };
-                launch(Box::new(move |k, a| {
-                    let (q, kk, v) = (a.f32_in(k, 0)?, a.f32_in(k, 1)?, a.f32_in(k, 2)?);
-                    let (table, start) = (a.in_of::<u32>(k, 4)?, a.in_of::<u32>(k, 5)?);
-                    let start = start.first().copied().unwrap_or(0) as usize;
-                    let mut pool = k.output::<u8>(cache_at)?;
-                    let mut cache = PagedKvCache::new(layout, &mut pool[..])?;
-                    cache.write(&table, start, &kk, &v, tokens)?;
-                    let seq = SeqSpan {
-                        block_table: &table,
-                        start_pos: start,
-                        n_q: tokens,
-                    };
-                    paged_attention(&cache, &[seq], &q, &mut a.f32_out(k, 0)?, &params)?;
-                    Ok(())
-                }))
-            }
             Op::Gather => {
                 let width = out_dims.get(1).copied().unwrap_or(0);
                 launch(Box::new(move |k, a| {
@@ -538,55 +563,43 @@ impl Session {
                     Ok(())
                 }))
             }
-            Op::AttentionBatch { heads, scale } => {
+            Op::Attention { heads, scale } | Op::AttentionBatch { heads, scale } => {
                 let DType::KvCache(layout) =
                     g.value(node.inputs[3]).map_or(DType::F32, |i| i.dtype)
                 else {
                     return Err(unsupported("input 3 is not a KV cache"));
                 };
-                let params = AttentionParams {
-                    n_heads: *heads,
-                    scale: *scale,
-                };
-                let tokens = out_dims[0];
-                let blocks = dims(node.inputs[4]).get(1).copied().unwrap_or(0);
-                let kv_width = layout.n_kv_heads() * layout.head_dim();
                 let Some(Place::Arg {
                     index: cache_at, ..
                 }) = cache_place
                 else {
                     return Err(unsupported("the KV cache must be a launch buffer"));
                 };
-                launch(Box::new(move |k, a| {
-                    let (q, kk, v) = (a.f32_in(k, 0)?, a.f32_in(k, 1)?, a.f32_in(k, 2)?);
-                    let tables = a.in_of::<u32>(k, 4)?;
-                    let (starts, lens) = (a.in_of::<u32>(k, 5)?, a.in_of::<u32>(k, 6)?);
-                    let total: usize = lens.iter().map(|&l| l as usize).sum();
-                    if total != tokens {
-                        return Err(format!(
-                            "the sequences' lengths sum to {total}, the step has {tokens} tokens"
-                        )
-                        .into());
-                    }
-                    let mut pool = k.output::<u8>(cache_at)?;
-                    let mut cache = PagedKvCache::new(layout, &mut pool[..])?;
-                    let mut spans = Vec::with_capacity(lens.len());
-                    let mut row = 0;
-                    for (i, (&start, &len)) in starts.iter().zip(lens.iter()).enumerate() {
-                        let (start, len) = (start as usize, len as usize);
-                        let table = &tables[i * blocks..(i + 1) * blocks];
-                        let rows = row * kv_width..(row + len) * kv_width;
-                        cache.write(table, start, &kk[rows.clone()], &v[rows], len)?;
-                        spans.push(SeqSpan {
-                            block_table: table,
-                            start_pos: start,
-                            n_q: len,
-                        });
-                        row += len;
-                    }
-                    paged_attention(&cache, &spans, &q, &mut a.f32_out(k, 0)?, &params)?;
-                    Ok(())
-                }))
+                let attend = Attend {
+                    layout,
+                    params: AttentionParams {
+                        n_heads: *heads,
+                        scale: *scale,
+                    },
+                    cache_at,
+                    tokens: out_dims[0],
+                };
+                if matches!(node.op, Op::Attention { .. }) {
+                    // One sequence: a batch of one, its table a single row.
+                    launch(Box::new(move |k, a| {
+                        let (table, start) = (a.in_of::<u32>(k, 4)?, a.in_of::<u32>(k, 5)?);
+                        let start = start.first().copied().unwrap_or(0);
+                        let len = attend.tokens as u32;
+                        attend.run(k, a, &table, table.len(), &[start], &[len])
+                    }))
+                } else {
+                    let blocks = dims(node.inputs[4]).get(1).copied().unwrap_or(0);
+                    launch(Box::new(move |k, a| {
+                        let tables = a.in_of::<u32>(k, 4)?;
+                        let (starts, lens) = (a.in_of::<u32>(k, 5)?, a.in_of::<u32>(k, 6)?);
+                        attend.run(k, a, &tables, blocks, &starts, &lens)
+                    }))
+                }
             }
             Op::Argmax => {
                 let in_dims = dims(node.inputs[0]);
