@@ -277,12 +277,7 @@ fn closed_stdout_is_not_a_crash() {
 #[test]
 fn graph_dump_prints_passes_plan_and_dot() {
     let out = exodus(&["graph", "dump", "--tokens", "64"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let (text, _) = common::ok(&out);
     for want in [
         "# before passes",
         "graph block(tokens) {",
@@ -333,12 +328,7 @@ fn graph_dump_and_bench_graph_take_the_decoder() {
         ],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let (text, _) = common::ok(&out);
     for want in [
         "graph decoder(tokens) {",
         "token_embd.weight: q4_1[256, 576] = weight",
@@ -375,12 +365,7 @@ fn graph_dump_and_bench_graph_take_the_decoder() {
         ],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let (text, _) = common::ok(&out);
     assert!(text.contains("eager measured"), "{text}");
     // The trace has a span per run and the launches of both modes.
     let spans = std::fs::read_to_string(&trace).unwrap();

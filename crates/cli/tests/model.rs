@@ -7,17 +7,7 @@
 
 mod common;
 
-use common::exodus;
-use std::process::Output;
-
-fn ok(out: &Output) -> (String, String) {
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    (stdout, stderr)
-}
+use common::{exodus, ok};
 
 #[test]
 fn run_streams_an_answer_and_reports_its_timings() {

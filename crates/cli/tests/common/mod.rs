@@ -28,3 +28,14 @@ pub fn exodus(args: &[&str], stdin: Option<&[u8]>) -> Output {
     drop(input);
     child.wait_with_output().expect("exodus runs")
 }
+
+/// The stdout and stderr of a run that must have succeeded (the test
+/// fails with both shown otherwise).
+pub fn ok(out: &Output) -> (String, String) {
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    (stdout, stderr)
+}
