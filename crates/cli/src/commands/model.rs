@@ -374,6 +374,18 @@ pub struct BenchModelArgs {
     model: ModelArgs,
 }
 
+/// Bytes of weights a decode step reads: every tensor, except the token
+/// embedding when the model has its own output matrix (a step then reads
+/// one embedding row).
+fn streamed_bytes_per_token(file: &GgufFile) -> u64 {
+    let untied = file.tensor("output.weight").is_some();
+    file.tensors()
+        .iter()
+        .filter(|t| !(untied && t.name() == "token_embd.weight"))
+        .map(|t| t.byte_size())
+        .sum()
+}
+
 /// `exodus bench model`: prompt processing (`pp`) and token generation
 /// (`tg`) tokens per second like llama-bench, min and median over repeats.
 pub fn bench_model(args: &BenchModelArgs) -> anyhow::Result<()> {
@@ -418,11 +430,33 @@ pub fn bench_model(args: &BenchModelArgs) -> anyhow::Result<()> {
         args.tg, tg_med, tg_min, tg_max,
         args.repeats
     )?;
+    // The physical limit of tg, measured in the same run: every generated
+    // token streams the weights once, at best at the machine's read speed.
+    let file = GgufFile::open(&m.path).with_context(|| format!("opening {}", m.path.display()))?;
+    let bytes_per_token = streamed_bytes_per_token(&file);
+    let read_gbps = exodus_kernels::bench::read_gbps(
+        exodus_kernels::pool::global(),
+        bytes_per_token as usize,
+        5,
+    );
+    let tg_bound = read_gbps * 1e9 / bytes_per_token as f64;
+    outln!(
+        "tg bound: {:.1} MB of weights read per token at {:.1} GB/s ({} threads reading as many bytes, best of 5) = {:.1} tok/s; tg{} median at {:.0}% of it, best at {:.0}%",
+        bytes_per_token as f64 / 1e6,
+        read_gbps,
+        exodus_kernels::pool::global().threads(),
+        tg_bound,
+        args.tg,
+        100.0 * tg_med / tg_bound,
+        100.0 * tg_max / tg_bound,
+    )?;
     let report = json!({
         "bench": "model", "model": m.path.file_name().map(|n| n.to_string_lossy().into_owned()),
         "mode": m.model.mode().name(), "pp": args.pp, "tg": args.tg, "repeats": args.repeats,
         "pp_tokens_per_second": {"min": pp_min, "median": pp_med, "max": pp_max},
         "tg_tokens_per_second": {"min": tg_min, "median": tg_med, "max": tg_max},
+        "weight_bytes_per_token": bytes_per_token, "read_gbps": read_gbps,
+        "tg_bound_tokens_per_second": tg_bound,
     });
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -43,6 +43,34 @@ pub fn memcpy_gbps(pool: &ThreadPool, bytes: usize, repeats: usize) -> f64 {
     2.0 * bytes as f64 / best.as_secs_f64() / 1e9
 }
 
+/// GB/s of reading `bytes` bytes split over `pool` (each thread sums its
+/// part as 64-bit words), best of `repeats`: the ceiling of a kernel that
+/// streams weights, such as a decode step that reads every weight once. A
+/// buffer the size of what the kernel streams puts the probe in the same
+/// cache situation.
+pub fn read_gbps(pool: &ThreadPool, bytes: usize, repeats: usize) -> f64 {
+    let words = bytes.div_ceil(8).max(1);
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let chunk = words.div_ceil(pool.threads());
+    let mut sums = vec![0u64; pool.threads()];
+    let best = best_of(repeats, || {
+        pool.for_each_chunk_mut(&mut sums, 1, |i, s| {
+            let part = buf.chunks(chunk).nth(i).unwrap_or_default();
+            // Eight independent sums, so the adds never wait on each other.
+            let mut acc = [0u64; 8];
+            for block in part.chunks_exact(8) {
+                for (a, &w) in acc.iter_mut().zip(block) {
+                    *a = a.wrapping_add(w);
+                }
+            }
+            let tail = part.chunks_exact(8).remainder().iter();
+            s[0] = acc.iter().chain(tail).fold(0, |a, &w| a.wrapping_add(w));
+        });
+        black_box(&mut sums);
+    });
+    (8 * words) as f64 / best.as_secs_f64() / 1e9
+}
+
 /// GFLOP/s of `rounds` rounds of [`fma_probe`] on every thread of `pool`
 /// at `level` (the FMA peak the matmul kernels of that level can reach).
 /// Best of `repeats`.

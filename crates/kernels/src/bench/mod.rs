@@ -28,7 +28,7 @@ use exodus_numerics::cpu::SimdLevel;
 use crate::error::Result;
 use crate::pool::ThreadPool;
 
-pub use limits::{fma_peak_gflops, memcpy_gbps, Limits};
+pub use limits::{fma_peak_gflops, memcpy_gbps, read_gbps, Limits};
 pub use models::{ModelShape, MODELS, MODEL_7B, SMOLLM2_135M};
 
 /// A prepared case: one call of the kernel on its buffers.

@@ -155,6 +155,42 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    /// `outs[i] = x · W[j0 + i, :]` for a one-row x: groups of
+    /// [`avx512::ROWS`] consecutive W rows go through a multi-row kernel
+    /// where there is one (the same bits as [`column`](Self::column) on
+    /// each), the rest column by column.
+    fn columns_of_one_row(&self, j0: usize, outs: &mut [f32]) -> Result<()> {
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if let (Simd::Avx512(t), Some(q)) = (self.simd, self.qx) {
+            let rows_kernel = match self.kernel {
+                RowKernel::Q8_0 => Some(avx512::q8_0_rows as MultiRowKernel),
+                RowKernel::Q4_0 => Some(avx512::q4_0_rows as MultiRowKernel),
+                RowKernel::Q4_1 => Some(avx512::q4_1_rows as MultiRowKernel),
+                _ => None,
+            };
+            if let Some(rows_kernel) = rows_kernel {
+                for group in outs.chunks_exact_mut(avx512::ROWS) {
+                    let Some((w, row_len)) = self.w.encoded_rows(j0 + done, avx512::ROWS) else {
+                        break;
+                    };
+                    group.copy_from_slice(&rows_kernel(t, w, row_len, q.row(0)));
+                    done += avx512::ROWS;
+                }
+            }
+        }
+        for (i, o) in outs.iter_mut().enumerate().skip(done) {
+            self.column(j0 + i, std::slice::from_mut(o))?;
+        }
+        Ok(())
+    }
+}
+
+/// A multi-row int8 decode kernel (`avx512::q4_1_rows` and its kin).
+#[cfg(target_arch = "x86_64")]
+type MultiRowKernel = fn(avx512::Avx512, &[u8], usize, XRow) -> [f32; avx512::ROWS];
+
 fn dot_f32(simd: Simd, w: &[f32], x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if let Some(t) = simd.avx2() {
@@ -286,9 +322,7 @@ pub(crate) fn decode(
     if rows == 1 {
         // out [1, n]: a task owns `cols` consecutive outputs.
         pool.for_each_chunk_mut(out, cols, |t, chunk| {
-            for (jj, o) in chunk.iter_mut().enumerate() {
-                errors.keep(ctx.column(t * cols + jj, std::slice::from_mut(o)));
-            }
+            errors.keep(ctx.columns_of_one_row(t * cols, chunk));
         });
         return errors.into_result();
     }
@@ -374,6 +408,17 @@ pub(crate) fn decode_group(
     // owns one contiguous chunk; it is scattered into `outs` after.
     let mut out_t = vec![0f32; total * rows];
     pool.for_each_chunk_mut(&mut out_t, cols * rows, |t, chunk| {
+        if rows == 1 {
+            // Runs of the chunk that fall in one weight, several rows at once.
+            let mut jj = 0;
+            while jj < chunk.len() {
+                let (i, j) = locate(t * cols + jj);
+                let run = (ws[i].n() - j).min(chunk.len() - jj);
+                errors.keep(ctxs[i].columns_of_one_row(j, &mut chunk[jj..jj + run]));
+                jj += run;
+            }
+            return;
+        }
         for (jj, col) in chunk.chunks_exact_mut(rows).enumerate() {
             let (i, j) = locate(t * cols + jj);
             errors.keep(ctxs[i].column(j, col));
@@ -431,12 +476,9 @@ pub(crate) fn decode_swiglu(
     pool.for_each_chunk_mut(out, cols, |t, chunk| {
         let mut gv = [0f32; SWIGLU_COLS * 4];
         let mut uv = [0f32; SWIGLU_COLS * 4];
-        for jj in 0..chunk.len() {
-            let j = t * cols + jj;
-            errors.keep(g.column(j, std::slice::from_mut(&mut gv[jj])));
-            errors.keep(u.column(j, std::slice::from_mut(&mut uv[jj])));
-        }
         let n = chunk.len();
+        errors.keep(g.columns_of_one_row(t * cols, &mut gv[..n]));
+        errors.keep(u.columns_of_one_row(t * cols, &mut uv[..n]));
         errors.keep(crate::ops::swiglu_with(level, &gv[..n], &uv[..n], chunk));
     });
     errors.into_result()

@@ -237,6 +237,20 @@ impl<'a> Weights<'a> {
         }
     }
 
+    /// The encoded bytes of rows `j..j + count` and the bytes of one row
+    /// (only for [`WeightData::Encoded`]).
+    pub(crate) fn encoded_rows(&self, j: usize, count: usize) -> Option<(&'a [u8], usize)> {
+        match self.data {
+            WeightData::Encoded {
+                bytes, row_bytes, ..
+            } => Some((
+                bytes.get(j * row_bytes..(j + count) * row_bytes)?,
+                row_bytes,
+            )),
+            _ => None,
+        }
+    }
+
     /// Decodes `W[j, k0..k1]` into `dst` (`k1 - k0` values) on SIMD level
     /// `level` (every level gives the same bits). `k0` must be a multiple
     /// of [`k_block`](Self::k_block), and `k1` too unless it is `k`.

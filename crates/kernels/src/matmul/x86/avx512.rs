@@ -231,6 +231,227 @@ fn q4_1_avx512(t: Avx512, w: &[u8], x: XRow) -> f32 {
     _mm512_reduce_add_ps(acc) + mins[0] + mins[1] + tail
 }
 
+/// Rows of W a multi-row decode kernel dots with one x at a time.
+pub(crate) const ROWS: usize = 4;
+
+/// `ROWS` consecutive rows of one encoded W (`rows[r * row_len..]`, each
+/// row `row_len` bytes) dotted with one int8 x: the same bits as the
+/// one-row kernel on each row ([`q8_0_row`], [`q4_0_row`], [`q4_1_row`]),
+/// with each x vector loaded once for all rows and the block scales of the
+/// rows converted together in one vector.
+#[derive(Clone, Copy)]
+struct RowGroup<'a> {
+    rows: &'a [u8],
+    row_len: usize,
+}
+
+impl<'a> RowGroup<'a> {
+    /// Row `r`.
+    fn row(self, r: usize) -> &'a [u8] {
+        &self.rows[r * self.row_len..(r + 1) * self.row_len]
+    }
+
+    /// The 32 bits at byte `at` of every row and at `at + half` (the
+    /// headers of the two blocks of a pair): lane `2r + h` holds row `r`,
+    /// block `h`, in one gather.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+    fn pair_headers(self, at: usize, half: usize) -> __m256i {
+        let last = (ROWS - 1) * self.row_len + at + half + 4;
+        assert!(last <= self.rows.len() && self.row_len < i32::MAX as usize / 4);
+        let (l, h) = (self.row_len as i32, half as i32);
+        let offsets = _mm256_set_epi32(3 * l + h, 3 * l, 2 * l + h, 2 * l, l + h, l, h, 0);
+        // SAFETY: every lane reads 4 bytes at `at + offset`, at most `last`
+        // bytes into `rows` (asserted above); the gather is unaligned.
+        unsafe { _mm256_i32gather_epi32::<1>(self.rows.as_ptr().add(at).cast(), offsets) }
+    }
+}
+
+/// The low (`SHIFT = 0`) or high (`SHIFT = 16`) f16 of each 32-bit lane.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn f16_lanes<const SHIFT: i32>(v: __m256i) -> __m256 {
+    _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32::<SHIFT>(v)))
+}
+
+/// `[a, b, a, b, ..]`: the two x scales of a pair for every row.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn pair_lanes(v: [f32; 2]) -> __m256 {
+    _mm256_set_ps(v[1], v[0], v[1], v[0], v[1], v[0], v[1], v[0])
+}
+
+/// Row `r`'s pair scale as 16 lanes: lane `2r` of `v` in lanes 0..8,
+/// lane `2r + 1` in lanes 8..16 (what [`pair_ps`] builds from scalars).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn row_pair(v: __m256, r: usize) -> __m512 {
+    let lo = 2 * r as i32;
+    let idx = _mm512_set_epi32(
+        lo + 1,
+        lo + 1,
+        lo + 1,
+        lo + 1,
+        lo + 1,
+        lo + 1,
+        lo + 1,
+        lo + 1,
+        lo,
+        lo,
+        lo,
+        lo,
+        lo,
+        lo,
+        lo,
+        lo,
+    );
+    _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(v))
+}
+
+/// Lane `i` of 8.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn lanes8(v: __m256) -> [f32; 8] {
+    let mut out = [0f32; 8];
+    // SAFETY: `out` holds 8 floats; the store is unaligned.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+    out
+}
+
+/// Prefetches the place `at` of every row of the next group.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn prefetch_next_group(g: RowGroup, at: usize) {
+    for r in 0..ROWS {
+        prefetch_next_row(ROWS * g.row_len, &g.rows[r * g.row_len + at..]);
+    }
+}
+
+/// [`q8_0_row`] of `ROWS` consecutive rows (`w`: `ROWS` rows of `row_len`
+/// bytes each).
+pub(crate) fn q8_0_rows(t: Avx512, w: &[u8], row_len: usize, x: XRow) -> [f32; ROWS] {
+    assert_eq!(w.len(), ROWS * row_len, "q8_0_rows: {ROWS} rows");
+    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
+    unsafe { q8_0_rows_avx512(t, RowGroup { rows: w, row_len }, x) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn q8_0_rows_avx512(t: Avx512, g: RowGroup, x: XRow) -> [f32; ROWS] {
+    let mut acc = [_mm512_setzero_ps(); ROWS];
+    let pairs = g.row_len / 68;
+    for (p, (xq, xd)) in
+        x.q.chunks_exact(64)
+            .zip(x.d.chunks_exact(2))
+            .take(pairs)
+            .enumerate()
+    {
+        let at = 68 * p;
+        prefetch_next_group(g, at);
+        let xv = load64_i8(xq);
+        let d = _mm256_mul_ps(
+            f16_lanes::<0>(g.pair_headers(at, 34)),
+            pair_lanes([xd[0], xd[1]]),
+        );
+        for (r, a) in acc.iter_mut().enumerate() {
+            let b = &g.row(r)[at..at + 68];
+            let s = dot_i8(join(fdot::load32(&b[2..]), fdot::load32(&b[36..])), xv);
+            *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), row_pair(d, r), *a);
+        }
+    }
+    std::array::from_fn(|r| {
+        let tail = idot::q8_0_row(t.avx2(), &g.row(r)[68 * pairs..], x_tail(x, 2 * pairs));
+        _mm512_reduce_add_ps(acc[r]) + tail
+    })
+}
+
+/// [`q4_0_row`] of `ROWS` consecutive rows.
+pub(crate) fn q4_0_rows(t: Avx512, w: &[u8], row_len: usize, x: XRow) -> [f32; ROWS] {
+    assert_eq!(w.len(), ROWS * row_len, "q4_0_rows: {ROWS} rows");
+    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
+    unsafe { q4_0_rows_avx512(t, RowGroup { rows: w, row_len }, x) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn q4_0_rows_avx512(t: Avx512, g: RowGroup, x: XRow) -> [f32; ROWS] {
+    let mut acc = [_mm512_setzero_ps(); ROWS];
+    // Lane `2r + h`: row r's chain of `d * xd * sum x` over blocks `h`.
+    let mut offset = _mm256_setzero_ps();
+    let pairs = g.row_len / 36;
+    for (p, ((xq, xd), xs)) in
+        x.q.chunks_exact(64)
+            .zip(x.d.chunks_exact(2))
+            .zip(x.sums.chunks_exact(2))
+            .take(pairs)
+            .enumerate()
+    {
+        let at = 36 * p;
+        prefetch_next_group(g, at);
+        let xv = load64_i8(xq);
+        let d = _mm256_mul_ps(
+            f16_lanes::<0>(g.pair_headers(at, 18)),
+            pair_lanes([xd[0], xd[1]]),
+        );
+        let sums = pair_lanes([xs[0] as f32, xs[1] as f32]);
+        offset = _mm256_add_ps(offset, _mm256_mul_ps(d, sums));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let b = &g.row(r)[at..at + 36];
+            let s =
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles_pair(&b[2..], &b[20..]), xv);
+            *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), row_pair(d, r), *a);
+        }
+    }
+    let offset = lanes8(offset);
+    std::array::from_fn(|r| {
+        let tail = idot::q4_0_row(t.avx2(), &g.row(r)[36 * pairs..], x_tail(x, 2 * pairs));
+        _mm512_reduce_add_ps(acc[r]) - 8.0 * (offset[2 * r] + offset[2 * r + 1]) + tail
+    })
+}
+
+/// [`q4_1_row`] of `ROWS` consecutive rows.
+pub(crate) fn q4_1_rows(t: Avx512, w: &[u8], row_len: usize, x: XRow) -> [f32; ROWS] {
+    assert_eq!(w.len(), ROWS * row_len, "q4_1_rows: {ROWS} rows");
+    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
+    unsafe { q4_1_rows_avx512(t, RowGroup { rows: w, row_len }, x) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn q4_1_rows_avx512(t: Avx512, g: RowGroup, x: XRow) -> [f32; ROWS] {
+    let mut acc = [_mm512_setzero_ps(); ROWS];
+    // Lane `2r + h`: row r's chain of `m * xd * sum x` over blocks `h`.
+    let mut mins = _mm256_setzero_ps();
+    let pairs = g.row_len / 40;
+    for (p, ((xq, xd), xs)) in
+        x.q.chunks_exact(64)
+            .zip(x.d.chunks_exact(2))
+            .zip(x.sums.chunks_exact(2))
+            .take(pairs)
+            .enumerate()
+    {
+        let at = 40 * p;
+        prefetch_next_group(g, at);
+        let xv = load64_i8(xq);
+        let xd = pair_lanes([xd[0], xd[1]]);
+        let dm = g.pair_headers(at, 20);
+        let d = _mm256_mul_ps(f16_lanes::<0>(dm), xd);
+        let m = _mm256_mul_ps(f16_lanes::<16>(dm), xd);
+        mins = _mm256_add_ps(
+            mins,
+            _mm256_mul_ps(m, pair_lanes([xs[0] as f32, xs[1] as f32])),
+        );
+        for (r, a) in acc.iter_mut().enumerate() {
+            let b = &g.row(r)[at..at + 40];
+            let s =
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles_pair(&b[4..], &b[24..]), xv);
+            *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), row_pair(d, r), *a);
+        }
+    }
+    let mins = lanes8(mins);
+    std::array::from_fn(|r| {
+        let tail = idot::q4_1_row(t.avx2(), &g.row(r)[40 * pairs..], x_tail(x, 2 * pairs));
+        _mm512_reduce_add_ps(acc[r]) + mins[2 * r] + mins[2 * r + 1] + tail
+    })
+}
+
 /// 64 E4M3 codes to four vectors of 16 f32 (columns `0..16`, `16..32`,
 /// `32..48`, `48..64`), each the value times `2^-8`, or `None` if a code
 /// is NaN (`0x7F` / `0xFF`).
@@ -654,6 +875,55 @@ mod tests {
             }
             for (&c, g) in codes.iter().zip(got) {
                 assert_eq!(g * 256.0, table[c as usize], "code {c:#04x}");
+            }
+        }
+    }
+
+    #[test]
+    fn multi_row_dots_are_the_one_row_dots_bit_for_bit() {
+        let Some(t) = Avx512::new(SimdLevel::Avx512) else {
+            return;
+        };
+        for blocks in [1usize, 2, 3, 18, 19] {
+            let k = 32 * blocks;
+            // Outliers, as in a real residual stream, and a zero block.
+            let x: Vec<f32> = (0..k)
+                .map(|i| match i % 97 {
+                    5 => 600.0,
+                    _ if i / 32 == 1 => 0.0,
+                    _ => ((i * 37) % 101) as f32 * 0.013 - 0.6,
+                })
+                .collect();
+            let q = QuantX::new(&x, 1, k, 32, 32);
+            let xr = q.row(0);
+            type One = fn(Avx512, &[u8], XRow) -> f32;
+            type Many = fn(Avx512, &[u8], usize, XRow) -> [f32; ROWS];
+            let cases: [(&str, usize, One, Many); 3] = [
+                ("q8_0", 34, q8_0_row, q8_0_rows),
+                ("q4_0", 18, q4_0_row, q4_0_rows),
+                ("q4_1", 20, q4_1_row, q4_1_rows),
+            ];
+            for (name, block_bytes, one, many) in cases {
+                let row_len = blocks * block_bytes;
+                // Random bytes with sane f16 headers (scale ~0.01, min ~-0.5).
+                let mut w: Vec<u8> = (0..ROWS * row_len)
+                    .map(|i| ((i * 73 + 11) % 251) as u8)
+                    .collect();
+                for (b, block) in w.chunks_exact_mut(block_bytes).enumerate() {
+                    block[..2].copy_from_slice(&(0x2000u16 + 37 * b as u16).to_le_bytes());
+                    if name == "q4_1" {
+                        block[2..4].copy_from_slice(&(0xb800u16 + b as u16).to_le_bytes());
+                    }
+                }
+                let got = many(t, &w, row_len, xr);
+                for (r, g) in got.iter().enumerate() {
+                    let want = one(t, &w[r * row_len..(r + 1) * row_len], xr);
+                    assert_eq!(
+                        g.to_bits(),
+                        want.to_bits(),
+                        "{name}, {blocks} blocks, row {r}"
+                    );
+                }
             }
         }
     }
