@@ -49,7 +49,7 @@ def exodus_speed(model, pp, tg, repeats, mode):
                     "--mode", mode, "--pp", str(pp), "--tg", str(tg), "--repeats", str(repeats),
                     "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
     r = json.loads(out.read_text())
-    return r["pp_tokens_per_second"], r["tg_tokens_per_second"]
+    return r["pp_tokens_per_second"], r["tg_tokens_per_second"], r["tg_bound_tokens_per_second"]
 
 
 def main():
@@ -63,16 +63,23 @@ def main():
     pps, tgs = llama_cpp_speed(a.model, a.pp, a.tg, a.repeats)
     rows = {"llama.cpp": {"pp": {"min": min(pps), "median": statistics.median(pps), "max": max(pps)},
                           "tg": {"min": min(tgs), "median": statistics.median(tgs), "max": max(tgs)}}}
+    bounds = []
     for mode in ["graph", "eager"]:
-        pp, tg = exodus_speed(a.model, a.pp, a.tg, a.repeats, mode)
+        pp, tg, bound = exodus_speed(a.model, a.pp, a.tg, a.repeats, mode)
         rows[f"exodus {mode}"] = {"pp": pp, "tg": tg}
+        bounds.append(bound)
+    # The tg bound (weights read per token at the measured read bandwidth),
+    # from each exodus run; the higher one is the machine's ceiling.
+    bound = max(bounds)
     base = rows["llama.cpp"]
-    print(f"{'':16} {'pp' + str(a.pp) + ' tok/s (median)':>24} {'tg' + str(a.tg) + ' tok/s (median)':>24} {'pp ratio':>9} {'tg ratio':>9}")
+    print(f"{'':16} {'pp' + str(a.pp) + ' tok/s (median)':>24} {'tg' + str(a.tg) + ' tok/s (median)':>24} {'pp ratio':>9} {'tg ratio':>9} {'tg/bound':>9}")
     for name, r in rows.items():
         print(f"{name:16} {r['pp']['median']:>24.1f} {r['tg']['median']:>24.1f} "
-              f"{r['pp']['median'] / base['pp']['median']:>8.2f}x {r['tg']['median'] / base['tg']['median']:>8.2f}x")
+              f"{r['pp']['median'] / base['pp']['median']:>8.2f}x {r['tg']['median'] / base['tg']['median']:>8.2f}x "
+              f"{100 * r['tg']['median'] / bound:>8.0f}%")
+    print(f"tg bound (weights per token at the measured read bandwidth): {bound:.1f} tok/s")
     out = {"model": pathlib.Path(a.model).name, "pp": a.pp, "tg": a.tg, "repeats": a.repeats,
-           "llama_cpp_python": llama_cpp.__version__, "rows": rows}
+           "llama_cpp_python": llama_cpp.__version__, "rows": rows, "tg_bound": bound}
     path = ROOT / "bench/results/model-vs-llama-cpp.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print("wrote", path)
