@@ -1,8 +1,14 @@
 //! `exodus-engine`: the serving engine of exodus, the rung that knows
 //! requests (and nothing of HTTP, which is `exodus-server`'s).
 //!
-//! For now it holds one module, the bookkeeping of the paged KV cache:
-//!
+//! - [`engine`]: the engine thread that owns the model and runs steps back
+//!   to back, and the handles to submit requests and stream their tokens
+//!   (cancelled when dropped);
+//! - [`scheduler`]: continuous batching with chunked prefill under a
+//!   per-step token budget, decode first, preemption by recompute when the
+//!   KV pool runs out, and admission control (its module docs give the
+//!   policy and its reasons);
+//! - [`request`]: requests, their events and the typed refusals;
 //! - [`kv_blocks`]: a shared pool of fixed-size KV blocks, a block table per
 //!   sequence, reference-counted blocks, automatic prefix caching by chained
 //!   hashes of full blocks, LRU eviction of unreferenced cached blocks, and
@@ -27,6 +33,14 @@
 //! # Ok::<(), exodus_engine::KvBlockError>(())
 //! ```
 
+pub mod engine;
 pub mod kv_blocks;
+pub mod request;
+pub mod scheduler;
 
+pub use engine::{Engine, RequestStream, Shutdown, StepModel};
 pub use kv_blocks::{Admission, BlockHash, BlockId, BlockManager, KvBlockError, SeqId};
+pub use request::{
+    Event, FinishReason, GenerationRequest, RequestId, SubmitError, Timing, TokenLogprobs, Usage,
+};
+pub use scheduler::{Scheduler, SchedulerConfig, SchedulerStats, StepPlan, Work};
