@@ -176,11 +176,7 @@ impl Engine {
             });
         }
         self.shared.wake.notify_all();
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = thread {
             let _ = t.join();
         }
@@ -215,18 +211,42 @@ fn run<M: StepModel>(shared: &Shared, model: &M) {
                 st = shared.wake.wait(st).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let result = step(model, &plan);
+        let result = step(model, &plan.work);
         let mut st = shared.lock();
-        let events = st
-            .scheduler
-            .complete(&plan, result.as_deref().map_err(Clone::clone), Instant::now());
+        let events = match result {
+            Ok(logits) => st.scheduler.complete(&plan, Ok(&logits), Instant::now()),
+            Err(msg) if plan.work.len() == 1 => {
+                st.scheduler.complete(&plan, Err(msg), Instant::now())
+            }
+            Err(_) => {
+                // Find which requests fail: run each alone (a rerun writes
+                // the same KV again), so one bad request does not take the
+                // step's others down with it.
+                drop(st);
+                let alone: Vec<_> = plan
+                    .work
+                    .iter()
+                    .map(|w| step(model, std::slice::from_ref(w)))
+                    .collect();
+                st = shared.lock();
+                let mut events = Vec::new();
+                for (w, result) in plan.work.iter().zip(alone) {
+                    let one = StepPlan {
+                        work: vec![w.clone()],
+                    };
+                    let logits = result.as_deref().map_err(Clone::clone);
+                    events.extend(st.scheduler.complete(&one, logits, Instant::now()));
+                }
+                events
+            }
+        };
         dispatch(&mut st, events);
     }
 }
 
 /// One model step; a panic inside becomes an error of the step.
-fn step<M: StepModel>(model: &M, plan: &StepPlan) -> Result<Vec<f32>, String> {
-    catch_unwind(AssertUnwindSafe(|| model.run_step(&plan.work))).unwrap_or_else(|panic| {
+fn step<M: StepModel>(model: &M, work: &[Work]) -> Result<Vec<f32>, String> {
+    catch_unwind(AssertUnwindSafe(|| model.run_step(work))).unwrap_or_else(|panic| {
         let msg = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -301,7 +321,9 @@ impl Drop for RequestStream {
 
 impl std::fmt::Debug for RequestStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestStream").field("id", &self.id).finish()
+        f.debug_struct("RequestStream")
+            .field("id", &self.id)
+            .finish()
     }
 }
 

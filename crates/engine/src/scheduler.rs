@@ -560,12 +560,7 @@ impl Scheduler {
     }
 
     /// Ends every request of a failed step with the error.
-    fn fail_all(
-        &mut self,
-        plan: &StepPlan,
-        msg: String,
-        now: Instant,
-    ) -> Vec<(RequestId, Event)> {
+    fn fail_all(&mut self, plan: &StepPlan, msg: String, now: Instant) -> Vec<(RequestId, Event)> {
         let mut events = Vec::new();
         for w in &plan.work {
             if let Some(i) = self.running.iter().position(|s| s.id == w.id) {
@@ -582,7 +577,12 @@ impl Scheduler {
 /// Log-softmax of `row` at `token`, and the `top` most likely tokens.
 fn token_logprobs(row: &[f32], token: u32, top: usize) -> TokenLogprobs {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let log_sum = row.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() as f32 + max;
+    let log_sum = row
+        .iter()
+        .map(|&l| ((l - max) as f64).exp())
+        .sum::<f64>()
+        .ln() as f32
+        + max;
     let mut best: Vec<(u32, f32)> = Vec::with_capacity(top + 1);
     for (t, &l) in row.iter().enumerate() {
         if best.len() < top || best.last().is_some_and(|&(_, b)| l > b) {
@@ -592,7 +592,9 @@ fn token_logprobs(row: &[f32], token: u32, top: usize) -> TokenLogprobs {
         }
     }
     TokenLogprobs {
-        logprob: row.get(token as usize).map_or(f32::NEG_INFINITY, |&l| l - log_sum),
+        logprob: row
+            .get(token as usize)
+            .map_or(f32::NEG_INFINITY, |&l| l - log_sum),
         top: best.into_iter().map(|(t, l)| (t, l - log_sum)).collect(),
     }
 }
