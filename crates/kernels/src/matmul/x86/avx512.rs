@@ -5,12 +5,13 @@
 //!
 //! - Int8 row dots for Q8_0 / Q4_0 / Q4_1: two 32-value blocks per 512-bit
 //!   register and one `vpdpbusd` (u8 x i8, four products summed into each
-//!   i32 lane) where AVX2 needs `vpmaddubsw` + `vpmaddwd`. Signed Q8_0
-//!   weights use `|w|` and x negated where w is negative (AVX-512 has no
-//!   `vpsignb`); the 4-bit formats keep their unsigned nibbles and fold the
-//!   `- 8` (Q4_0) or the min (Q4_1) into a per-block term with the x code
-//!   sums, as the AVX2 kernels do. `vpdpbusd` does not saturate and no i32
-//!   lane can overflow (`4 * 128 * 127` per instruction).
+//!   i32 lane) where AVX2 needs `vpmaddubsw` + `vpmaddwd`, one W row or
+//!   four at a time. They take the integer GEMM's unsigned codes (nibbles;
+//!   `q + 128` for Q8_0) and its canonical float order per block
+//!   (`int8_prefill::block_step`), so a row's result does not depend on
+//!   whether it runs here or in the prefill tile: the same bits for any
+//!   batch. `vpdpbusd` does not saturate and no i32 lane can overflow
+//!   (`4 * 255 * 127` per instruction).
 //! - E4M3 row dots (per-row scale and 128-column tiles): 64 codes per step,
 //!   decoded through `vcvtph2ps` as in the AVX2 kernel (the code shifted
 //!   into an f16 is the value times `2^-8`), with the codes permuted first
@@ -27,7 +28,8 @@ use std::arch::x86_64::*;
 use exodus_numerics::cpu::SimdLevel;
 
 use super::fdot::prefetch_next_row;
-use super::{fdot, idot, Avx2};
+use super::{fdot, Avx2};
+use crate::matmul::int8_prefill::{block_step, canonical_dot, Int8Kind};
 use crate::matmul::quant_x::XRow;
 use crate::tiling::{MR, NR};
 
@@ -81,28 +83,12 @@ fn join(lo: __m256i, hi: __m256i) -> __m512i {
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
 }
 
-/// 16 lanes: `a` in lanes 0..8, `b` in lanes 8..16.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn pair_ps(a: f32, b: f32) -> __m512 {
-    _mm512_insertf32x8::<1>(_mm512_set1_ps(a), _mm256_set1_ps(b))
-}
-
 /// f16 at `b[at..at + 2]` to f32.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 fn f16_at(b: &[u8], at: usize) -> f32 {
     let bits = u16::from_le_bytes([b[at], b[at + 1]]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
-
-/// `sum w * x` of signed bytes in groups of four, as 16 i32 lanes.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn dot_i8(w: __m512i, x: __m512i) -> __m512i {
-    let negative = _mm512_movepi8_mask(w);
-    let x = _mm512_mask_sub_epi8(x, negative, _mm512_setzero_si512(), x);
-    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), x)
 }
 
 /// The nibbles of two legacy 4-bit blocks (`q0[..16]`, `q1[..16]`) in
@@ -129,116 +115,129 @@ fn x_tail(x: XRow<'_>, from: usize) -> XRow<'_> {
     }
 }
 
-/// Q8_0 row · int8 x.
-pub(crate) fn q8_0_row(t: Avx512, w: &[u8], x: XRow) -> f32 {
-    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
-    unsafe { q8_0_avx512(t, w, x) }
+// The legacy GGUF formats' int8 dots, in the canonical order of
+// `int8_prefill::block_step` (one block after another: the block's exact
+// integer dot times `s * dx`, fused, then `o * (dx * S)`, fused), so that
+// a row's result is the same bits whether it runs here (decode) or in the
+// integer GEMM tile (prefill). The codes are the GEMM's unsigned ones:
+// nibbles for Q4_0 / Q4_1 and `q + 128` for Q8_0, with the offset `o`
+// (`-8 s`, the min `m`, `-128 s`) carried by the x code sums.
+
+/// The formats of the dots below, as a const parameter.
+const Q8_0: u8 = 0;
+const Q4_0: u8 = 1;
+const Q4_1: u8 = 2;
+
+/// Bytes of one block of `KIND`.
+const fn block_bytes(kind: u8) -> usize {
+    match kind {
+        Q8_0 => 34,
+        Q4_0 => 18,
+        _ => 20,
+    }
 }
 
+fn int8_kind(kind: u8) -> Int8Kind {
+    match kind {
+        Q8_0 => Int8Kind::Q8_0,
+        Q4_0 => Int8Kind::Q4_0,
+        _ => Int8Kind::Q4_1,
+    }
+}
+
+/// The 64 unsigned codes of the two blocks at `b` (block 0's 32 values,
+/// then block 1's, in x's order).
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn q8_0_avx512(t: Avx512, w: &[u8], x: XRow) -> f32 {
-    let mut acc = _mm512_setzero_ps();
-    let pairs = w.len() / 68;
-    for ((b, xq), xd) in w
-        .chunks_exact(68)
+fn pair_codes<const KIND: u8>(b: &[u8]) -> __m512i {
+    let bb = block_bytes(KIND);
+    match KIND {
+        Q8_0 => _mm512_xor_si512(
+            join(fdot::load32(&b[2..]), fdot::load32(&b[2 + bb..])),
+            _mm512_set1_epi8(-128),
+        ),
+        Q4_0 => nibbles_pair(&b[2..], &b[2 + bb..]),
+        _ => nibbles_pair(&b[4..], &b[4 + bb..]),
+    }
+}
+
+/// The scale and offset of the block whose header is at `b[0..]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn scale_offset<const KIND: u8>(b: &[u8]) -> (f32, f32) {
+    let s = f16_at(b, 0);
+    match KIND {
+        Q8_0 => (s, -128.0 * s),
+        Q4_0 => (s, -8.0 * s),
+        _ => (s, f16_at(b, 2)),
+    }
+}
+
+/// [`scale_offset`] of eight headers at once (each lane: the 32 bits at a
+/// block's start).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn scales_offsets<const KIND: u8>(h: __m256i) -> (__m256, __m256) {
+    let s = f16_lanes::<0>(h);
+    let o = match KIND {
+        Q8_0 => _mm256_mul_ps(s, _mm256_set1_ps(-128.0)),
+        Q4_0 => _mm256_mul_ps(s, _mm256_set1_ps(-8.0)),
+        _ => f16_lanes::<16>(h),
+    };
+    (s, o)
+}
+
+/// One encoded row · int8 x, canonical order.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn legacy_row<const KIND: u8>(w: &[u8], x: XRow) -> f32 {
+    let pair = 2 * block_bytes(KIND);
+    let pairs = w.len() / pair;
+    let mut f = 0f32;
+    for ((b, xq), (xd, xs)) in w
+        .chunks_exact(pair)
         .zip(x.q.chunks_exact(64))
-        .zip(x.d.chunks_exact(2))
+        .zip(x.d.chunks_exact(2).zip(x.sums.chunks_exact(2)))
     {
         prefetch_next_row(w.len(), b);
-        let wq = join(fdot::load32(&b[2..]), fdot::load32(&b[36..]));
-        let s = dot_i8(wq, load64_i8(xq));
-        let d = pair_ps(f16_at(b, 0) * xd[0], f16_at(b, 34) * xd[1]);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc);
+        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), pair_codes::<KIND>(b), load64_i8(xq));
+        let dots = [
+            _mm512_mask_reduce_add_epi32(0x00FF, dot),
+            _mm512_mask_reduce_add_epi32(0xFF00, dot),
+        ];
+        for h in 0..2 {
+            let (s, o) = scale_offset::<KIND>(&b[h * pair / 2..]);
+            f = block_step(f, dots[h], s, o, xd[h], xd[h] * xs[h] as f32);
+        }
     }
-    let tail = idot::q8_0_row(t.avx2(), &w[68 * pairs..], x_tail(x, 2 * pairs));
-    _mm512_reduce_add_ps(acc) + tail
+    canonical_dot(int8_kind(KIND), &w[pair * pairs..], x_tail(x, 2 * pairs), f)
+}
+
+/// Q8_0 row · int8 x.
+pub(crate) fn q8_0_row(t: Avx512, w: &[u8], x: XRow) -> f32 {
+    let _ = t;
+    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
+    unsafe { legacy_row::<Q8_0>(w, x) }
 }
 
 /// Q4_0 row · int8 x.
 pub(crate) fn q4_0_row(t: Avx512, w: &[u8], x: XRow) -> f32 {
-    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
-    unsafe { q4_0_avx512(t, w, x) }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn q4_0_avx512(t: Avx512, w: &[u8], x: XRow) -> f32 {
-    let mut acc = _mm512_setzero_ps();
-    // The `- 8` of every weight, as `-8 * d * xd * sum x` per block; two
-    // chains, one per block of the pair.
-    let mut offset = [0f32; 2];
-    let pairs = w.len() / 36;
-    for (((b, xq), xd), xs) in w
-        .chunks_exact(36)
-        .zip(x.q.chunks_exact(64))
-        .zip(x.d.chunks_exact(2))
-        .zip(x.sums.chunks_exact(2))
-    {
-        prefetch_next_row(w.len(), b);
-        let s = _mm512_dpbusd_epi32(
-            _mm512_setzero_si512(),
-            nibbles_pair(&b[2..], &b[20..]),
-            load64_i8(xq),
-        );
-        let (d0, d1) = (f16_at(b, 0) * xd[0], f16_at(b, 18) * xd[1]);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), pair_ps(d0, d1), acc);
-        offset[0] += d0 * xs[0] as f32;
-        offset[1] += d1 * xs[1] as f32;
-    }
-    let tail = idot::q4_0_row(t.avx2(), &w[36 * pairs..], x_tail(x, 2 * pairs));
-    _mm512_reduce_add_ps(acc) - 8.0 * (offset[0] + offset[1]) + tail
+    let _ = t;
+    // SAFETY: as in `q8_0_row`.
+    unsafe { legacy_row::<Q4_0>(w, x) }
 }
 
 /// Q4_1 row · int8 x.
 pub(crate) fn q4_1_row(t: Avx512, w: &[u8], x: XRow) -> f32 {
-    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
-    unsafe { q4_1_avx512(t, w, x) }
+    let _ = t;
+    // SAFETY: as in `q8_0_row`.
+    unsafe { legacy_row::<Q4_1>(w, x) }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn q4_1_avx512(t: Avx512, w: &[u8], x: XRow) -> f32 {
-    let mut acc = _mm512_setzero_ps();
-    // `m * xd * sum x` per block, two chains.
-    let mut mins = [0f32; 2];
-    let pairs = w.len() / 40;
-    for (((b, xq), xd), xs) in w
-        .chunks_exact(40)
-        .zip(x.q.chunks_exact(64))
-        .zip(x.d.chunks_exact(2))
-        .zip(x.sums.chunks_exact(2))
-    {
-        prefetch_next_row(w.len(), b);
-        // d0 m0 d1 m1 in one conversion (bytes 0..4 and 20..24).
-        let dm = _mm_cvtph_ps(_mm_set_epi32(
-            0,
-            0,
-            i32::from_le_bytes([b[20], b[21], b[22], b[23]]),
-            i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-        ));
-        let mut f = [0f32; 4];
-        // SAFETY: `f` holds 4 floats.
-        unsafe { _mm_storeu_ps(f.as_mut_ptr(), dm) };
-        let s = _mm512_dpbusd_epi32(
-            _mm512_setzero_si512(),
-            nibbles_pair(&b[4..], &b[24..]),
-            load64_i8(xq),
-        );
-        let d = pair_ps(f[0] * xd[0], f[2] * xd[1]);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc);
-        mins[0] += f[1] * xd[0] * xs[0] as f32;
-        mins[1] += f[3] * xd[1] * xs[1] as f32;
-    }
-    let tail = idot::q4_1_row(t.avx2(), &w[40 * pairs..], x_tail(x, 2 * pairs));
-    _mm512_reduce_add_ps(acc) + mins[0] + mins[1] + tail
-}
-
-/// Rows of W a multi-row decode kernel dots with one x at a time.
+/// Rows of W a multi-row decode dot takes at once.
 pub(crate) const ROWS: usize = 4;
 
-/// `ROWS` consecutive rows of one encoded W (`rows[r * row_len..]`, each
-/// row `row_len` bytes) dotted with one int8 x: the same bits as the
-/// one-row kernel on each row ([`q8_0_row`], [`q4_0_row`], [`q4_1_row`]),
-/// with each x vector loaded once for all rows and the block scales of the
-/// rows converted together in one vector.
+/// `ROWS` consecutive rows of one encoded W (row `r` at `rows[r *
+/// row_len..]`).
 #[derive(Clone, Copy)]
 struct RowGroup<'a> {
     rows: &'a [u8],
@@ -252,15 +251,15 @@ impl<'a> RowGroup<'a> {
     }
 
     /// The 32 bits at byte `at` of every row and at `at + half` (the
-    /// headers of the two blocks of a pair): lane `2r + h` holds row `r`,
-    /// block `h`, in one gather.
+    /// headers of a pair's two blocks), in one gather: lanes `0..4` hold
+    /// block 0 of rows `0..4`, lanes `4..8` block 1.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
     fn pair_headers(self, at: usize, half: usize) -> __m256i {
         let last = (ROWS - 1) * self.row_len + at + half + 4;
         assert!(last <= self.rows.len() && self.row_len < i32::MAX as usize / 4);
         let (l, h) = (self.row_len as i32, half as i32);
-        let offsets = _mm256_set_epi32(3 * l + h, 3 * l, 2 * l + h, 2 * l, l + h, l, h, 0);
+        let offsets = _mm256_set_epi32(3 * l + h, 2 * l + h, l + h, h, 3 * l, 2 * l, l, 0);
         // SAFETY: every lane reads 4 bytes at `at + offset`, at most `last`
         // bytes into `rows` (asserted above); the gather is unaligned.
         unsafe { _mm256_i32gather_epi32::<1>(self.rows.as_ptr().add(at).cast(), offsets) }
@@ -274,48 +273,31 @@ fn f16_lanes<const SHIFT: i32>(v: __m256i) -> __m256 {
     _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32::<SHIFT>(v)))
 }
 
-/// `[a, b, a, b, ..]`: the two x scales of a pair for every row.
+/// The block sums of four rows' pair dots (`dots[r]`: lanes `0..8` block
+/// 0, `8..16` block 1): block 0 of rows `0..4`, then block 1.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn pair_lanes(v: [f32; 2]) -> __m256 {
-    _mm256_set_ps(v[1], v[0], v[1], v[0], v[1], v[0], v[1], v[0])
-}
-
-/// Row `r`'s pair scale as 16 lanes: lane `2r` of `v` in lanes 0..8,
-/// lane `2r + 1` in lanes 8..16 (what [`pair_ps`] builds from scalars).
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn row_pair(v: __m256, r: usize) -> __m512 {
-    let lo = 2 * r as i32;
-    let idx = _mm512_set_epi32(
-        lo + 1,
-        lo + 1,
-        lo + 1,
-        lo + 1,
-        lo + 1,
-        lo + 1,
-        lo + 1,
-        lo + 1,
-        lo,
-        lo,
-        lo,
-        lo,
-        lo,
-        lo,
-        lo,
-        lo,
+fn block_sums4(dots: [__m512i; ROWS]) -> [__m128i; 2] {
+    // Per 128-bit lane: [a0 + a2, b0 + b2, a1 + a3, b1 + b3] for rows a, b.
+    let ab = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(dots[0], dots[1]),
+        _mm512_unpackhi_epi32(dots[0], dots[1]),
     );
-    _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(v))
-}
-
-/// Lane `i` of 8.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn lanes8(v: __m256) -> [f32; 8] {
-    let mut out = [0f32; 8];
-    // SAFETY: `out` holds 8 floats; the store is unaligned.
-    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
-    out
+    let cd = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(dots[2], dots[3]),
+        _mm512_unpackhi_epi32(dots[2], dots[3]),
+    );
+    // Per 128-bit lane: the four rows' sums over its four i32 lanes.
+    let quarter = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+    // 128-bit lanes 0 + 1 are block 0, 2 + 3 block 1.
+    let sums = _mm512_add_epi32(
+        quarter,
+        _mm512_shuffle_i32x4::<0b10_11_00_01>(quarter, quarter),
+    );
+    [
+        _mm512_extracti32x4_epi32::<0>(sums),
+        _mm512_extracti32x4_epi32::<2>(sums),
+    ]
 }
 
 /// Prefetches the place `at` of every row of the next group.
@@ -327,129 +309,71 @@ fn prefetch_next_group(g: RowGroup, at: usize) {
     }
 }
 
-/// [`q8_0_row`] of `ROWS` consecutive rows (`w`: `ROWS` rows of `row_len`
-/// bytes each).
-pub(crate) fn q8_0_rows(t: Avx512, w: &[u8], row_len: usize, x: XRow) -> [f32; ROWS] {
-    assert_eq!(w.len(), ROWS * row_len, "q8_0_rows: {ROWS} rows");
-    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
-    unsafe { q8_0_rows_avx512(t, RowGroup { rows: w, row_len }, x) }
-}
-
+/// [`legacy_row`] of `ROWS` rows at once: each x vector is loaded once for
+/// the four, the eight block headers of a pair are gathered and converted
+/// together, and the canonical steps run on four lanes (one per row), so
+/// each result is the bits [`legacy_row`] gives.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn q8_0_rows_avx512(t: Avx512, g: RowGroup, x: XRow) -> [f32; ROWS] {
-    let mut acc = [_mm512_setzero_ps(); ROWS];
-    let pairs = g.row_len / 68;
-    for (p, (xq, xd)) in
+fn legacy_rows<const KIND: u8>(g: RowGroup, x: XRow) -> [f32; ROWS] {
+    let bb = block_bytes(KIND);
+    let pairs = g.row_len / (2 * bb);
+    let mut f = _mm_setzero_ps();
+    for (p, (xq, (xd, xs))) in
         x.q.chunks_exact(64)
-            .zip(x.d.chunks_exact(2))
+            .zip(x.d.chunks_exact(2).zip(x.sums.chunks_exact(2)))
             .take(pairs)
             .enumerate()
     {
-        let at = 68 * p;
+        let at = 2 * bb * p;
         prefetch_next_group(g, at);
         let xv = load64_i8(xq);
-        let d = _mm256_mul_ps(
-            f16_lanes::<0>(g.pair_headers(at, 34)),
-            pair_lanes([xd[0], xd[1]]),
-        );
-        for (r, a) in acc.iter_mut().enumerate() {
-            let b = &g.row(r)[at..at + 68];
-            let s = dot_i8(join(fdot::load32(&b[2..]), fdot::load32(&b[36..])), xv);
-            *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), row_pair(d, r), *a);
+        let dots = std::array::from_fn(|r| {
+            let codes = pair_codes::<KIND>(&g.row(r)[at..at + 2 * bb]);
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes, xv)
+        });
+        let sums = block_sums4(dots);
+        let (s, o) = scales_offsets::<KIND>(g.pair_headers(at, bb));
+        let halves = |v: __m256| [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)];
+        let (s, o) = (halves(s), halves(o));
+        for h in 0..2 {
+            let ds = xd[h] * xs[h] as f32;
+            let sd = _mm_mul_ps(s[h], _mm_set1_ps(xd[h]));
+            f = _mm_fmadd_ps(_mm_cvtepi32_ps(sums[h]), sd, f);
+            f = _mm_fmadd_ps(o[h], _mm_set1_ps(ds), f);
         }
     }
+    let mut lanes = [0f32; ROWS];
+    // SAFETY: `lanes` holds 4 floats; the store is unaligned.
+    unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), f) };
     std::array::from_fn(|r| {
-        let tail = idot::q8_0_row(t.avx2(), &g.row(r)[68 * pairs..], x_tail(x, 2 * pairs));
-        _mm512_reduce_add_ps(acc[r]) + tail
+        let tail = &g.row(r)[2 * bb * pairs..];
+        canonical_dot(int8_kind(KIND), tail, x_tail(x, 2 * pairs), lanes[r])
     })
+}
+
+/// [`q8_0_row`] of `ROWS` consecutive rows (`w`: `ROWS` rows of `row_len`
+/// bytes each).
+pub(crate) fn q8_0_rows(t: Avx512, w: &[u8], row_len: usize, x: XRow) -> [f32; ROWS] {
+    let _ = t;
+    assert_eq!(w.len(), ROWS * row_len, "q8_0_rows: {ROWS} rows");
+    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
+    unsafe { legacy_rows::<Q8_0>(RowGroup { rows: w, row_len }, x) }
 }
 
 /// [`q4_0_row`] of `ROWS` consecutive rows.
 pub(crate) fn q4_0_rows(t: Avx512, w: &[u8], row_len: usize, x: XRow) -> [f32; ROWS] {
+    let _ = t;
     assert_eq!(w.len(), ROWS * row_len, "q4_0_rows: {ROWS} rows");
-    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
-    unsafe { q4_0_rows_avx512(t, RowGroup { rows: w, row_len }, x) }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn q4_0_rows_avx512(t: Avx512, g: RowGroup, x: XRow) -> [f32; ROWS] {
-    let mut acc = [_mm512_setzero_ps(); ROWS];
-    // Lane `2r + h`: row r's chain of `d * xd * sum x` over blocks `h`.
-    let mut offset = _mm256_setzero_ps();
-    let pairs = g.row_len / 36;
-    for (p, ((xq, xd), xs)) in
-        x.q.chunks_exact(64)
-            .zip(x.d.chunks_exact(2))
-            .zip(x.sums.chunks_exact(2))
-            .take(pairs)
-            .enumerate()
-    {
-        let at = 36 * p;
-        prefetch_next_group(g, at);
-        let xv = load64_i8(xq);
-        let d = _mm256_mul_ps(
-            f16_lanes::<0>(g.pair_headers(at, 18)),
-            pair_lanes([xd[0], xd[1]]),
-        );
-        let sums = pair_lanes([xs[0] as f32, xs[1] as f32]);
-        offset = _mm256_add_ps(offset, _mm256_mul_ps(d, sums));
-        for (r, a) in acc.iter_mut().enumerate() {
-            let b = &g.row(r)[at..at + 36];
-            let s =
-                _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles_pair(&b[2..], &b[20..]), xv);
-            *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), row_pair(d, r), *a);
-        }
-    }
-    let offset = lanes8(offset);
-    std::array::from_fn(|r| {
-        let tail = idot::q4_0_row(t.avx2(), &g.row(r)[36 * pairs..], x_tail(x, 2 * pairs));
-        _mm512_reduce_add_ps(acc[r]) - 8.0 * (offset[2 * r] + offset[2 * r + 1]) + tail
-    })
+    // SAFETY: as in `q8_0_rows`.
+    unsafe { legacy_rows::<Q4_0>(RowGroup { rows: w, row_len }, x) }
 }
 
 /// [`q4_1_row`] of `ROWS` consecutive rows.
 pub(crate) fn q4_1_rows(t: Avx512, w: &[u8], row_len: usize, x: XRow) -> [f32; ROWS] {
+    let _ = t;
     assert_eq!(w.len(), ROWS * row_len, "q4_1_rows: {ROWS} rows");
-    // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
-    unsafe { q4_1_rows_avx512(t, RowGroup { rows: w, row_len }, x) }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn q4_1_rows_avx512(t: Avx512, g: RowGroup, x: XRow) -> [f32; ROWS] {
-    let mut acc = [_mm512_setzero_ps(); ROWS];
-    // Lane `2r + h`: row r's chain of `m * xd * sum x` over blocks `h`.
-    let mut mins = _mm256_setzero_ps();
-    let pairs = g.row_len / 40;
-    for (p, ((xq, xd), xs)) in
-        x.q.chunks_exact(64)
-            .zip(x.d.chunks_exact(2))
-            .zip(x.sums.chunks_exact(2))
-            .take(pairs)
-            .enumerate()
-    {
-        let at = 40 * p;
-        prefetch_next_group(g, at);
-        let xv = load64_i8(xq);
-        let xd = pair_lanes([xd[0], xd[1]]);
-        let dm = g.pair_headers(at, 20);
-        let d = _mm256_mul_ps(f16_lanes::<0>(dm), xd);
-        let m = _mm256_mul_ps(f16_lanes::<16>(dm), xd);
-        mins = _mm256_add_ps(
-            mins,
-            _mm256_mul_ps(m, pair_lanes([xs[0] as f32, xs[1] as f32])),
-        );
-        for (r, a) in acc.iter_mut().enumerate() {
-            let b = &g.row(r)[at..at + 40];
-            let s =
-                _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles_pair(&b[4..], &b[24..]), xv);
-            *a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), row_pair(d, r), *a);
-        }
-    }
-    let mins = lanes8(mins);
-    std::array::from_fn(|r| {
-        let tail = idot::q4_1_row(t.avx2(), &g.row(r)[40 * pairs..], x_tail(x, 2 * pairs));
-        _mm512_reduce_add_ps(acc[r]) + mins[2 * r] + mins[2 * r + 1] + tail
-    })
+    // SAFETY: as in `q8_0_rows`.
+    unsafe { legacy_rows::<Q4_1>(RowGroup { rows: w, row_len }, x) }
 }
 
 /// 64 E4M3 codes to four vectors of 16 f32 (columns `0..16`, `16..32`,
@@ -916,13 +840,22 @@ mod tests {
                     }
                 }
                 let got = many(t, &w, row_len, xr);
+                let kind = match name {
+                    "q8_0" => Int8Kind::Q8_0,
+                    "q4_0" => Int8Kind::Q4_0,
+                    _ => Int8Kind::Q4_1,
+                };
                 for (r, g) in got.iter().enumerate() {
-                    let want = one(t, &w[r * row_len..(r + 1) * row_len], xr);
+                    let row = &w[r * row_len..(r + 1) * row_len];
+                    let want = one(t, row, xr);
                     assert_eq!(
                         g.to_bits(),
                         want.to_bits(),
                         "{name}, {blocks} blocks, row {r}"
                     );
+                    // Both are the scalar canonical definition, bit for bit.
+                    let scalar = canonical_dot(kind, row, xr, 0.0);
+                    assert_eq!(want.to_bits(), scalar.to_bits(), "{name} vs canonical");
                 }
             }
         }
