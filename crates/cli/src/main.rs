@@ -47,6 +47,10 @@ enum Command {
     /// Perplexity of a text file, by llama.cpp's method (windows of -c
     /// tokens, the second half of each scored).
     Perplexity(commands::model::PerplexityArgs),
+    /// Serve a model over an OpenAI-compatible HTTP API (completions and
+    /// chat, streaming or not; /health, /ready, /metrics) with continuous
+    /// batching, chunked prefill and a paged KV cache with prefix caching.
+    Serve(commands::serve::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => commands::model::run(&args),
         Command::Chat(args) => commands::model::chat(&args),
         Command::Perplexity(args) => commands::model::perplexity_cmd(&args),
+        Command::Serve(args) => commands::serve::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

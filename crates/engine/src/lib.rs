@@ -44,3 +44,11 @@ pub use request::{
     Event, FinishReason, GenerationRequest, RequestId, SubmitError, Timing, TokenLogprobs, Usage,
 };
 pub use scheduler::{Scheduler, SchedulerConfig, SchedulerStats, StepPlan, Work};
+
+/// What a front end needs next to the engine, which runs token ids: the
+/// model's tokenizer and chat template, and the sampling settings of a
+/// request (the model rung's types, so a server depends on the engine
+/// alone).
+pub mod text {
+    pub use exodus_model::{ChatTemplate, Message, SamplerConfig, StreamDecoder, Tokenizer};
+}

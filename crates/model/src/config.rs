@@ -64,6 +64,15 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// Bytes of KV cache one token takes in `format`: a key and a value
+    /// row of `head_dim` per KV head, in every layer.
+    pub fn kv_bytes_per_token(&self, format: exodus_graph::KvFormat) -> Result<usize, ModelError> {
+        let row = format
+            .row_bytes(self.head_dim)
+            .map_err(|e| ModelError::Unsupported(e.to_string()))?;
+        Ok(self.layers * self.kv_heads * 2 * row)
+    }
+
     /// Reads the hyperparameters of `file`, checking that they fit
     /// together.
     pub fn from_gguf<B: AsRef<[u8]>>(file: &Gguf<B>) -> Result<ModelConfig, ModelError> {

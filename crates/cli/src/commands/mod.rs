@@ -24,4 +24,5 @@ pub mod formats;
 pub mod graph;
 pub mod inspect;
 pub mod model;
+pub mod serve;
 pub mod trace;

@@ -1,0 +1,220 @@
+//! `exodus serve`: the OpenAI-compatible server on the default model (or
+//! `--model`): load, size the KV pool from `--kv-cache-mib` and
+//! `--kv-dtype`, compile the graphs, start the engine, listen, and shut
+//! down gracefully on Ctrl-C / SIGTERM (new requests get 503, admitted ones
+//! finish).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use exodus_engine::text::{ChatTemplate, Tokenizer};
+use exodus_engine::{BlockManager, Engine, Scheduler, SchedulerConfig, Shutdown};
+use exodus_gguf::GgufFile;
+use exodus_graph::KvFormat;
+use exodus_model::llama::KV_BLOCK_TOKENS;
+use exodus_model::{fetch, LoadOptions, Model, SeqStep};
+use exodus_server::{HttpLimits, ServerState};
+
+/// Arguments of `exodus serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// A GGUF file, or a known model name (fetched into the cache when
+    /// absent).
+    #[arg(long, default_value = fetch::DEFAULT_MODEL)]
+    model: String,
+    /// The name clients use for it (default: the model's name).
+    #[arg(long)]
+    served_model_name: Option<String>,
+    /// Never touch the network (fail if the model is not cached).
+    #[arg(long)]
+    offline: bool,
+    /// `graph` or `eager`.
+    #[arg(long, default_value = "graph")]
+    mode: String,
+    /// Positions one request may use, prompt and answer (0: the model's
+    /// context, at most 4096).
+    #[arg(long, default_value_t = 0)]
+    ctx: usize,
+    /// Element format of the KV cache: bf16, f16, fp8-e4m3, fp8-e5m2,
+    /// mxfp8, mxfp4.
+    #[arg(long, default_value = "f16")]
+    kv_dtype: String,
+    /// Memory of the KV cache pool, MiB (shared by all requests).
+    #[arg(long, default_value_t = 256)]
+    kv_cache_mib: usize,
+    /// Requests running at once.
+    #[arg(long, default_value_t = 8)]
+    max_running: usize,
+    /// Requests waiting at most (429 beyond).
+    #[arg(long, default_value_t = 64)]
+    max_queue: usize,
+    /// Prompt tokens waiting at most (429 beyond).
+    #[arg(long, default_value_t = 65536)]
+    max_queue_tokens: usize,
+    /// Tokens one engine step runs at most (decodes plus prefill chunks).
+    #[arg(long, default_value_t = 256)]
+    max_batch_tokens: usize,
+    /// Prompts whose prefill shares one step at most.
+    #[arg(long, default_value_t = 2)]
+    max_prefill_seqs: usize,
+    /// Largest request body, bytes (413 beyond).
+    #[arg(long, default_value_t = 4 << 20)]
+    max_body_bytes: usize,
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let opts = fetch::FetchOptions {
+        quiet: false,
+        offline: args.offline,
+    };
+    let path =
+        fetch::resolve(&args.model, &opts).with_context(|| format!("--model {}", args.model))?;
+    let kv_format: KvFormat = args
+        .kv_dtype
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--kv-dtype {}: {e}", args.kv_dtype))?;
+    let mode = args
+        .mode
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--mode: {e}"))?;
+    let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
+    let template = ChatTemplate::from_gguf(&file).context("reading the chat template")?;
+    let load = LoadOptions {
+        mode,
+        max_tokens: args.ctx,
+        kv_format,
+    };
+    let config = exodus_model::ModelConfig::from_gguf(&file)?;
+    let per_token = config.kv_bytes_per_token(kv_format)?;
+    let blocks = (args.kv_cache_mib << 20) / (per_token * KV_BLOCK_TOKENS);
+    anyhow::ensure!(
+        blocks >= 2,
+        "--kv-cache-mib {} holds {blocks} blocks of {KV_BLOCK_TOKENS} tokens at {per_token} bytes per token; give it more",
+        args.kv_cache_mib
+    );
+    let model = Model::load_pool(&file, &load, blocks)
+        .with_context(|| format!("loading {}", path.display()))?;
+    warm_up(&model)?;
+    let context = model.max_tokens();
+    let scheduler = Scheduler::new(
+        SchedulerConfig {
+            max_running: args.max_running,
+            max_waiting: args.max_queue,
+            max_waiting_tokens: args.max_queue_tokens,
+            max_batch_tokens: args.max_batch_tokens,
+            max_prefill_seqs: args.max_prefill_seqs,
+            context,
+            vocab: model.config().vocab,
+        },
+        BlockManager::new(blocks as u32, KV_BLOCK_TOKENS)?,
+    )
+    .map_err(|e| anyhow::anyhow!("scheduler limits: {e}"))?;
+    let invariant = model.batch_invariant();
+    let engine = Arc::new(Engine::start(model, scheduler).context("starting the engine")?);
+    let name = args
+        .served_model_name
+        .clone()
+        .unwrap_or_else(|| args.model.clone());
+    let state = Arc::new(ServerState::new(
+        Arc::clone(&engine),
+        tokenizer,
+        template,
+        name.clone(),
+        context,
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
+        let addr = listener.local_addr()?;
+        state.set_ready(true);
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "exodus serve: listening on http://{addr} ({name}: {} mode, context {context}, KV {} in {blocks} blocks of {KV_BLOCK_TOKENS} = {} tokens, {:.0} tokens/GiB; batch-invariant: {invariant}; ready in {:.1} s)",
+            args.mode,
+            kv_format.name(),
+            blocks * KV_BLOCK_TOKENS,
+            (1u64 << 30) as f64 / per_token as f64,
+            start.elapsed().as_secs_f64(),
+        )?;
+        out.flush()?;
+        drop(out);
+        let shutdown = {
+            let state = Arc::clone(&state);
+            let engine = Arc::clone(&engine);
+            async move {
+                signal().await;
+                eprintln!("exodus serve: shutting down (finishing admitted requests)");
+                state.set_ready(false);
+                // Admitted requests finish; new ones get 503.
+                tokio::task::spawn_blocking(move || engine.shutdown(Shutdown::Drain));
+            }
+        };
+        exodus_server::serve(
+            listener,
+            Arc::clone(&state),
+            HttpLimits {
+                max_body_bytes: args.max_body_bytes,
+            },
+            shutdown,
+        )
+        .await
+        .context("serving")
+    })?;
+    engine.shutdown(Shutdown::Drain);
+    Ok(())
+}
+
+/// Compiles the decode and a prefill shape before the server says ready.
+fn warm_up(model: &Model) -> anyhow::Result<()> {
+    let table = [0u32];
+    for tokens in [&[1u32; 8][..], &[1]] {
+        model
+            .step(&[SeqStep {
+                tokens,
+                start: 0,
+                table: &table,
+            }])
+            .context("warming up the model")?;
+    }
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

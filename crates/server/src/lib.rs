@@ -1,0 +1,147 @@
+//! `exodus-server`: the OpenAI-compatible HTTP front of the engine (axum
+//! on tokio). It knows HTTP and JSON; the engine knows requests.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /v1/models` | the served model |
+//! | `POST /v1/completions` | text completion, streaming (SSE) or not |
+//! | `POST /v1/chat/completions` | chat completion with the model's chat template, streaming or not |
+//! | `GET /health` | liveness: 200 while the process serves HTTP |
+//! | `GET /ready` | readiness: 200 once the model is loaded and its graphs compiled, 503 before and while shutting down |
+//! | `GET /metrics` | Prometheus text, vLLM's metric names |
+//!
+//! Errors are OpenAI's JSON bodies with the matching status: 400 for a
+//! malformed request or one that does not fit the context, 404 for an
+//! unknown model or route, 413 for a body over the limit, 429 with
+//! `Retry-After` when the engine's queue is full, 503 while not ready.
+//! A client that disconnects mid-stream has its request cancelled and its
+//! KV blocks freed at once (the SSE body owns the engine's stream).
+
+pub mod assemble;
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod openai;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use exodus_engine::text::{ChatTemplate, Tokenizer};
+use exodus_engine::Engine;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// Limits of the HTTP side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Largest request body, bytes (413 beyond).
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_body_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Everything the handlers share.
+pub struct ServerState {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The model's tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The model's chat template.
+    pub template: ChatTemplate,
+    /// The name `/v1/models` lists and requests must use.
+    pub model: String,
+    /// Positions one request may use (prompt and output).
+    pub context: usize,
+    /// Tokens that end a generation (the model's end-of-generation ids).
+    pub stop_tokens: Vec<u32>,
+    /// Metrics.
+    pub metrics: Metrics,
+    ready: AtomicBool,
+    next_id: AtomicU64,
+    created: u64,
+}
+
+impl ServerState {
+    /// The state for `engine` serving `model` (not ready until
+    /// [`set_ready`](Self::set_ready)).
+    pub fn new(
+        engine: Arc<Engine>,
+        tokenizer: Tokenizer,
+        template: ChatTemplate,
+        model: String,
+        context: usize,
+    ) -> ServerState {
+        ServerState {
+            engine,
+            stop_tokens: tokenizer.eog_ids(),
+            tokenizer,
+            template,
+            model,
+            context,
+            metrics: Metrics::default(),
+            ready: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            created: unix_now(),
+        }
+    }
+
+    /// Marks the server ready (model loaded, graphs compiled) or not
+    /// (shutting down).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Whether the server takes generation requests.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The routes (see the [crate docs](crate)).
+pub fn router(state: Arc<ServerState>, limits: HttpLimits) -> Router {
+    Router::new()
+        .route("/health", get(handlers::health))
+        .route("/ready", get(handlers::ready))
+        .route("/metrics", get(handlers::metrics))
+        .route("/v1/models", get(handlers::models))
+        .route("/v1/completions", post(handlers::completions))
+        .route("/v1/chat/completions", post(handlers::chat))
+        .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown` resolves, then stops accepting
+/// and returns once the requests in flight have finished.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ServerState>,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state, limits))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
