@@ -32,6 +32,10 @@ enum Command {
     /// A real model's prompt processing and token generation speed (like
     /// llama-bench's pp512 and tg128).
     Model(super::model::BenchModelArgs),
+    /// Load-test an OpenAI-compatible server (exodus's or any other):
+    /// TTFT, TPOT, inter-token and end-to-end latency percentiles,
+    /// throughput and goodput at several load levels.
+    Serve(super::bench_serve::BenchServeArgs),
 }
 
 /// Arguments of `exodus bench graph`.
@@ -104,6 +108,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Command::Kernels(a) => kernels(a),
         Command::Graph(a) => graph_modes(a),
         Command::Model(a) => super::model::bench_model(a),
+        Command::Serve(a) => super::bench_serve::run(a),
     }
 }
 

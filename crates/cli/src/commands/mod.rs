@@ -18,6 +18,7 @@ macro_rules! out {
 }
 
 pub mod bench;
+pub mod bench_serve;
 pub mod convert;
 pub mod fetch;
 pub mod formats;

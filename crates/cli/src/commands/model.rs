@@ -37,6 +37,10 @@ pub struct ModelArgs {
     /// Never touch the network (fail if the model is not cached).
     #[arg(long)]
     offline: bool,
+    /// Element format of the KV cache: bf16, f16, fp8-e4m3, fp8-e5m2,
+    /// mxfp8, mxfp4.
+    #[arg(long, default_value = "f16")]
+    kv_dtype: String,
 }
 
 /// How to pick tokens.
@@ -119,7 +123,10 @@ fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
         &LoadOptions {
             mode,
             max_tokens: args.ctx,
-            ..LoadOptions::default()
+            kv_format: args
+                .kv_dtype
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--kv-dtype {}: {e}", args.kv_dtype))?,
         },
     )
     .with_context(|| format!("loading {}", path.display()))?;

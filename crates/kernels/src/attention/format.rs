@@ -124,7 +124,12 @@ impl TryFrom<Format> for KvFormat {
 impl FromStr for KvFormat {
     type Err = KernelError;
 
+    /// A format's name (`exodus formats`), or `mxfp8` for MXFP8 with E4M3
+    /// elements (the cache's only MXFP8).
     fn from_str(name: &str) -> Result<Self> {
+        if name == "mxfp8" {
+            return Ok(KvFormat::MxFp8E4M3);
+        }
         let format: Format = name.parse()?;
         format.try_into()
     }
