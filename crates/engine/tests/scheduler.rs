@@ -58,6 +58,8 @@ struct FakeModel {
     /// Steps seen: (tokens per work item).
     steps: Mutex<Vec<Vec<(u64, usize)>>>,
     fail_when_token: Option<u32>,
+    /// Time each step takes (so a client can act between steps).
+    step_delay: Duration,
 }
 
 impl FakeModel {
@@ -66,12 +68,14 @@ impl FakeModel {
             slots: Mutex::new(vec![None; blocks * BLOCK]),
             steps: Mutex::new(Vec::new()),
             fail_when_token: None,
+            step_delay: Duration::ZERO,
         }
     }
 }
 
 impl StepModel for FakeModel {
     fn run_step(&self, work: &[Work]) -> Result<Vec<f32>, String> {
+        std::thread::sleep(self.step_delay);
         if let Some(bad) = self.fail_when_token {
             // A prompt that starts with two `bad` tokens fails its steps.
             if work
@@ -376,6 +380,8 @@ fn the_engine_serves_concurrent_clients_and_survives_dropped_ones_and_failed_ste
     let blocks = 40;
     let mut model = FakeModel::new(blocks);
     model.fail_when_token = Some(96);
+    // 80 tokens take 80 ms or more: the client below leaves long before.
+    model.step_delay = Duration::from_millis(1);
     let sched = Scheduler::new(config(), BlockManager::new(blocks as u32, BLOCK).unwrap()).unwrap();
     let engine = Arc::new(Engine::start(model, sched).unwrap());
     let ps = prompts(8);

@@ -145,7 +145,11 @@ fn submit(
         prompt,
         sampler: checked.sampler.clone(),
         max_new_tokens: max_new,
-        stop_tokens: s.stop_tokens.clone(),
+        stop_tokens: if checked.ignore_eos {
+            Vec::new()
+        } else {
+            s.stop_tokens.clone()
+        },
         logprobs,
     };
     let stream = s.engine.submit(req).map_err(|e| {

@@ -80,6 +80,10 @@ pub struct Common {
     pub stream: bool,
     /// Stream options.
     pub stream_options: Option<StreamOptions>,
+    /// Run to `max_tokens` past end-of-generation tokens (an extension of
+    /// vLLM's and llama.cpp's servers, for benchmarks).
+    #[serde(default)]
+    pub ignore_eos: bool,
     /// Token biases: not supported (refused when not empty).
     pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -208,6 +212,8 @@ pub struct Checked {
     pub stream: bool,
     /// A usage chunk at the end of a stream.
     pub include_usage: bool,
+    /// Ignore end-of-generation tokens.
+    pub ignore_eos: bool,
 }
 
 fn in_range(
@@ -309,6 +315,7 @@ impl Common {
                 .stream_options
                 .as_ref()
                 .is_some_and(|o| o.include_usage),
+            ignore_eos: self.ignore_eos,
         })
     }
 }

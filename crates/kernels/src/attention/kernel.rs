@@ -34,6 +34,11 @@ pub struct SeqSpan<'a> {
     pub n_q: usize,
 }
 
+/// Query tokens per task at most: a long prompt's attention is split
+/// into tiles of this many queries (per KV head) so that every thread gets
+/// a share.
+const QUERY_TILE: usize = 64;
+
 /// Causal grouped-query attention of a batch of sequences over a paged KV
 /// cache, on the active SIMD level and the [global](crate::pool::global)
 /// pool.
@@ -144,40 +149,47 @@ pub fn paged_attention_with<P: AsRef<[u8]>>(
     check::len(K, "q", q.len(), n)?;
     check::len(K, "out", out.len(), n)?;
 
-    // One task per (sequence, KV head), and the output slices it owns:
-    // token t's heads of KV head h are out[t, h*group .. (h+1)*group, :].
+    // One task per (tile of at most QUERY_TILE query tokens of a sequence,
+    // KV head), and the output slices it owns: token t's heads of KV head
+    // h are out[t, h*group .. (h+1)*group, :]. A tile is the same
+    // computation for its queries as the whole sequence would be (each
+    // query folds the same key blocks in the same order), so tiling only
+    // spreads a long prompt over the threads.
     let group = n_heads / n_kv;
     let mut tasks = Vec::with_capacity(seqs.len() * n_kv);
-    let mut first_token = Vec::with_capacity(seqs.len());
+    // First token (in `q`) of each tile, in order.
+    let mut tile_first = Vec::with_capacity(seqs.len());
     let mut t0 = 0;
     for s in seqs {
-        first_token.push(t0);
-        for kv_head in 0..n_kv {
-            tasks.push(Task {
-                view,
-                level,
-                block_table: s.block_table,
-                start_pos: s.start_pos,
-                n_q: s.n_q,
-                q: &q[t0 * row..(t0 + s.n_q) * row],
-                n_heads,
-                kv_head,
-                scale,
-            });
+        for q0 in (0..s.n_q).step_by(QUERY_TILE) {
+            let n_q = QUERY_TILE.min(s.n_q - q0);
+            tile_first.push(t0 + q0);
+            for kv_head in 0..n_kv {
+                tasks.push(Task {
+                    view,
+                    level,
+                    block_table: s.block_table,
+                    start_pos: s.start_pos + q0,
+                    n_q,
+                    q: &q[(t0 + q0) * row..(t0 + q0 + n_q) * row],
+                    n_heads,
+                    kv_head,
+                    scale,
+                });
+            }
         }
         t0 += s.n_q;
     }
-    let mut slots: Vec<Vec<&mut [f32]>> = seqs
-        .iter()
-        .flat_map(|s| (0..n_kv).map(|_| Vec::with_capacity(s.n_q)))
+    let mut slots: Vec<Vec<&mut [f32]>> = (0..tasks.len())
+        .map(|i| Vec::with_capacity(tasks[i].n_q))
         .collect();
-    let mut seq = 0;
+    let mut tile = 0;
     for (c, chunk) in out.chunks_exact_mut(group * d).enumerate() {
         let (token, kv_head) = (c / n_kv, c % n_kv);
-        while seq + 1 < seqs.len() && token >= first_token[seq + 1] {
-            seq += 1;
+        while tile + 1 < tile_first.len() && token >= tile_first[tile + 1] {
+            tile += 1;
         }
-        slots[seq * n_kv + kv_head].push(chunk);
+        slots[tile * n_kv + kv_head].push(chunk);
     }
     let slots: Vec<Mutex<Vec<&mut [f32]>>> = slots.into_iter().map(Mutex::new).collect();
     let errors = FirstError::default();

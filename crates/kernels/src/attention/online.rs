@@ -68,6 +68,9 @@ pub(crate) fn fold_scalar(
     st.m = m;
 }
 
+/// Cache blocks folded at once.
+const FOLD_BLOCKS: usize = 4;
+
 /// One unit of attention work: the query heads of one KV head, for every
 /// query token of one sequence.
 #[derive(Debug, Clone, Copy)]
@@ -103,10 +106,15 @@ impl Task<'_> {
         }
         let mut states = vec![State::EMPTY; n_states];
         let mut acc = vec![0f32; n_states * d];
-        let mut kbuf = vec![0f32; bs * d];
-        let mut vbuf = vec![0f32; bs * d];
+        // Keys are folded FOLD_BLOCKS blocks at a time (the softmax
+        // bookkeeping of a fold is paid once per 64 keys, not per 16); the
+        // grouping is by absolute block index, so a query's folds are the
+        // same whatever chunk or tile it runs in.
+        let span = FOLD_BLOCKS * bs;
+        let mut kbuf = vec![0f32; span * d];
+        let mut vbuf = vec![0f32; span * d];
         // Padded to whole vectors for the SIMD fold.
-        let mut scores = vec![0f32; bs.next_multiple_of(8)];
+        let mut scores = vec![0f32; span.next_multiple_of(8)];
         let fold = match path(self.level) {
             #[cfg(target_arch = "x86_64")]
             Path::Avx2 => super::x86::fold,
@@ -116,27 +124,26 @@ impl Task<'_> {
         };
 
         let end = self.start_pos + self.n_q;
-        for logical in 0..end.div_ceil(bs) {
-            let first = logical * bs;
-            let n = bs.min(end - first);
-            let block = self.block_table[logical] as usize;
-            self.view.decode_rows(
-                self.level,
-                block,
-                KvPart::Key,
-                self.kv_head,
-                n,
-                &mut kbuf[..n * d],
-            )?;
-            self.view.decode_rows(
-                self.level,
-                block,
-                KvPart::Value,
-                self.kv_head,
-                n,
-                &mut vbuf[..n * d],
-            )?;
-            // Queries before `first` see nothing of this block.
+        let blocks = end.div_ceil(bs);
+        for first_block in (0..blocks).step_by(FOLD_BLOCKS) {
+            let first = first_block * bs;
+            let mut n = 0;
+            for logical in first_block..blocks.min(first_block + FOLD_BLOCKS) {
+                let rows = bs.min(end - logical * bs);
+                let block = self.block_table[logical] as usize;
+                for (part, buf) in [(KvPart::Key, &mut kbuf), (KvPart::Value, &mut vbuf)] {
+                    self.view.decode_rows(
+                        self.level,
+                        block,
+                        part,
+                        self.kv_head,
+                        rows,
+                        &mut buf[n * d..(n + rows) * d],
+                    )?;
+                }
+                n += rows;
+            }
+            // Queries before `first` see nothing of these blocks.
             for i in first.saturating_sub(self.start_pos)..self.n_q {
                 let visible = n.min(self.start_pos + i + 1 - first);
                 for s in i * group..(i + 1) * group {
