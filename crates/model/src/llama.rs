@@ -133,12 +133,12 @@ impl<B: AsRef<[u8]>> Builder<'_, B> {
 }
 
 /// Builds the graph of the model in `file` with a KV cache per layer of
-/// the shape `cache` in `kv_format`.
+/// the shape `cache`, layer `l`'s in `kv_format(l)`.
 pub fn build<B: AsRef<[u8]>>(
     cfg: &ModelConfig,
     file: &Gguf<B>,
     cache: Cache,
-    kv_format: KvFormat,
+    kv_format: impl Fn(usize) -> KvFormat,
 ) -> Result<ModelGraph, ModelError> {
     let ModelConfig {
         layers,
@@ -157,8 +157,10 @@ pub fn build<B: AsRef<[u8]>>(
         Cache::One { max_tokens } => max_tokens.div_ceil(KV_BLOCK_TOKENS).max(1),
         Cache::Pool { blocks, .. } => blocks.max(1),
     };
-    let layout = KvLayout::new(KV_BLOCK_TOKENS, kv_heads, head_dim, kv_format)
-        .map_err(|e| ModelError::Unsupported(format!("KV cache layout: {e}")))?;
+    let layout = |l: usize| {
+        KvLayout::new(KV_BLOCK_TOKENS, kv_heads, head_dim, kv_format(l))
+            .map_err(|e| ModelError::Unsupported(format!("KV cache layout of layer {l}: {e}")))
+    };
     let mut m = Builder {
         b: GraphBuilder::new(cfg.arch.name()),
         file,
@@ -220,7 +222,8 @@ pub fn build<B: AsRef<[u8]>>(
             m.b.rope(p("rope_q"), q, pos, head_dim, rope_neox, rope_theta)?;
         let k =
             m.b.rope(p("rope_k"), k, pos, head_dim, rope_neox, rope_theta)?;
-        let cache = m.b.state(p("kv_cache"), DType::KvCache(layout), (blocks,));
+        let cache =
+            m.b.state(p("kv_cache"), DType::KvCache(layout(l)?), (blocks,));
         let a = match seqs {
             SeqInputs::One { table, start } => {
                 m.b.attention(p("attention"), q, k, v, cache, table, start, heads)?

@@ -44,7 +44,7 @@ impl std::str::FromStr for Mode {
 }
 
 /// How to load a model.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoadOptions {
     /// Eager or graph mode.
     pub mode: Mode,
@@ -53,6 +53,27 @@ pub struct LoadOptions {
     pub max_tokens: usize,
     /// Element format of the KV cache.
     pub kv_format: KvFormat,
+    /// Layers whose KV cache takes another format: `(layer, format)`.
+    pub kv_layer_formats: Vec<(usize, KvFormat)>,
+}
+
+impl LoadOptions {
+    /// The KV cache format of layer `l`.
+    pub fn kv_format_of(&self, l: usize) -> KvFormat {
+        self.kv_layer_formats
+            .iter()
+            .rev()
+            .find(|(layer, _)| *layer == l)
+            .map_or(self.kv_format, |(_, f)| *f)
+    }
+
+    /// Bytes of KV cache one token takes in every layer of `config`'s
+    /// model together, with these formats.
+    pub fn kv_bytes_per_token(&self, config: &ModelConfig) -> Result<usize, ModelError> {
+        (0..config.layers)
+            .map(|l| Ok(config.kv_bytes_per_token(self.kv_format_of(l))? / config.layers.max(1)))
+            .sum()
+    }
 }
 
 impl Default for LoadOptions {
@@ -61,6 +82,7 @@ impl Default for LoadOptions {
             mode: Mode::Graph,
             max_tokens: 0,
             kv_format: KvFormat::F16,
+            kv_layer_formats: Vec::new(),
         }
     }
 }
@@ -155,7 +177,17 @@ impl Model {
         cache: Cache,
         max_tokens: usize,
     ) -> Result<Model, ModelError> {
-        let mut graph = llama::build(&config, file, cache, opts.kv_format)?;
+        if let Some(&(l, _)) = opts
+            .kv_layer_formats
+            .iter()
+            .find(|(l, _)| *l >= config.layers)
+        {
+            return Err(ModelError::Request(format!(
+                "a KV format for layer {l}; the model has {} layers (0..{})",
+                config.layers, config.layers
+            )));
+        }
+        let mut graph = llama::build(&config, file, cache, |l| opts.kv_format_of(l))?;
         let mut weights = Vec::with_capacity(graph.weights.len());
         for (v, name) in &graph.weights {
             let t = file.require_tensor(name)?;

@@ -41,6 +41,38 @@ pub struct ModelArgs {
     /// mxfp8, mxfp4.
     #[arg(long, default_value = "f16")]
     kv_dtype: String,
+    /// Another KV format for some layers: `LAYER=FORMAT` or
+    /// `FIRST-LAST=FORMAT` (repeatable; e.g. `0-1=f16` keeps the first two
+    /// layers exact under `--kv-dtype fp8-e4m3`).
+    #[arg(long)]
+    kv_dtype_layer: Vec<String>,
+}
+
+/// Parses `--kv-dtype-layer` specs (`L=FMT` or `A-B=FMT`).
+pub(crate) fn parse_kv_layers(
+    specs: &[String],
+) -> anyhow::Result<Vec<(usize, exodus_graph::KvFormat)>> {
+    let mut out = Vec::new();
+    for spec in specs {
+        let bad = || anyhow::anyhow!("--kv-dtype-layer {spec}: LAYER=FORMAT or FIRST-LAST=FORMAT");
+        let (layers, format) = spec.split_once('=').ok_or_else(bad)?;
+        let format: exodus_graph::KvFormat = format
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--kv-dtype-layer {spec}: {e}"))?;
+        let (first, last) = match layers.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            ),
+            None => {
+                let l: usize = layers.trim().parse().map_err(|_| bad())?;
+                (l, l)
+            }
+        };
+        anyhow::ensure!(first <= last, "--kv-dtype-layer {spec}: an empty range");
+        out.extend((first..=last).map(|l| (l, format)));
+    }
+    Ok(out)
 }
 
 /// How to pick tokens.
@@ -127,6 +159,7 @@ fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
                 .kv_dtype
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--kv-dtype {}: {e}", args.kv_dtype))?,
+            kv_layer_formats: parse_kv_layers(&args.kv_dtype_layer)?,
         },
     )
     .with_context(|| format!("loading {}", path.display()))?;

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// mxfp8, mxfp4.
     #[arg(long, default_value = "f16")]
     kv_dtype: String,
+    /// Another KV format for some layers: `LAYER=FORMAT` or
+    /// `FIRST-LAST=FORMAT` (repeatable).
+    #[arg(long)]
+    kv_dtype_layer: Vec<String>,
     /// Memory of the KV cache pool, MiB (shared by all requests).
     #[arg(long, default_value_t = 256)]
     kv_cache_mib: usize,
@@ -94,9 +98,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         mode,
         max_tokens: args.ctx,
         kv_format,
+        kv_layer_formats: super::model::parse_kv_layers(&args.kv_dtype_layer)?,
     };
     let config = exodus_model::ModelConfig::from_gguf(&file)?;
-    let per_token = config.kv_bytes_per_token(kv_format)?;
+    let per_token = load.kv_bytes_per_token(&config)?;
     let blocks = (args.kv_cache_mib << 20) / (per_token * KV_BLOCK_TOKENS);
     anyhow::ensure!(
         blocks >= 2,
