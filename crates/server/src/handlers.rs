@@ -5,10 +5,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, Uri};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -67,13 +66,45 @@ pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(uri.path())
 }
 
-/// The body, or the error for one that could not be read (413 over the
-/// limit).
-fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|r| ApiError {
-        status: r.status(),
-        ..ApiError::invalid(r.body_text())
-    })
+/// The request body, read within the state's time and size limits: 408
+/// for a client too slow to send it, 413 for one too large.
+async fn read_body(s: &ServerState, body: Body) -> Result<Bytes, ApiError> {
+    let limits = s.limits;
+    match tokio::time::timeout(
+        limits.body_read_timeout,
+        axum::body::to_bytes(body, limits.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            // http-body-util's LengthLimitError, somewhere in the chain.
+            let mut cause: Option<&dyn std::error::Error> = Some(&e);
+            let mut too_large = false;
+            while let Some(c) = cause {
+                too_large |= c.to_string().contains("length limit");
+                cause = c.source();
+            }
+            Err(if too_large {
+                ApiError {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    ..ApiError::invalid(format!(
+                        "the request body is over {} bytes",
+                        limits.max_body_bytes
+                    ))
+                }
+            } else {
+                ApiError::invalid(format!("reading the request body: {e}"))
+            })
+        }
+        Err(_) => Err(ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            ..ApiError::invalid(format!(
+                "the request body did not arrive within {} s",
+                limits.body_read_timeout.as_secs_f64()
+            ))
+        }),
+    }
 }
 
 /// Which endpoint, for the shapes of its answers.
@@ -175,11 +206,8 @@ fn submit(
 }
 
 /// `POST /v1/completions`.
-pub async fn completions(
-    State(s): AppState,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: CompletionRequest = openai::parse(&body(raw)?)?;
+pub async fn completions(State(s): AppState, body: Body) -> Result<Response, ApiError> {
+    let req: CompletionRequest = openai::parse(&read_body(&s, body).await?)?;
     if req.echo {
         return Err(ApiError::invalid_param("echo", "echo is not supported"));
     }
@@ -215,11 +243,8 @@ pub async fn completions(
 }
 
 /// `POST /v1/chat/completions`.
-pub async fn chat(
-    State(s): AppState,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: ChatRequest = openai::parse(&body(raw)?)?;
+pub async fn chat(State(s): AppState, body: Body) -> Result<Response, ApiError> {
+    let req: ChatRequest = openai::parse(&read_body(&s, body).await?)?;
     if req.messages.is_empty() {
         return Err(ApiError::invalid_param("messages", "messages is empty"));
     }

@@ -26,8 +26,8 @@ pub mod openai;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use exodus_engine::text::{ChatTemplate, Tokenizer};
@@ -41,12 +41,19 @@ pub use metrics::Metrics;
 pub struct HttpLimits {
     /// Largest request body, bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// Time a client has to send a request's headers (the connection is
+    /// closed after it).
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request's body (408 after it).
+    pub body_read_timeout: Duration,
 }
 
 impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             max_body_bytes: 4 << 20,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -67,6 +74,8 @@ pub struct ServerState {
     pub stop_tokens: Vec<u32>,
     /// Metrics.
     pub metrics: Metrics,
+    /// HTTP limits.
+    pub limits: HttpLimits,
     ready: AtomicBool,
     next_id: AtomicU64,
     created: u64,
@@ -81,6 +90,7 @@ impl ServerState {
         template: ChatTemplate,
         model: String,
         context: usize,
+        limits: HttpLimits,
     ) -> ServerState {
         ServerState {
             engine,
@@ -90,6 +100,7 @@ impl ServerState {
             model,
             context,
             metrics: Metrics::default(),
+            limits,
             ready: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             created: unix_now(),
@@ -120,7 +131,7 @@ pub(crate) fn unix_now() -> u64 {
 }
 
 /// The routes (see the [crate docs](crate)).
-pub fn router(state: Arc<ServerState>, limits: HttpLimits) -> Router {
+pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
@@ -129,19 +140,49 @@ pub fn router(state: Arc<ServerState>, limits: HttpLimits) -> Router {
         .route("/v1/completions", post(handlers::completions))
         .route("/v1/chat/completions", post(handlers::chat))
         .fallback(handlers::not_found)
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state)
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting
-/// and returns once the requests in flight have finished.
+/// and returns once the requests in flight have finished. Each connection
+/// is HTTP/1.1 with the state's header read timeout (a client that does
+/// not finish its headers in time is disconnected).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ServerState>,
-    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state, limits))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let header_timeout = state.limits.header_read_timeout;
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    // Out of file descriptors, a connection reset before
+                    // accept: wait a little, keep serving.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout);
+                let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -56,15 +56,17 @@ def check(cond, what):
 greedy = {"temperature": 0, "max_tokens": 32}
 
 text, finish, r = chat("What is the capital of France?", **greedy)
-check(finish == "length" and r.usage.completion_tokens == 32, "chat: 32 tokens, finish_reason length")
-check(r.usage.total_tokens == r.usage.prompt_tokens + 32, "chat: usage adds up")
+n = r.usage.completion_tokens
+check((finish == "length" and n == 32) or (finish == "stop" and 0 < n < 32),
+      f"chat: finish_reason {finish} agrees with {n} of 32 tokens")
+check(r.usage.total_tokens == r.usage.prompt_tokens + n, "chat: usage adds up")
 streamed, sfinish, usage = chat("What is the capital of France?", stream=True, **greedy)
 check(streamed == text and sfinish == finish, "chat: the streamed text equals the whole answer")
-check(usage is not None and usage.completion_tokens == 32, "chat: usage chunk at the end of the stream")
+check(usage is not None and usage.completion_tokens == n, "chat: usage chunk at the end of the stream")
 
 text, finish, r = complete("The capital of France is", **greedy)
 streamed, sfinish, _ = complete("The capital of France is", stream=True, **greedy)
-check(streamed == text and finish == sfinish == "length", "completions: streamed equals whole")
+check(streamed == text and finish == sfinish, "completions: streamed equals whole")
 check(r.object == "text_completion" and r.model == MODEL, "completions: object and model")
 
 # A stop string: the text ends before it, finish_reason stop.

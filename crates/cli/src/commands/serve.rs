@@ -72,6 +72,13 @@ pub struct ServeArgs {
     /// Largest request body, bytes (413 beyond).
     #[arg(long, default_value_t = 4 << 20)]
     max_body_bytes: usize,
+    /// Seconds a client has to send a request's headers (the connection is
+    /// closed after).
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds a client has to send a request's body (408 after).
+    #[arg(long, default_value_t = 30.0)]
+    body_timeout: f64,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -131,12 +138,25 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .served_model_name
         .clone()
         .unwrap_or_else(|| args.model.clone());
+    let seconds = |name: &str, s: f64| {
+        anyhow::ensure!(
+            s.is_finite() && s > 0.0,
+            "--{name} must be a positive number of seconds"
+        );
+        Ok(std::time::Duration::from_secs_f64(s))
+    };
+    let limits = HttpLimits {
+        max_body_bytes: args.max_body_bytes,
+        header_read_timeout: seconds("header-timeout", args.header_timeout)?,
+        body_read_timeout: seconds("body-timeout", args.body_timeout)?,
+    };
     let state = Arc::new(ServerState::new(
         Arc::clone(&engine),
         tokenizer,
         template,
         name.clone(),
         context,
+        limits,
     ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -172,16 +192,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 tokio::task::spawn_blocking(move || engine.shutdown(Shutdown::Drain));
             }
         };
-        exodus_server::serve(
-            listener,
-            Arc::clone(&state),
-            HttpLimits {
-                max_body_bytes: args.max_body_bytes,
-            },
-            shutdown,
-        )
-        .await
-        .context("serving")
+        exodus_server::serve(listener, Arc::clone(&state), shutdown)
+            .await
+            .context("serving")
     })?;
     engine.shutdown(Shutdown::Drain);
     Ok(())
