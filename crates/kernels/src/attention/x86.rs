@@ -92,6 +92,40 @@ fn dots8(q: &[__m256], k: &[f32], d: usize) -> __m256 {
     _mm256_add_ps(lo, hi)
 }
 
+/// The softmax step of a fold, shared by both folds: pads `scores[..n]`
+/// with `-inf` to whole vectors, takes the new running max, turns the
+/// scores into `exp(score - max)` in place and updates `st` (the running
+/// sum rescaled, then the block's added). Returns the factor the weighted
+/// V sum must be rescaled by, or `None` when no key is visible (nothing to
+/// fold).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn softmax_step(scores: &mut [f32], n: usize, st: &mut State) -> Option<f32> {
+    let padded = n.next_multiple_of(LANES);
+    // Padding lanes are -inf: they add nothing to the max, and exp gives 0.
+    scores[n..padded].fill(f32::NEG_INFINITY);
+    let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
+    for c in scores[..padded].chunks_exact(LANES) {
+        vmax = _mm256_max_ps(load(c), vmax);
+    }
+    let m = st.m.max(hmax(vmax));
+    if m == f32::NEG_INFINITY {
+        return None;
+    }
+    let c = (st.m - m).exp();
+    st.l *= c;
+    let vm = _mm256_set1_ps(m);
+    let mut vsum = _mm256_setzero_ps();
+    for ch in scores[..padded].chunks_exact_mut(LANES) {
+        let p = exp(_mm256_sub_ps(load(ch), vm));
+        vsum = _mm256_add_ps(vsum, p);
+        store(ch, p);
+    }
+    st.l += hsum(vsum);
+    st.m = m;
+    Some(c)
+}
+
 /// [`fold_avx2`] for heads of `8 * m` values, `m <= MAX_REGS`: the dots
 /// come eight keys at a time ([`dots8`]) and the weighted V sum stays in
 /// registers for the whole block instead of a load and a store per key.
@@ -111,7 +145,6 @@ fn fold_regs(
     for (j, r) in qv.iter_mut().enumerate().take(m_regs) {
         *r = load(&q[j * LANES..]);
     }
-    let padded = n.next_multiple_of(LANES);
     let full = n - n % LANES;
     for c in (0..full).step_by(LANES) {
         store(&mut scores[c..], dots8(&qv[..m_regs], &k[c * d..], d));
@@ -122,30 +155,14 @@ fn fold_regs(
     {
         *s = dot(q, kj);
     }
-    scores[n..padded].fill(f32::NEG_INFINITY);
-    let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
-    for c in scores[..padded].chunks_exact(LANES) {
-        vmax = _mm256_max_ps(load(c), vmax);
-    }
-    let m = st.m.max(hmax(vmax));
-    if m == f32::NEG_INFINITY {
+    let Some(c) = softmax_step(scores, n, st) else {
         return;
-    }
-    let c = (st.m - m).exp();
+    };
     let vc = _mm256_set1_ps(c);
     let mut av = [_mm256_setzero_ps(); MAX_REGS];
     for (j, r) in av.iter_mut().enumerate().take(m_regs) {
         *r = _mm256_mul_ps(load(&acc[j * LANES..]), vc);
     }
-    st.l *= c;
-    let vm = _mm256_set1_ps(m);
-    let mut vsum = _mm256_setzero_ps();
-    for ch in scores[..padded].chunks_exact_mut(LANES) {
-        let p = exp(_mm256_sub_ps(load(ch), vm));
-        vsum = _mm256_add_ps(vsum, p);
-        store(ch, p);
-    }
-    st.l += hsum(vsum);
     for (&p, vj) in scores[..n].iter().zip(v.chunks_exact(d)) {
         let vp = _mm256_set1_ps(p);
         for (j, r) in av.iter_mut().enumerate().take(m_regs) {
@@ -155,7 +172,6 @@ fn fold_regs(
     for (j, r) in av.iter().enumerate().take(m_regs) {
         store(&mut acc[j * LANES..], *r);
     }
-    st.m = m;
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -172,23 +188,13 @@ fn fold_avx2(
     if d.is_multiple_of(LANES) && d / LANES <= MAX_REGS {
         return fold_regs(q, k, v, n, st, acc, scores);
     }
-    let padded = n.next_multiple_of(LANES);
     for (s, kj) in scores[..n].iter_mut().zip(k.chunks_exact(d)) {
         *s = dot(q, kj);
     }
-    // Padding lanes are -inf: they add nothing to the max, and exp gives 0.
-    scores[n..padded].fill(f32::NEG_INFINITY);
-    let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
-    for c in scores[..padded].chunks_exact(LANES) {
-        vmax = _mm256_max_ps(load(c), vmax);
-    }
-    let m = st.m.max(hmax(vmax));
-    if m == f32::NEG_INFINITY {
+    let Some(c) = softmax_step(scores, n, st) else {
         return;
-    }
-    let c = (st.m - m).exp();
+    };
     if c != 1.0 {
-        st.l *= c;
         let vc = _mm256_set1_ps(c);
         let main = d - d % LANES;
         for i in (0..main).step_by(LANES) {
@@ -197,16 +203,7 @@ fn fold_avx2(
         }
         acc[main..].iter_mut().for_each(|a| *a *= c);
     }
-    let vm = _mm256_set1_ps(m);
-    let mut vsum = _mm256_setzero_ps();
-    for ch in scores[..padded].chunks_exact_mut(LANES) {
-        let p = exp(_mm256_sub_ps(load(ch), vm));
-        vsum = _mm256_add_ps(vsum, p);
-        store(ch, p);
-    }
-    st.l += hsum(vsum);
     for (&p, vj) in scores[..n].iter().zip(v.chunks_exact(d)) {
         axpy(acc, p, vj);
     }
-    st.m = m;
 }
