@@ -51,11 +51,20 @@ enum Command {
     /// chat, streaming or not; /health, /ready, /metrics) with continuous
     /// batching, chunked prefill and a paged KV cache with prefix caching.
     Serve(commands::serve::ServeArgs),
+    /// Start N local ranks of a command with torchrun-style variables
+    /// (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); fails if any rank does.
+    Launch(commands::comm::LaunchArgs),
+    /// Collectives between processes: `exodus comm check` runs every
+    /// collective against a serial reference (under `exodus launch`,
+    /// mpirun or srun).
+    Comm(commands::comm::CommArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Launch(args) => return exit_code(commands::comm::launch(&args)),
+        Command::Comm(args) => return exit_code(commands::comm::comm(&args)),
         Command::Formats(args) => commands::formats::run(&args),
         Command::Convert(args) => commands::convert::run(&args),
         Command::Trace(args) => commands::trace::run(&args),
@@ -78,6 +87,14 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The exit code of a command that chooses its own.
+fn exit_code(result: anyhow::Result<std::process::ExitCode>) -> std::process::ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("Error: {e:#}");
+        std::process::ExitCode::FAILURE
+    })
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -19,6 +19,7 @@ macro_rules! out {
 
 pub mod bench;
 pub mod bench_serve;
+pub mod comm;
 pub mod convert;
 pub mod fetch;
 pub mod formats;

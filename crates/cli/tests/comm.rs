@@ -1,0 +1,85 @@
+//! exodus-comm with real processes: `exodus launch -n N -- exodus comm
+//! check` for 2 to 5 ranks (every collective against a serial reference,
+//! sizes from 0 to 65,537 values, counts not divisible by N), and faults:
+//! a rank that dies mid-AllReduce and one that stalls give every survivor
+//! a typed error naming the operation and the peer, within the timeout.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn launch(n: usize, check_args: &[&str]) -> (bool, String, String, Duration) {
+    let exodus = env!("CARGO_BIN_EXE_exodus");
+    let start = Instant::now();
+    let out = Command::new(exodus)
+        .args([
+            "launch",
+            "-n",
+            &n.to_string(),
+            "--grace",
+            "5",
+            "--",
+            exodus,
+            "comm",
+            "check",
+        ])
+        .args(check_args)
+        .output()
+        .expect("exodus launch runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        start.elapsed(),
+    )
+}
+
+#[test]
+fn every_collective_matches_the_serial_reference_on_2_to_5_ranks() {
+    for n in 2..=5 {
+        let (ok, stdout, stderr, _) = launch(n, &["--timeout", "30"]);
+        assert!(ok, "{n} ranks:\n{stdout}\n{stderr}");
+        for r in 0..n {
+            assert!(
+                stdout.contains(&format!("rank {r} of {n}: every collective matched")),
+                "{n} ranks, rank {r}:\n{stdout}\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_dead_rank_gives_every_survivor_a_typed_error() {
+    let (ok, _, stderr, took) = launch(3, &["--timeout", "20", "--die-rank", "1"]);
+    assert!(!ok, "the job succeeded with a dead rank");
+    for r in [0, 2] {
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("rank {r} of 3:")))
+            .unwrap_or_else(|| panic!("no error from rank {r}:\n{stderr}"));
+        assert!(
+            line.contains("all_reduce (ring)") && line.contains("peer rank"),
+            "{line}"
+        );
+    }
+    // A dead peer is noticed when its socket closes, not at the timeout.
+    assert!(took < Duration::from_secs(15), "took {took:?}:\n{stderr}");
+}
+
+#[test]
+fn a_stalled_rank_gives_every_survivor_a_timeout_naming_it() {
+    let (ok, _, stderr, took) = launch(3, &["--timeout", "2", "--stall-rank", "2"]);
+    assert!(!ok);
+    for r in [0, 1] {
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("rank {r} of 3:")))
+            .unwrap_or_else(|| panic!("no error from rank {r}:\n{stderr}"));
+        assert!(line.contains("no answer within 2s"), "{line}");
+        assert!(line.contains("all_reduce (ring)"), "{line}");
+    }
+    assert!(
+        stderr.contains("rank 2: killed after the grace period"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
