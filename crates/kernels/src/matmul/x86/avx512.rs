@@ -209,7 +209,11 @@ fn legacy_row<const KIND: u8>(w: &[u8], x: XRow) -> f32 {
             f = block_step(f, dots[h], s, o, xd[h], xd[h] * xs[h] as f32);
         }
     }
-    canonical_dot(int8_kind(KIND), &w[pair * pairs..], x_tail(x, 2 * pairs), f)
+    let tail = &w[pair * pairs..];
+    if tail.is_empty() {
+        return f;
+    }
+    canonical_dot(int8_kind(KIND), tail, x_tail(x, 2 * pairs), f)
 }
 
 /// Q8_0 row · int8 x.
@@ -345,6 +349,9 @@ fn legacy_rows<const KIND: u8>(g: RowGroup, x: XRow) -> [f32; ROWS] {
     let mut lanes = [0f32; ROWS];
     // SAFETY: `lanes` holds 4 floats; the store is unaligned.
     unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), f) };
+    if g.row_len == 2 * bb * pairs {
+        return lanes;
+    }
     std::array::from_fn(|r| {
         let tail = &g.row(r)[2 * bb * pairs..];
         canonical_dot(int8_kind(KIND), tail, x_tail(x, 2 * pairs), lanes[r])
