@@ -105,6 +105,32 @@ enum CommCommand {
     /// Runs every collective on many sizes and checks each result against
     /// a serial reference (run under `exodus launch`, mpirun or srun).
     Check(CheckArgs),
+    /// nccl-tests-style sweep: time, algbw and busbw of each collective
+    /// from 8 B up, every result checked (run under `exodus launch`).
+    Bench(BenchArgs),
+}
+
+/// Arguments of `exodus comm bench`.
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Smallest message, bytes.
+    #[arg(long, default_value_t = 8)]
+    min_bytes: usize,
+    /// Largest message, bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_bytes: usize,
+    /// Size step factor.
+    #[arg(long, default_value_t = 4)]
+    factor: usize,
+    /// Timed iterations per size (after 2 warm-up ones).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// Seconds every operation may take.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Where rank 0 writes the JSON results.
+    #[arg(long, default_value = "bench/results/comm.json")]
+    out: std::path::PathBuf,
 }
 
 /// Arguments of `exodus comm check`.
@@ -138,6 +164,7 @@ fn input(r: usize, len: usize) -> Vec<f32> {
 pub fn comm(a: &CommArgs) -> anyhow::Result<ExitCode> {
     match &a.command {
         CommCommand::Check(c) => check(c),
+        CommCommand::Bench(b) => bench(b),
     }
 }
 
@@ -217,4 +244,122 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// nccl-tests' bus bandwidth factor of a collective on `n` ranks.
+fn bus_factor(op: &str, n: usize) -> f64 {
+    let n = n as f64;
+    match op {
+        "all_reduce" => 2.0 * (n - 1.0) / n,
+        "all_gather" => (n - 1.0) / n,
+        _ => 1.0,
+    }
+}
+
+fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let boot = Bootstrap::from_env()?;
+    let mut comm = Communicator::connect(&boot, Duration::from_secs_f64(a.timeout))?;
+    let (rank, n) = (comm.rank(), comm.size());
+    anyhow::ensure!(
+        a.factor >= 2 && a.iters > 0 && a.min_bytes >= 4,
+        "--factor >= 2, --iters >= 1, --min-bytes >= 4"
+    );
+    let mut rows = Vec::new();
+    if rank == 0 {
+        println!(
+            "exodus comm bench: {n} ranks, TCP, ring algorithms; {} timed iterations per size",
+            a.iters
+        );
+        println!(
+            "{:>12} {:>10} {:>12} {:>11} {:>10} {:>10} {:>6}",
+            "bytes", "count", "op", "time (us)", "algbw GB/s", "busbw GB/s", "check"
+        );
+    }
+    let mut bytes = a.min_bytes;
+    while bytes <= a.max_bytes {
+        for op in ["all_reduce", "all_gather", "broadcast"] {
+            // all_gather: `bytes` is the gathered output, as in nccl-tests.
+            let count = if op == "all_gather" {
+                (bytes / 4 / n).max(1)
+            } else {
+                (bytes / 4).max(1)
+            };
+            let mut times = Vec::new();
+            let mut ok = true;
+            for it in 0..a.iters + 2 {
+                let mine = input(rank, count);
+                comm.barrier()?;
+                let t = Instant::now();
+                let result = match op {
+                    "all_reduce" => {
+                        let mut buf = mine.clone();
+                        comm.all_reduce(&mut buf, ReduceOp::Sum)?;
+                        buf
+                    }
+                    "all_gather" => {
+                        let mut out = vec![0f32; count * n];
+                        comm.all_gather(&mine, &mut out)?;
+                        out
+                    }
+                    _ => {
+                        let mut buf = if rank == 0 {
+                            mine.clone()
+                        } else {
+                            vec![0f32; count]
+                        };
+                        comm.broadcast(&mut buf, 0)?;
+                        buf
+                    }
+                };
+                let elapsed = t.elapsed().as_secs_f64();
+                if it >= 2 {
+                    times.push(elapsed);
+                }
+                if it == 0 {
+                    let all: Vec<Vec<f32>> = (0..n).map(|r| input(r, count)).collect();
+                    let want: Vec<f32> = match op {
+                        "all_reduce" => {
+                            (0..count).map(|i| all.iter().map(|v| v[i]).sum()).collect()
+                        }
+                        "all_gather" => (0..n).flat_map(|r| input(r, count)).collect(),
+                        _ => input(0, count),
+                    };
+                    ok &= result == want;
+                }
+            }
+            // The slowest rank's mean time.
+            let mut t = [times.iter().sum::<f64>() as f32 / times.len() as f32];
+            comm.all_reduce(&mut t, ReduceOp::Max)?;
+            let mut all_ok = [if ok { 0.0f32 } else { 1.0 }];
+            comm.all_reduce(&mut all_ok, ReduceOp::Max)?;
+            let secs = t[0] as f64;
+            let moved = if op == "all_gather" {
+                count * n * 4
+            } else {
+                count * 4
+            };
+            let algbw = moved as f64 / secs / 1e9;
+            let busbw = algbw * bus_factor(op, n);
+            let check = if all_ok[0] == 0.0 { "ok" } else { "WRONG" };
+            if rank == 0 {
+                println!("{moved:>12} {count:>10} {op:>12} {:>11.1} {algbw:>10.3} {busbw:>10.3} {check:>6}", secs * 1e6);
+            }
+            rows.push(serde_json::json!({"op": op, "bytes": moved, "count": count, "time_us": secs * 1e6, "algbw_gbps": algbw, "busbw_gbps": busbw, "check": check}));
+        }
+        bytes *= a.factor;
+    }
+    if rank == 0 {
+        if let Some(dir) = a.out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let report = serde_json::json!({"bench": "comm", "ranks": n, "transport": "tcp", "iters": a.iters, "rows": rows});
+        std::fs::write(&a.out, serde_json::to_string_pretty(&report)? + "\n")?;
+        println!("wrote {}", a.out.display());
+    }
+    let wrong = rows.iter().any(|r| r["check"] != "ok");
+    Ok(if wrong {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
