@@ -11,9 +11,10 @@
 //! stream whose receiver is gone when a token is sent.
 //!
 //! The model step runs outside the lock, so submissions, cancellations and
-//! metric reads never wait for a step. A step that fails (or panics) ends
-//! the requests in it with [`FinishReason::Error`] and the engine goes on
-//! with the others.
+//! metric reads never wait for a step. A step that fails (or panics) is
+//! run again request by request; the requests that fail alone end with
+//! [`FinishReason::Error`](crate::FinishReason::Error), and the engine goes
+//! on with the others.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,7 +25,7 @@ use std::time::Instant;
 use exodus_model::{Model, SeqStep};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::request::{Event, FinishReason, GenerationRequest, RequestId, SubmitError};
+use crate::request::{Event, GenerationRequest, RequestId, SubmitError};
 use crate::scheduler::{Scheduler, SchedulerStats, StepPlan, Work};
 
 /// What runs a step: the model, or a fake one in tests.
@@ -303,7 +304,7 @@ impl RequestStream {
     }
 
     /// Cancels the request (its `Finished` event says
-    /// [`FinishReason::Cancelled`] unless it had already ended).
+    /// [`FinishReason::Cancelled`](crate::FinishReason::Cancelled) unless it had already ended).
     pub fn cancel(&mut self) {
         if let Some(shared) = self.shared.upgrade() {
             shared.cancel(self.id);
@@ -324,13 +325,5 @@ impl std::fmt::Debug for RequestStream {
         f.debug_struct("RequestStream")
             .field("id", &self.id)
             .finish()
-    }
-}
-
-/// The reason carried by a `Finished` event (`None` for a token).
-pub fn finish_reason(event: &Event) -> Option<&FinishReason> {
-    match event {
-        Event::Finished { reason, .. } => Some(reason),
-        Event::Token { .. } => None,
     }
 }
