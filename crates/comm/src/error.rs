@@ -75,7 +75,7 @@ pub enum CommError {
         /// Received length.
         got_len: u64,
     },
-    /// The communicator was aborted (by [`Communicator::abort`](crate::Communicator::abort)).
+    /// The communicator was aborted (by [`AbortHandle::abort`](crate::AbortHandle::abort)).
     #[error("{at}: the communicator was aborted")]
     Aborted {
         /// Where.
