@@ -32,6 +32,10 @@ use crate::bootstrap::Bootstrap;
 use crate::error::{At, CommError};
 use crate::link::{self, Rx, Tx};
 
+/// Messages up to this size are sent without a helper thread in a ring
+/// step (well below the smallest default TCP send buffer).
+const INLINE_SEND_BYTES: usize = 8 << 10;
+
 /// A reduction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReduceOp {
@@ -409,6 +413,21 @@ impl Communicator {
                 "ranks {to} / {from} are not peers"
             )));
         };
+        // A message the kernel's socket buffer takes whole cannot block the
+        // sender, so it is sent before receiving, without a thread (every
+        // rank of the step does the same).
+        if out.len() <= INLINE_SEND_BYTES {
+            let sent = tx.send(
+                At {
+                    peer: to,
+                    ..at.clone()
+                },
+                out,
+                timeout,
+            );
+            let result = sent.and_then(|()| rx.recv(At { peer: from, ..at }, inp, timeout));
+            return result.map_err(|e| self.check(e));
+        }
         let result = std::thread::scope(|s| {
             let send_at = At {
                 peer: to,
