@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::assemble::{Piece, TextAssembler};
 use crate::error::ApiError;
 use crate::metrics::Outcome;
-use crate::openai::{self, ChatRequest, Checked, CompletionRequest, Prompt};
+use crate::openai::{self, ChatRequest, Checked, CompletionRequest, OnePrompt};
 use crate::{unix_now, ServerState};
 
 type AppState = State<Arc<ServerState>>;
@@ -223,12 +223,11 @@ pub async fn completions(State(s): AppState, body: Body) -> Result<Response, Api
         .transpose()?;
     let checked = req.common.check(s.next_id())?;
     let prompt = match req.prompt.single()? {
-        Prompt::Text(text) => s
+        OnePrompt::Text(text) => s
             .tokenizer
             .encode(&text, true, true)
             .map_err(|e| ApiError::invalid_param("prompt", e.to_string()))?,
-        Prompt::Tokens(ids) => ids,
-        Prompt::Texts(_) | Prompt::TokenLists(_) => unreachable!("single() returns one prompt"),
+        OnePrompt::Tokens(ids) => ids,
     };
     let job = submit(
         &s,

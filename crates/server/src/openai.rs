@@ -182,9 +182,19 @@ impl ChatMessage {
     }
 }
 
+/// The one prompt a request may carry.
+#[derive(Debug, Clone)]
+pub enum OnePrompt {
+    /// Text.
+    Text(String),
+    /// Token ids.
+    Tokens(Vec<u32>),
+}
+
 impl Prompt {
-    /// The one prompt of the request.
-    pub fn single(self) -> Result<Prompt, ApiError> {
+    /// The one prompt of the request (a list of one is that one; more are
+    /// refused: `n` = 1, one choice).
+    pub fn single(self) -> Result<OnePrompt, ApiError> {
         let many = |n: usize| {
             ApiError::invalid_param(
                 "prompt",
@@ -192,11 +202,12 @@ impl Prompt {
             )
         };
         match self {
-            Prompt::Texts(mut v) if v.len() == 1 => Ok(Prompt::Text(v.remove(0))),
-            Prompt::TokenLists(mut v) if v.len() == 1 => Ok(Prompt::Tokens(v.remove(0))),
+            Prompt::Text(t) => Ok(OnePrompt::Text(t)),
+            Prompt::Tokens(ids) => Ok(OnePrompt::Tokens(ids)),
+            Prompt::Texts(mut v) if v.len() == 1 => Ok(OnePrompt::Text(v.remove(0))),
+            Prompt::TokenLists(mut v) if v.len() == 1 => Ok(OnePrompt::Tokens(v.remove(0))),
             Prompt::Texts(v) => Err(many(v.len())),
             Prompt::TokenLists(v) => Err(many(v.len())),
-            p => Ok(p),
         }
     }
 }
