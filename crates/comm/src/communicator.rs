@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::bootstrap::Bootstrap;
+use crate::element::{decode, encode, Element};
 use crate::error::{At, CommError};
 use crate::link::{self, Rx, Tx};
 
@@ -50,12 +51,12 @@ pub enum ReduceOp {
 }
 
 impl ReduceOp {
-    fn apply(self, acc: &mut [f32], x: &[f32]) {
+    fn apply<T: Element>(self, acc: &mut [T], x: &[T]) {
         for (a, &b) in acc.iter_mut().zip(x) {
             *a = match self {
-                ReduceOp::Sum | ReduceOp::Avg => *a + b,
-                ReduceOp::Max => a.max(b),
-                ReduceOp::Min => a.min(b),
+                ReduceOp::Sum | ReduceOp::Avg => T::add(*a, b),
+                ReduceOp::Max => T::max(*a, b),
+                ReduceOp::Min => T::min(*a, b),
             };
         }
     }
@@ -445,57 +446,60 @@ impl Communicator {
 
     /// Every rank gets the element-wise reduction of every rank's `buf`
     /// (ring algorithm; `buf` must be as long on every rank).
-    pub fn all_reduce(&mut self, buf: &mut [f32], op: ReduceOp) -> Result<(), CommError> {
+    pub fn all_reduce<T: Element>(&mut self, buf: &mut [T], op: ReduceOp) -> Result<(), CommError> {
         let n = self.size;
         if n > 1 && !buf.is_empty() {
             let len = buf.len();
             let chunk = |c: usize| (c * len / n)..((c + 1) * len / n);
-            let (left, right) = ((self.rank + n - 1) % n, (self.rank + 1) % n);
-            let mut out = Vec::new();
-            let mut inp = Vec::new();
-            let mut tmp = Vec::new();
-            // Reduce-scatter: after n - 1 steps this rank holds the whole
-            // reduction of chunk rank + 1.
-            for step in 0..n - 1 {
-                let (send_c, recv_c) = (
-                    (self.rank + n - step) % n,
-                    (self.rank + 2 * n - step - 1) % n,
-                );
-                out.clear();
-                out.extend(buf[chunk(send_c)].iter().flat_map(|v| v.to_le_bytes()));
-                inp.resize(chunk(recv_c).len() * 4, 0);
-                let at = At {
-                    op: "all_reduce",
-                    algo: "ring",
-                    step,
-                    peer: right,
-                };
-                self.exchange(at, right, &out, left, &mut inp)?;
-                tmp.clear();
-                tmp.extend(
-                    inp.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                );
-                // The incoming partial sum comes first, then this rank's
-                // value: every rank reduces a chunk in the same order.
-                let mine: Vec<f32> = buf[chunk(recv_c)].to_vec();
-                op.apply(&mut tmp, &mine);
-                buf[chunk(recv_c)].copy_from_slice(&tmp);
-            }
+            self.ring_reduce_scatter(buf, &chunk, op, "all_reduce")?;
             self.ring_gather(buf, &chunk, (self.rank + 1) % n, "all_reduce", n - 1)?;
         }
         if op == ReduceOp::Avg {
-            let inv = n as f32;
-            buf.iter_mut().for_each(|v| *v /= inv);
+            buf.iter_mut().for_each(|v| *v = T::mean(*v, n));
+        }
+        Ok(())
+    }
+
+    /// The reduce-scatter half of a ring: after `n - 1` steps this rank
+    /// holds the whole reduction of chunk `rank + 1`.
+    fn ring_reduce_scatter<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        chunk: &dyn Fn(usize) -> std::ops::Range<usize>,
+        op: ReduceOp,
+        name: &'static str,
+    ) -> Result<(), CommError> {
+        let n = self.size;
+        let (left, right) = ((self.rank + n - 1) % n, (self.rank + 1) % n);
+        let (mut out, mut inp, mut tmp) = (Vec::new(), Vec::new(), Vec::new());
+        for step in 0..n - 1 {
+            let send_c = (self.rank + n - step) % n;
+            let recv_c = (self.rank + 2 * n - step - 1) % n;
+            out.clear();
+            encode(&buf[chunk(send_c)], &mut out);
+            inp.resize(chunk(recv_c).len() * T::BYTES, 0);
+            let at = At {
+                op: name,
+                algo: "ring",
+                step,
+                peer: right,
+            };
+            self.exchange(at, right, &out, left, &mut inp)?;
+            // The incoming partial reduction first, then this rank's
+            // value: every rank reduces a chunk in the same order.
+            tmp.clear();
+            tmp.extend(inp.chunks_exact(T::BYTES).map(T::get));
+            op.apply(&mut tmp, &buf[chunk(recv_c)]);
+            buf[chunk(recv_c)].copy_from_slice(&tmp);
         }
         Ok(())
     }
 
     /// The all-gather half of a ring: this rank holds chunk `have`; after
     /// `n - 1` steps it holds all.
-    fn ring_gather(
+    fn ring_gather<T: Element>(
         &mut self,
-        buf: &mut [f32],
+        buf: &mut [T],
         chunk: &dyn Fn(usize) -> std::ops::Range<usize>,
         have: usize,
         op: &'static str,
@@ -503,14 +507,13 @@ impl Communicator {
     ) -> Result<(), CommError> {
         let n = self.size;
         let (left, right) = ((self.rank + n - 1) % n, (self.rank + 1) % n);
-        let mut out = Vec::new();
-        let mut inp = Vec::new();
+        let (mut out, mut inp) = (Vec::new(), Vec::new());
         for step in 0..n - 1 {
             let send_c = (have + n - step) % n;
             let recv_c = (have + 2 * n - step - 1) % n;
             out.clear();
-            out.extend(buf[chunk(send_c)].iter().flat_map(|v| v.to_le_bytes()));
-            inp.resize(chunk(recv_c).len() * 4, 0);
+            encode(&buf[chunk(send_c)], &mut out);
+            inp.resize(chunk(recv_c).len() * T::BYTES, 0);
             let at = At {
                 op,
                 algo: "ring",
@@ -518,16 +521,14 @@ impl Communicator {
                 peer: right,
             };
             self.exchange(at, right, &out, left, &mut inp)?;
-            for (d, b) in buf[chunk(recv_c)].iter_mut().zip(inp.chunks_exact(4)) {
-                *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
+            decode(&inp, &mut buf[chunk(recv_c)]);
         }
         Ok(())
     }
 
     /// `out` (`size * mine.len()` values) gets every rank's `mine`, in rank
     /// order (ring algorithm).
-    pub fn all_gather(&mut self, mine: &[f32], out: &mut [f32]) -> Result<(), CommError> {
+    pub fn all_gather<T: Element>(&mut self, mine: &[T], out: &mut [T]) -> Result<(), CommError> {
         let (n, m) = (self.size, mine.len());
         if out.len() != n * m {
             return Err(CommError::BadArgument(format!(
@@ -543,18 +544,85 @@ impl Communicator {
         Ok(())
     }
 
+    /// `out` (`input.len() / size` values) gets this rank's block of the
+    /// element-wise reduction of every rank's `input` (ring algorithm;
+    /// `input.len()` must be a multiple of the size).
+    pub fn reduce_scatter<T: Element>(
+        &mut self,
+        input: &[T],
+        out: &mut [T],
+        op: ReduceOp,
+    ) -> Result<(), CommError> {
+        let n = self.size;
+        let m = out.len();
+        if input.len() != n * m {
+            return Err(CommError::BadArgument(format!(
+                "reduce_scatter: {} input values for {n} ranks x {m}",
+                input.len()
+            )));
+        }
+        let mut buf = input.to_vec();
+        if n > 1 && m > 0 {
+            // The ring leaves chunk `rank + 1` here; shifting the chunks by
+            // one makes it this rank's own block.
+            let chunk = |c: usize| {
+                let b = (c + n - 1) % n;
+                b * m..(b + 1) * m
+            };
+            self.ring_reduce_scatter(&mut buf, &chunk, op, "reduce_scatter")?;
+        }
+        out.copy_from_slice(&buf[self.rank * m..(self.rank + 1) * m]);
+        if op == ReduceOp::Avg {
+            out.iter_mut().for_each(|v| *v = T::mean(*v, n));
+        }
+        Ok(())
+    }
+
+    /// Block `j` of this rank's `input` goes to rank `j`; block `i` of
+    /// `out` comes from rank `i` (pairwise exchange: in step `s` each rank
+    /// sends to `rank + s` and receives from `rank - s`).
+    pub fn all_to_all<T: Element>(&mut self, input: &[T], out: &mut [T]) -> Result<(), CommError> {
+        let n = self.size;
+        if input.len() != out.len() || !input.len().is_multiple_of(n) {
+            return Err(CommError::BadArgument(format!(
+                "all_to_all: {} input and {} output values for {n} ranks",
+                input.len(),
+                out.len()
+            )));
+        }
+        let m = input.len() / n;
+        let me = self.rank;
+        out[me * m..(me + 1) * m].copy_from_slice(&input[me * m..(me + 1) * m]);
+        let (mut bytes, mut inp) = (Vec::new(), vec![0u8; m * T::BYTES]);
+        for step in 1..n {
+            let (to, from) = ((me + step) % n, (me + n - step) % n);
+            bytes.clear();
+            encode(&input[to * m..(to + 1) * m], &mut bytes);
+            let at = At {
+                op: "all_to_all",
+                algo: "pairwise",
+                step,
+                peer: to,
+            };
+            self.exchange(at, to, &bytes, from, &mut inp)?;
+            decode(&inp, &mut out[from * m..(from + 1) * m]);
+        }
+        Ok(())
+    }
+
     /// Every rank gets `root`'s `buf`.
-    pub fn broadcast(&mut self, buf: &mut [f32], root: usize) -> Result<(), CommError> {
+    pub fn broadcast<T: Element>(&mut self, buf: &mut [T], root: usize) -> Result<(), CommError> {
         if root >= self.size {
             return Err(CommError::BadArgument(format!(
                 "broadcast from rank {root} of {}",
                 self.size
             )));
         }
-        let bytes: Vec<u8> = buf.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let timeout = self.timeout;
         if self.rank == root {
+            let mut bytes = Vec::new();
+            encode(buf, &mut bytes);
             for peer in (0..self.size).filter(|&p| p != root) {
-                let timeout = self.timeout;
                 let at = At {
                     op: "broadcast",
                     algo: "direct",
@@ -565,8 +633,7 @@ impl Communicator {
                 r.map_err(|e| self.check(e))?;
             }
         } else {
-            let mut inp = vec![0u8; bytes.len()];
-            let timeout = self.timeout;
+            let mut inp = vec![0u8; buf.len() * T::BYTES];
             let at = At {
                 op: "broadcast",
                 algo: "direct",
@@ -578,9 +645,7 @@ impl Communicator {
                 .ok_or_else(|| CommError::BadArgument("no link to the root".into()))?;
             let r = rx.recv(at, &mut inp, timeout);
             r.map_err(|e| self.check(e))?;
-            for (d, b) in buf.iter_mut().zip(inp.chunks_exact(4)) {
-                *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
+            decode(&inp, buf);
         }
         Ok(())
     }

@@ -153,6 +153,13 @@ struct CheckArgs {
     fault_at: usize,
 }
 
+/// Writes one line to stderr in a single write, so that the lines of
+/// ranks sharing a terminal or pipe never interleave.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}
+
 /// Rank `r`'s input: small integers, so that sums are exact in any order.
 fn input(r: usize, len: usize) -> Vec<f32> {
     (0..len)
@@ -180,11 +187,11 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
             for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Avg] {
                 if *reduces == a.fault_at {
                     if a.die_rank == Some(rank) {
-                        eprintln!("rank {rank}: exiting abruptly (fault injection)");
+                        say(&format!("rank {rank}: exiting abruptly (fault injection)"));
                         std::process::exit(17);
                     }
                     if a.stall_rank == Some(rank) {
-                        eprintln!("rank {rank}: stalling (fault injection)");
+                        say(&format!("rank {rank}: stalling (fault injection)"));
                         std::thread::sleep(Duration::from_secs(3600));
                     }
                 }
@@ -217,6 +224,45 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
                     "all_gather of {len} values: wrong result"
                 )));
             }
+            let wrong = |what: &str| {
+                CommError::BadArgument(format!("{what} of {len} values: wrong result"))
+            };
+            // ReduceScatter: block `rank` of the sum of every rank's n * len
+            // values.
+            let mut block = vec![f32::NAN; len];
+            comm.reduce_scatter(&input(rank, n * len), &mut block, ReduceOp::Sum)?;
+            let all: Vec<Vec<f32>> = (0..n).map(|r| input(r, n * len)).collect();
+            let want: Vec<f32> = (rank * len..(rank + 1) * len)
+                .map(|i| all.iter().map(|v| v[i]).sum())
+                .collect();
+            if block != want {
+                return Err(wrong("reduce_scatter"));
+            }
+            // AllToAll on i32: block i of the output is rank i's block `rank`.
+            let ints = |r: usize| -> Vec<i32> {
+                input(r, n * len)
+                    .iter()
+                    .map(|&v| v as i32 * 1000 + r as i32)
+                    .collect()
+            };
+            let mut got = vec![0i32; n * len];
+            comm.all_to_all(&ints(rank), &mut got)?;
+            let want: Vec<i32> = (0..n)
+                .flat_map(|i| ints(i)[rank * len..(rank + 1) * len].to_vec())
+                .collect();
+            if got != want {
+                return Err(wrong("all_to_all"));
+            }
+            // AllReduce on i32.
+            let mut sum = ints(rank);
+            comm.all_reduce(&mut sum, ReduceOp::Sum)?;
+            let every: Vec<Vec<i32>> = (0..n).map(ints).collect();
+            let want: Vec<i32> = (0..n * len)
+                .map(|i| every.iter().map(|v| v[i]).sum())
+                .collect();
+            if sum != want {
+                return Err(wrong("all_reduce i32"));
+            }
             for root in 0..n {
                 let mut buf = if rank == root {
                     input(root, len)
@@ -240,7 +286,7 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("rank {rank} of {n}: {e}");
+            say(&format!("rank {rank} of {n}: {e}"));
             Ok(ExitCode::from(2))
         }
     }
