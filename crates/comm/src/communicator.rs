@@ -62,6 +62,50 @@ impl ReduceOp {
     }
 }
 
+/// The AllReduce algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllReduceAlgo {
+    /// Reduce-scatter then all-gather around the ring: `2 (n - 1)` steps,
+    /// each rank sends `2 (n - 1) / n` of the buffer (bandwidth-optimal).
+    Ring,
+    /// Everyone sends everything to everyone, once: one step, `n - 1`
+    /// buffers per rank (latency-optimal for small messages and few ranks).
+    Mesh,
+    /// Recursive doubling: `log2 n` steps of whole-buffer exchanges (for
+    /// tiny messages on many ranks).
+    Doubling,
+}
+
+impl AllReduceAlgo {
+    /// The algorithm for `bytes` per rank on `n` ranks:
+    /// `EXODUS_COMM_ALGO=allreduce:ring|mesh|doubling` if set, else Mesh
+    /// up to 8 KiB on up to 8 ranks, Doubling up to 8 KiB beyond, Ring
+    /// above (a cost model with measured constants is the next step).
+    pub fn select(bytes: usize, n: usize) -> AllReduceAlgo {
+        if let Some(algo) = std::env::var("EXODUS_COMM_ALGO")
+            .ok()
+            .and_then(|v| v.strip_prefix("allreduce:").and_then(AllReduceAlgo::parse))
+        {
+            return algo;
+        }
+        match (bytes <= INLINE_SEND_BYTES, n <= 8) {
+            (true, true) => AllReduceAlgo::Mesh,
+            (true, false) => AllReduceAlgo::Doubling,
+            _ => AllReduceAlgo::Ring,
+        }
+    }
+
+    /// `ring`, `mesh` or `doubling`.
+    pub fn parse(name: &str) -> Option<AllReduceAlgo> {
+        match name {
+            "ring" => Some(AllReduceAlgo::Ring),
+            "mesh" => Some(AllReduceAlgo::Mesh),
+            "doubling" => Some(AllReduceAlgo::Doubling),
+            _ => None,
+        }
+    }
+}
+
 /// Handles that can cut every connection, from any thread.
 #[derive(Debug, Clone)]
 pub struct AbortHandle {
@@ -445,18 +489,190 @@ impl Communicator {
     }
 
     /// Every rank gets the element-wise reduction of every rank's `buf`
-    /// (ring algorithm; `buf` must be as long on every rank).
+    /// (`buf` must be as long on every rank), by the algorithm
+    /// [`AllReduceAlgo::select`] picks for this size (or
+    /// `EXODUS_COMM_ALGO=allreduce:ring|mesh|doubling`).
     pub fn all_reduce<T: Element>(&mut self, buf: &mut [T], op: ReduceOp) -> Result<(), CommError> {
+        let algo = AllReduceAlgo::select(buf.len() * T::BYTES, self.size);
+        self.all_reduce_with(buf, op, algo)
+    }
+
+    /// [`all_reduce`](Self::all_reduce) by a given algorithm.
+    pub fn all_reduce_with<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+        algo: AllReduceAlgo,
+    ) -> Result<(), CommError> {
         let n = self.size;
         if n > 1 && !buf.is_empty() {
-            let len = buf.len();
-            let chunk = |c: usize| (c * len / n)..((c + 1) * len / n);
-            self.ring_reduce_scatter(buf, &chunk, op, "all_reduce")?;
-            self.ring_gather(buf, &chunk, (self.rank + 1) % n, "all_reduce", n - 1)?;
+            match algo {
+                AllReduceAlgo::Ring => {
+                    let len = buf.len();
+                    let chunk = |c: usize| (c * len / n)..((c + 1) * len / n);
+                    self.ring_reduce_scatter(buf, &chunk, op, "all_reduce")?;
+                    self.ring_gather(buf, &chunk, (self.rank + 1) % n, "all_reduce", n - 1)?;
+                }
+                AllReduceAlgo::Mesh => self.mesh_all_reduce(buf, op)?,
+                AllReduceAlgo::Doubling => self.doubling_all_reduce(buf, op)?,
+            }
         }
         if op == ReduceOp::Avg {
             buf.iter_mut().for_each(|v| *v = T::mean(*v, n));
         }
+        Ok(())
+    }
+
+    /// Full mesh in one step: every rank sends its buffer to every other
+    /// and reduces all of them in rank order (so the result does not depend
+    /// on who sent first). For small messages: `n - 1` buffers in flight.
+    fn mesh_all_reduce<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+    ) -> Result<(), CommError> {
+        let (n, me, timeout) = (self.size, self.rank, self.timeout);
+        let mut bytes = Vec::new();
+        encode(buf, &mut bytes);
+        let at = |peer| At {
+            op: "all_reduce",
+            algo: "mesh",
+            step: 0,
+            peer,
+        };
+        let mut all: Vec<Vec<T>> = vec![Vec::new(); n];
+        all[me] = buf.to_vec();
+        // Rank r sends to r + 1, r + 2, ... while it receives from r - 1,
+        // r - 2, ...: each send meets its receive in the same round. Small
+        // messages fit the socket buffers and go first without a thread;
+        // large ones go from a scoped thread.
+        let Self { tx, rx, .. } = self;
+        let send_all = |tx: &mut Vec<Option<Tx>>| -> Result<(), CommError> {
+            for s in 1..n {
+                let peer = (me + s) % n;
+                let link = tx[peer]
+                    .as_mut()
+                    .ok_or_else(|| CommError::BadArgument(format!("no link to rank {peer}")))?;
+                link.send(at(peer), &bytes, timeout)?;
+            }
+            Ok(())
+        };
+        let mut recv_all = |rx: &mut Vec<Option<Rx>>| -> Result<(), CommError> {
+            let mut inp = vec![0u8; bytes.len()];
+            for s in 1..n {
+                let peer = (me + n - s) % n;
+                let link = rx[peer]
+                    .as_mut()
+                    .ok_or_else(|| CommError::BadArgument(format!("no link to rank {peer}")))?;
+                link.recv(at(peer), &mut inp, timeout)?;
+                let mut v = all[me].clone();
+                decode(&inp, &mut v);
+                all[peer] = v;
+            }
+            Ok(())
+        };
+        let result = if bytes.len() <= INLINE_SEND_BYTES {
+            send_all(tx).and_then(|()| recv_all(rx))
+        } else {
+            std::thread::scope(|sc| {
+                let sent = sc.spawn(|| send_all(tx));
+                let received = recv_all(rx);
+                let sent = sent.join().unwrap_or_else(|_| {
+                    Err(CommError::BadArgument("the sending thread panicked".into()))
+                });
+                received.and(sent)
+            })
+        };
+        result.map_err(|e| self.check(e))?;
+        buf.copy_from_slice(&all[0]);
+        for v in &all[1..] {
+            op.apply(buf, v);
+        }
+        Ok(())
+    }
+
+    /// Recursive doubling: `log2 p` steps of exchanging the whole buffer
+    /// with the partner `rank ^ d` (p the largest power of two <= n; the
+    /// `n - p` extra ranks first hand their buffer to a partner and get the
+    /// result back at the end). Each pair reduces lower rank first, so both
+    /// hold the same bits. For tiny messages, where steps cost more than
+    /// bytes.
+    fn doubling_all_reduce<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+    ) -> Result<(), CommError> {
+        let (n, me) = (self.size, self.rank);
+        let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
+        let mut bytes = Vec::new();
+        let mut inp = vec![0u8; buf.len() * T::BYTES];
+        let mut other = buf.to_vec();
+        let at = |step, peer| At {
+            op: "all_reduce",
+            algo: "doubling",
+            step,
+            peer,
+        };
+        // Extra ranks fold into ranks 0..n-p.
+        if me >= p {
+            bytes.clear();
+            encode(buf, &mut bytes);
+            let timeout = self.timeout;
+            let r = self.tx(me - p)?.send(at(0, me - p), &bytes, timeout);
+            r.map_err(|e| self.check(e))?;
+            return self.recv_into(at(usize::MAX, me - p), me - p, buf, &mut inp);
+        }
+        if me + p < n {
+            self.recv_into(at(0, me + p), me + p, &mut other, &mut inp)?;
+            op.apply(buf, &other);
+        }
+        let mut d = 1;
+        let mut step = 1;
+        while d < p {
+            let partner = me ^ d;
+            bytes.clear();
+            encode(buf, &mut bytes);
+            self.exchange(at(step, partner), partner, &bytes, partner, &mut inp)?;
+            decode(&inp, &mut other);
+            if partner < me {
+                // partner's value first
+                let mine = buf.to_vec();
+                buf.copy_from_slice(&other);
+                op.apply(buf, &mine);
+            } else {
+                op.apply(buf, &other);
+            }
+            d *= 2;
+            step += 1;
+        }
+        if me + p < n {
+            bytes.clear();
+            encode(buf, &mut bytes);
+            let timeout = self.timeout;
+            let r = self
+                .tx(me + p)?
+                .send(at(usize::MAX, me + p), &bytes, timeout);
+            r.map_err(|e| self.check(e))?;
+        }
+        Ok(())
+    }
+
+    /// Receives `out.len()` values from `peer` (through `scratch`).
+    fn recv_into<T: Element>(
+        &mut self,
+        at: At,
+        peer: usize,
+        out: &mut [T],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), CommError> {
+        scratch.resize(out.len() * T::BYTES, 0);
+        let timeout = self.timeout;
+        let rx = self.rx[peer]
+            .as_mut()
+            .ok_or_else(|| CommError::BadArgument(format!("no link to rank {peer}")))?;
+        let r = rx.recv(at, scratch, timeout);
+        r.map_err(|e| self.check(e))?;
+        decode(scratch, out);
         Ok(())
     }
 

@@ -21,6 +21,6 @@ pub mod error;
 mod link;
 
 pub use bootstrap::Bootstrap;
-pub use communicator::{AbortHandle, Communicator, ReduceOp};
+pub use communicator::{AbortHandle, AllReduceAlgo, Communicator, ReduceOp};
 pub use element::Element;
 pub use error::{At, CommError};

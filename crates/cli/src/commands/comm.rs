@@ -7,7 +7,7 @@ use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use exodus_comm::{Bootstrap, CommError, Communicator, ReduceOp};
+use exodus_comm::{AllReduceAlgo, Bootstrap, CommError, Communicator, ReduceOp};
 
 /// Arguments of `exodus launch`.
 #[derive(clap::Args, Debug)]
@@ -147,9 +147,9 @@ struct CheckArgs {
     /// `--fault-at`th AllReduce (a stuck peer).
     #[arg(long)]
     stall_rank: Option<usize>,
-    /// Which AllReduce the fault comes before (the default is one of 2
-    /// values, so the peers are mid-AllReduce).
-    #[arg(long, default_value_t = 9)]
+    /// Which AllReduce the fault comes before (the default is the ring
+    /// AllReduce of 2 values, so the peers are mid-AllReduce).
+    #[arg(long, default_value_t = 24)]
     fault_at: usize,
 }
 
@@ -184,7 +184,13 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
     let mut reduces = 0;
     let run = |comm: &mut Communicator, reduces: &mut usize| -> Result<(), CommError> {
         for &len in &sizes {
-            for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Avg] {
+            let ops = [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Avg];
+            let algos = [
+                AllReduceAlgo::Ring,
+                AllReduceAlgo::Mesh,
+                AllReduceAlgo::Doubling,
+            ];
+            for (op, algo) in ops.into_iter().flat_map(|op| algos.map(|algo| (op, algo))) {
                 if *reduces == a.fault_at {
                     if a.die_rank == Some(rank) {
                         say(&format!("rank {rank}: exiting abruptly (fault injection)"));
@@ -197,7 +203,7 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
                 }
                 *reduces += 1;
                 let mut buf = input(rank, len);
-                comm.all_reduce(&mut buf, op)?;
+                comm.all_reduce_with(&mut buf, op, algo)?;
                 let all: Vec<Vec<f32>> = (0..n).map(|r| input(r, len)).collect();
                 let want: Vec<f32> = (0..len)
                     .map(|i| {
@@ -212,7 +218,7 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
                     .collect();
                 if buf != want {
                     return Err(CommError::BadArgument(format!(
-                        "all_reduce {op:?} of {len} values: wrong result"
+                        "all_reduce {op:?} ({algo:?}) of {len} values: wrong result"
                     )));
                 }
             }
