@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use exodus_numerics::sample::SplitMix64 as Rng;
 use serde_json::{json, Value};
 
 /// Arguments of `exodus bench serve`.
@@ -129,23 +130,6 @@ fn host_port(url: &str) -> anyhow::Result<String> {
     })
 }
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Common words, one token each in most English BPE vocabularies.
 const WORDS: &[&str] = &[
     "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by",
@@ -157,14 +141,14 @@ const WORDS: &[&str] = &[
 
 fn words(rng: &mut Rng, n: usize) -> String {
     (0..n)
-        .map(|_| WORDS[(rng.next() % WORDS.len() as u64) as usize])
+        .map(|_| WORDS[(rng.next_u64() % WORDS.len() as u64) as usize])
         .collect::<Vec<_>>()
         .join(" ")
 }
 
 fn length(rng: &mut Rng, base: usize, dist: &str) -> usize {
     match dist {
-        "uniform" => ((base as f64) * (0.5 + rng.unit())).round().max(1.0) as usize,
+        "uniform" => ((base as f64) * (0.5 + rng.uniform())).round().max(1.0) as usize,
         _ => base.max(1),
     }
 }
@@ -396,8 +380,8 @@ fn run_level(
 ) -> Value {
     // The shared prefix is the same in every level; the rest of the
     // prompts differ between levels, so no level hits another's cache.
-    let prefix = words(&mut Rng(a.seed ^ 0x5eed), a.shared_prefix);
-    let mut rng = Rng(a.seed ^ 0x9e37 ^ (level as u64 + 1).wrapping_mul(0x1000_0000_01b3));
+    let prefix = words(&mut Rng::new(a.seed ^ 0x5eed), a.shared_prefix);
+    let mut rng = Rng::new(a.seed ^ 0x9e37 ^ (level as u64 + 1).wrapping_mul(0x1000_0000_01b3));
     let bodies: Vec<Value> = (0..a.requests)
         .map(|_| {
             let own = length(
@@ -455,13 +439,13 @@ fn run_level(
             }
         }
         Load::Rate(rate) => {
-            let mut arrivals = Rng(a.seed ^ 0xa441);
+            let mut arrivals = Rng::new(a.seed ^ 0xa441);
             for i in 0..bodies.len() {
                 if Instant::now() >= deadline {
                     break;
                 }
                 threads.push(spawn(i));
-                let gap = -(1.0 - arrivals.unit()).ln() / rate.max(1e-9);
+                let gap = -(1.0 - arrivals.uniform()).ln() / rate.max(1e-9);
                 std::thread::sleep(Duration::from_secs_f64(gap));
             }
         }
