@@ -330,10 +330,9 @@ impl Communicator {
                 .map_err(|e| fail(e.to_string()))?;
             attach(peer, s, &mut tx, &mut rx, &mut sockets)?;
         }
-        for _ in rank + 1..size {
-            if rank == 0 {
-                break;
-            }
+        // Rank 0's links to every other rank came with the rendezvous.
+        let higher = if rank == 0 { 0 } else { size - rank - 1 };
+        for _ in 0..higher {
             let (mut s, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
             s.set_read_timeout(Some(timeout))
                 .map_err(|e| fail(e.to_string()))?;

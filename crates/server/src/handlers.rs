@@ -301,8 +301,6 @@ struct Run {
     tokens: usize,
     /// How it ended.
     end: Option<FinishReason>,
-    /// A stop string ended it (the engine request is cancelled then).
-    stopped_by_string: bool,
 }
 
 /// What one engine event gave the client.
@@ -322,7 +320,6 @@ impl Run {
             last_token_at: None,
             tokens: 0,
             end: None,
-            stopped_by_string: false,
         }
     }
 
@@ -351,7 +348,6 @@ impl Run {
                     Piece::Stopped(text) => {
                         // Ends the engine request now (its blocks freed).
                         self.job.stream.cancel();
-                        self.stopped_by_string = true;
                         self.end = Some(FinishReason::Stop);
                         self.finish_metrics(Outcome::Stop, Duration::ZERO);
                         Some(Step {
