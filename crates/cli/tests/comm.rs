@@ -1,5 +1,6 @@
-//! exodus-comm with real processes: `exodus launch -n N -- exodus comm
-//! check` for 2 to 5 ranks (every collective against a serial reference,
+//! exodus-comm with real processes, over shared memory and over loopback
+//! TCP with every rank on a "host" of its own: `exodus launch -n N --
+//! exodus comm check` for 2 to 5 ranks (every collective against a serial reference,
 //! sizes from 0 to 65,537 values, counts not divisible by N), and faults:
 //! a rank that dies mid-AllReduce and one that stalls give every survivor
 //! a typed error naming the operation and the peer, within the timeout
@@ -9,21 +10,30 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn launch(n: usize, check_args: &[&str]) -> (bool, String, String, Duration) {
+/// How the ranks of a test job talk.
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    /// Shared memory (the ranks share this host).
+    Shm,
+    /// TCP over loopback, each rank on a "host" of its own.
+    Tcp,
+}
+
+fn launch_over(
+    transport: Transport,
+    n: usize,
+    check_args: &[&str],
+) -> (bool, String, String, Duration) {
     let exodus = env!("CARGO_BIN_EXE_exodus");
     let start = Instant::now();
+    let separate = match transport {
+        Transport::Shm => None,
+        Transport::Tcp => Some("--separate-hosts"),
+    };
     let out = Command::new(exodus)
-        .args([
-            "launch",
-            "-n",
-            &n.to_string(),
-            "--grace",
-            "5",
-            "--",
-            exodus,
-            "comm",
-            "check",
-        ])
+        .args(["launch", "-n", &n.to_string(), "--grace", "5"])
+        .args(separate)
+        .args(["--", exodus, "comm", "check"])
         .args(check_args)
         .output()
         .expect("exodus launch runs");
@@ -37,63 +47,84 @@ fn launch(n: usize, check_args: &[&str]) -> (bool, String, String, Duration) {
 
 #[test]
 fn every_collective_matches_the_serial_reference_on_2_to_5_ranks() {
-    for n in 2..=5 {
-        let (ok, stdout, stderr, _) = launch(n, &["--timeout", "30"]);
-        assert!(ok, "{n} ranks:\n{stdout}\n{stderr}");
-        for r in 0..n {
-            assert!(
-                stdout.contains(&format!("rank {r} of {n}: every collective matched")),
-                "{n} ranks, rank {r}:\n{stdout}\n{stderr}"
-            );
+    for transport in [Transport::Shm, Transport::Tcp] {
+        for n in 2..=5 {
+            let (ok, stdout, stderr, _) = launch_over(transport, n, &["--timeout", "30"]);
+            assert!(ok, "{transport:?}, {n} ranks:\n{stdout}\n{stderr}");
+            let links = match transport {
+                Transport::Shm => "shm",
+                Transport::Tcp => "tcp",
+            };
+            for r in 0..n {
+                assert!(
+                    stdout.contains(&format!(
+                        "rank {r} of {n} ({links}): every collective matched"
+                    )),
+                    "{transport:?}, {n} ranks, rank {r}:\n{stdout}\n{stderr}"
+                );
+            }
         }
     }
 }
 
 #[test]
 fn a_dead_rank_gives_every_survivor_a_typed_error() {
-    let (ok, _, stderr, took) = launch(3, &["--timeout", "20", "--die-rank", "1"]);
-    assert!(!ok, "the job succeeded with a dead rank");
-    for r in [0, 2] {
-        let line = stderr
-            .lines()
-            .find(|l| l.starts_with(&format!("rank {r} of 3:")))
-            .unwrap_or_else(|| panic!("no error from rank {r}:\n{stderr}"));
+    for transport in [Transport::Shm, Transport::Tcp] {
+        let (ok, _, stderr, took) =
+            launch_over(transport, 3, &["--timeout", "20", "--die-rank", "1"]);
+        assert!(!ok, "{transport:?}: the job succeeded with a dead rank");
+        for r in [0, 2] {
+            let line = stderr
+                .lines()
+                .find(|l| l.starts_with(&format!("rank {r} of 3:")))
+                .unwrap_or_else(|| panic!("{transport:?}: no error from rank {r}:\n{stderr}"));
+            assert!(
+                line.contains("all_reduce (ring)") && line.contains("peer rank"),
+                "{transport:?}: {line}"
+            );
+        }
+        // A dead peer is noticed when its connection closes (over shared
+        // memory too), not at the timeout.
         assert!(
-            line.contains("all_reduce (ring)") && line.contains("peer rank"),
-            "{line}"
+            took < Duration::from_secs(15),
+            "{transport:?} took {took:?}:\n{stderr}"
         );
     }
-    // A dead peer is noticed when its socket closes, not at the timeout.
-    assert!(took < Duration::from_secs(15), "took {took:?}:\n{stderr}");
 }
 
 #[test]
 fn a_stalled_rank_gives_every_survivor_a_timeout_naming_it() {
-    let (ok, _, stderr, took) = launch(3, &["--timeout", "2", "--stall-rank", "2"]);
-    assert!(!ok);
-    // The stalled rank's ring neighbour times out naming it; the other
-    // survivor may first see that neighbour give up (its connection
-    // closes): either way a typed error from the AllReduce, in time.
-    let mut named_the_stalled_rank = false;
-    for r in [0, 1] {
-        let line = stderr
-            .lines()
-            .find(|l| l.starts_with(&format!("rank {r} of 3:")))
-            .unwrap_or_else(|| panic!("no error from rank {r}:\n{stderr}"));
-        assert!(line.contains("all_reduce (ring)"), "{line}");
+    for transport in [Transport::Shm, Transport::Tcp] {
+        let (ok, _, stderr, took) =
+            launch_over(transport, 3, &["--timeout", "2", "--stall-rank", "2"]);
+        assert!(!ok, "{transport:?}");
+        // The stalled rank's ring neighbour times out naming it; the other
+        // survivor may first see that neighbour give up (its connection
+        // closes): either way a typed error from the AllReduce, in time.
+        let mut named_the_stalled_rank = false;
+        for r in [0, 1] {
+            let line = stderr
+                .lines()
+                .find(|l| l.starts_with(&format!("rank {r} of 3:")))
+                .unwrap_or_else(|| panic!("{transport:?}: no error from rank {r}:\n{stderr}"));
+            assert!(line.contains("all_reduce (ring)"), "{transport:?}: {line}");
+            assert!(
+                line.contains("no answer within 2s") || line.contains("closed the connection"),
+                "{transport:?}: {line}"
+            );
+            named_the_stalled_rank |= line.contains("peer rank 2: no answer within 2s");
+        }
         assert!(
-            line.contains("no answer within 2s") || line.contains("closed the connection"),
-            "{line}"
+            named_the_stalled_rank,
+            "{transport:?}: no survivor named rank 2:\n{stderr}"
         );
-        named_the_stalled_rank |= line.contains("peer rank 2: no answer within 2s");
+        assert!(
+            stderr.contains("rank 2: killed after the grace period"),
+            "{transport:?}: {stderr}"
+        );
+        assert!(
+            took < Duration::from_secs(30),
+            "{transport:?} took {took:?}"
+        );
     }
-    assert!(
-        named_the_stalled_rank,
-        "no survivor named rank 2:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("rank 2: killed after the grace period"),
-        "{stderr}"
-    );
-    assert!(took < Duration::from_secs(30), "took {took:?}");
 }

@@ -1,15 +1,5 @@
-//! The communicator: the rendezvous that connects every pair of ranks, and
-//! the collectives over those links.
-//!
-//! # Rendezvous
-//!
-//! Rank 0 listens at the meeting point. Every other rank connects to it
-//! (retrying until the timeout, since rank 0 may start last), says its
-//! rank, the address it listens on and its host name; rank 0 answers each
-//! with the whole table. That connection stays as the rank's link with
-//! rank 0; every other pair connects directly (the higher rank dials the
-//! lower), so the job ends with one TCP connection per pair. Host names
-//! give the topology: which ranks share a machine.
+//! The communicator: a rank's links to every other (see
+//! [`rendezvous`](crate::rendezvous)), and the collectives over them.
 //!
 //! # Collectives
 //!
@@ -17,48 +7,42 @@
 //! around the ring (each rank sends `2 (n - 1) / n` of the buffer, the
 //! bandwidth-optimal amount); AllGather as the second half alone. In each
 //! ring step a rank sends to its right neighbour while it receives from its
-//! left one (the send runs on a scoped thread), so no two ranks wait on
-//! each other. Broadcast sends from the root to every rank; Barrier is a
-//! dissemination barrier (`log2 n` rounds of empty messages). Every
-//! reduction of a chunk happens in the same order on every rank, so all
-//! ranks end with the same bits.
+//! left one, so no two ranks wait on each other, and the incoming partial
+//! sums are reduced straight into the caller's buffer. Broadcast sends from
+//! the root to every rank; Barrier is a dissemination barrier (`log2 n`
+//! rounds of empty messages). Every reduction of a chunk happens in the
+//! same order on every rank, so all ranks end with the same bits.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::bootstrap::Bootstrap;
-use crate::element::{decode, encode, Element};
+use crate::element::Element;
 use crate::error::{At, CommError};
-use crate::link::{self, Rx, Tx};
+use crate::link::{self, Rx, Sink, Tx};
+use crate::reduce::ReduceOp;
+use crate::rendezvous;
 
-/// Messages up to this size are sent without a helper thread in a ring
-/// step (well below the smallest default TCP send buffer).
-const INLINE_SEND_BYTES: usize = 8 << 10;
+/// AllReduce messages up to this size go by Mesh or Doubling (one or
+/// `log2 n` steps), larger ones by Ring.
+const MESH_MAX_BYTES: usize = 8 << 10;
 
-/// A reduction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReduceOp {
-    /// Sum.
-    Sum,
-    /// Maximum.
-    Max,
-    /// Minimum.
-    Min,
-    /// Mean over ranks.
-    Avg,
-}
-
-impl ReduceOp {
-    fn apply<T: Element>(self, acc: &mut [T], x: &[T]) {
-        for (a, &b) in acc.iter_mut().zip(x) {
-            *a = match self {
-                ReduceOp::Sum | ReduceOp::Avg => T::add(*a, b),
-                ReduceOp::Max => T::max(*a, b),
-                ReduceOp::Min => T::min(*a, b),
-            };
-        }
+/// `buf[send]` to read and `buf[recv]` to write: two disjoint ranges of
+/// one buffer (one of them may be empty).
+fn split_ranges<T>(buf: &mut [T], send: Range<usize>, recv: Range<usize>) -> (&[T], &mut [T]) {
+    if send.start >= recv.end {
+        let (low, high) = buf.split_at_mut(send.start);
+        (&high[..send.len()], &mut low[recv])
+    } else {
+        assert!(
+            send.end <= recv.start,
+            "overlapping ranges {send:?} and {recv:?}"
+        );
+        let (low, high) = buf.split_at_mut(recv.start);
+        (&low[send], &mut high[..recv.len()])
     }
 }
 
@@ -88,7 +72,7 @@ impl AllReduceAlgo {
         {
             return algo;
         }
-        match (bytes <= INLINE_SEND_BYTES, n <= 8) {
+        match (bytes <= MESH_MAX_BYTES, n <= 8) {
             (true, true) => AllReduceAlgo::Mesh,
             (true, false) => AllReduceAlgo::Doubling,
             _ => AllReduceAlgo::Ring,
@@ -139,225 +123,22 @@ pub struct Communicator {
     abort: AbortHandle,
 }
 
-/// This machine's name (topology: ranks with the same name share memory).
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn take_str(b: &[u8], at: &mut usize) -> Option<String> {
-    let len = u32::from_le_bytes(b.get(*at..*at + 4)?.try_into().ok()?) as usize;
-    let s = std::str::from_utf8(b.get(*at + 4..*at + 4 + len)?)
-        .ok()?
-        .to_string();
-    *at += 4 + len;
-    Some(s)
-}
-
 impl Communicator {
     /// Joins the job `boot` describes; every operation (and the
-    /// rendezvous itself) gives up after `timeout`.
+    /// rendezvous itself) gives up after `timeout`. Ranks on one host talk
+    /// through shared memory, others over TCP.
     pub fn connect(boot: &Bootstrap, timeout: Duration) -> Result<Communicator, CommError> {
-        let (rank, size) = (boot.rank, boot.size);
-        let fail = |reason: String| CommError::Rendezvous { rank, size, reason };
-        let deadline = Instant::now() + timeout;
-        let mut tx: Vec<Option<Tx>> = (0..size).map(|_| None).collect();
-        let mut rx: Vec<Option<Rx>> = (0..size).map(|_| None).collect();
-        let mut sockets = Vec::new();
-        let me = host_name();
-        let rendezvous_at = |peer: usize| At {
-            op: "rendezvous",
-            algo: "tcp",
-            step: 0,
-            peer,
-        };
-        let attach = |peer: usize,
-                      stream: TcpStream,
-                      tx: &mut Vec<Option<Tx>>,
-                      rx: &mut Vec<Option<Rx>>,
-                      sockets: &mut Vec<TcpStream>| {
-            let clone = stream
-                .try_clone()
-                .map_err(|e| fail(format!("peer {peer}: {e}")))?;
-            sockets.push(clone);
-            let (t, r) = link::split(stream).map_err(|e| fail(format!("peer {peer}: {e}")))?;
-            tx[peer] = Some(t);
-            rx[peer] = Some(r);
-            Ok::<(), CommError>(())
-        };
-        let (listener, table) = if rank == 0 {
-            let listener = TcpListener::bind(boot.master)
-                .map_err(|e| fail(format!("listening at {}: {e}", boot.master)))?;
-            let mut entries: Vec<Option<(String, String)>> = vec![None; size];
-            entries[0] = Some((boot.master.to_string(), me.clone()));
-            let mut pending = Vec::new();
-            listener
-                .set_nonblocking(true)
-                .map_err(|e| fail(e.to_string()))?;
-            while pending.len() < size - 1 {
-                match listener.accept() {
-                    Ok((s, _)) => {
-                        s.set_nonblocking(false).map_err(|e| fail(e.to_string()))?;
-                        let (t, mut r) =
-                            link::split(s.try_clone().map_err(|e| fail(e.to_string()))?)
-                                .map_err(|e| fail(e.to_string()))?;
-                        let mut len = [0u8; 8];
-                        r.recv(rendezvous_at(usize::MAX), &mut len, timeout)?;
-                        let mut hello = vec![0u8; u64::from_le_bytes(len) as usize];
-                        r.recv(rendezvous_at(usize::MAX), &mut hello, timeout)?;
-                        let peer = u64::from_le_bytes(
-                            hello
-                                .get(..8)
-                                .and_then(|b| b.try_into().ok())
-                                .unwrap_or_default(),
-                        ) as usize;
-                        let mut at = 8;
-                        let (addr, host) = take_str(&hello, &mut at)
-                            .zip(take_str(&hello, &mut at))
-                            .ok_or_else(|| fail("a malformed hello".into()))?;
-                        if peer == 0 || peer >= size || entries[peer].is_some() {
-                            return Err(fail(format!(
-                                "a hello from rank {peer}, which is out of range or taken"
-                            )));
-                        }
-                        entries[peer] = Some((addr, host));
-                        pending.push((peer, s, t, r));
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if Instant::now() > deadline {
-                            let missing: Vec<usize> =
-                                (1..size).filter(|r| entries[*r].is_none()).collect();
-                            return Err(fail(format!("ranks {missing:?} never arrived")));
-                        }
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(e) => return Err(fail(e.to_string())),
-                }
-            }
-            let table: Vec<(String, String)> =
-                entries.into_iter().map(|e| e.unwrap_or_default()).collect();
-            let mut blob = Vec::new();
-            for (addr, host) in &table {
-                put_str(&mut blob, addr);
-                put_str(&mut blob, host);
-            }
-            for (peer, s, mut t, r) in pending {
-                t.send(
-                    rendezvous_at(peer),
-                    &(blob.len() as u64).to_le_bytes(),
-                    timeout,
-                )?;
-                t.send(rendezvous_at(peer), &blob, timeout)?;
-                let clone = s.try_clone().map_err(|e| fail(e.to_string()))?;
-                sockets.push(clone);
-                tx[peer] = Some(t);
-                rx[peer] = Some(r);
-            }
-            listener
-                .set_nonblocking(false)
-                .map_err(|e| fail(e.to_string()))?;
-            (listener, table)
-        } else {
-            let stream = loop {
-                match TcpStream::connect_timeout(&boot.master, Duration::from_millis(500)) {
-                    Ok(s) => break s,
-                    Err(e) if Instant::now() > deadline => {
-                        return Err(fail(format!(
-                            "rank 0 at {} never answered: {e}",
-                            boot.master
-                        )))
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            };
-            let ip = stream.local_addr().map_err(|e| fail(e.to_string()))?.ip();
-            let listener =
-                TcpListener::bind(SocketAddr::new(ip, 0)).map_err(|e| fail(e.to_string()))?;
-            let mine = listener.local_addr().map_err(|e| fail(e.to_string()))?;
-            let (mut t, mut r) = link::split(stream.try_clone().map_err(|e| fail(e.to_string()))?)
-                .map_err(|e| fail(e.to_string()))?;
-            let mut hello = (rank as u64).to_le_bytes().to_vec();
-            put_str(&mut hello, &mine.to_string());
-            put_str(&mut hello, &me);
-            t.send(
-                rendezvous_at(0),
-                &(hello.len() as u64).to_le_bytes(),
-                timeout,
-            )?;
-            t.send(rendezvous_at(0), &hello, timeout)?;
-            let mut len = [0u8; 8];
-            r.recv(rendezvous_at(0), &mut len, timeout)?;
-            let mut blob = vec![0u8; u64::from_le_bytes(len) as usize];
-            r.recv(rendezvous_at(0), &mut blob, timeout)?;
-            let mut at = 0;
-            let mut table = Vec::with_capacity(size);
-            for _ in 0..size {
-                let entry = take_str(&blob, &mut at)
-                    .zip(take_str(&blob, &mut at))
-                    .ok_or_else(|| fail("a malformed address table".into()))?;
-                table.push(entry);
-            }
-            sockets.push(stream);
-            tx[0] = Some(t);
-            rx[0] = Some(r);
-            (listener, table)
-        };
-        // The other pairs: dial every lower rank but 0, accept every higher.
-        for (peer, (addr, _)) in table.iter().enumerate().take(rank).skip(1) {
-            let addr: SocketAddr = addr
-                .parse()
-                .map_err(|_| fail(format!("rank {peer}'s address {addr:?}")))?;
-            let mut s = loop {
-                match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
-                    Ok(s) => break s,
-                    Err(e) if Instant::now() > deadline => {
-                        return Err(fail(format!("rank {peer} at {addr} never answered: {e}")))
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            };
-            use std::io::Write;
-            s.write_all(&(rank as u64).to_le_bytes())
-                .map_err(|e| fail(e.to_string()))?;
-            attach(peer, s, &mut tx, &mut rx, &mut sockets)?;
-        }
-        // Rank 0's links to every other rank came with the rendezvous.
-        let higher = if rank == 0 { 0 } else { size - rank - 1 };
-        for _ in 0..higher {
-            let (mut s, _) = listener.accept().map_err(|e| fail(e.to_string()))?;
-            s.set_read_timeout(Some(timeout))
-                .map_err(|e| fail(e.to_string()))?;
-            let mut id = [0u8; 8];
-            use std::io::Read;
-            s.read_exact(&mut id)
-                .map_err(|e| fail(format!("a peer's id: {e}")))?;
-            let peer = u64::from_le_bytes(id) as usize;
-            if peer <= rank || peer >= size || tx[peer].is_some() {
-                return Err(fail(format!(
-                    "a connection from rank {peer}, which is out of range or taken"
-                )));
-            }
-            attach(peer, s, &mut tx, &mut rx, &mut sockets)?;
-        }
+        let links = rendezvous::connect(boot, timeout)?;
         Ok(Communicator {
-            rank,
-            size,
-            hosts: table.into_iter().map(|(_, h)| h).collect(),
-            tx,
-            rx,
+            rank: boot.rank,
+            size: boot.size,
+            hosts: links.hosts,
+            tx: links.tx,
+            rx: links.rx,
             timeout,
             abort: AbortHandle {
                 aborted: Arc::new(AtomicBool::new(false)),
-                sockets: Arc::new(Mutex::new(sockets)),
+                sockets: Arc::new(Mutex::new(links.sockets)),
             },
         })
     }
@@ -375,6 +156,15 @@ impl Communicator {
     /// Whether `peer` runs on this machine (same host name).
     pub fn same_host(&self, peer: usize) -> bool {
         self.hosts.get(peer) == self.hosts.get(self.rank)
+    }
+
+    /// How this rank talks to `peer`: `shm` or `tcp` (`None` for itself
+    /// or a rank outside the job).
+    pub fn transport(&self, peer: usize) -> Option<&'static str> {
+        self.tx
+            .get(peer)
+            .and_then(Option::as_ref)
+            .map(Tx::transport)
     }
 
     /// A handle that aborts this communicator from any thread.
@@ -396,95 +186,78 @@ impl Communicator {
         err
     }
 
-    fn tx(&mut self, peer: usize) -> Result<&mut Tx, CommError> {
-        self.tx
-            .get_mut(peer)
-            .and_then(Option::as_mut)
-            .ok_or_else(|| {
-                CommError::BadArgument(format!("rank {peer} is not a peer of rank {}", self.rank))
-            })
+    fn not_a_peer(&self, peer: usize) -> CommError {
+        CommError::BadArgument(format!("rank {peer} is not a peer of rank {}", self.rank))
     }
 
-    /// Sends `data` to `peer`.
-    pub fn send(&mut self, peer: usize, data: &[u8]) -> Result<(), CommError> {
-        let (timeout, at) = (
-            self.timeout,
-            At {
-                op: "send",
-                algo: "direct",
-                step: 0,
-                peer,
-            },
-        );
-        let r = self.tx(peer)?.send(at, data, timeout);
+    /// Sends `data` to `peer` as one message; `at` names the operation.
+    fn send_to(&mut self, at: At, data: &[u8]) -> Result<(), CommError> {
+        let timeout = self.timeout;
+        let peer = at.peer;
+        let Some(Some(tx)) = self.tx.get_mut(peer) else {
+            return Err(self.not_a_peer(peer));
+        };
+        let r = tx.send(at, data, timeout);
         r.map_err(|e| self.check(e))
     }
 
-    /// Receives exactly `buf.len()` bytes from `peer`.
-    pub fn recv(&mut self, peer: usize, buf: &mut [u8]) -> Result<(), CommError> {
-        let (timeout, at) = (
-            self.timeout,
-            At {
-                op: "recv",
-                algo: "direct",
-                step: 0,
-                peer,
-            },
-        );
-        let rx = self
-            .rx
-            .get_mut(peer)
-            .and_then(Option::as_mut)
-            .ok_or_else(|| CommError::BadArgument(format!("rank {peer} is not a peer")))?;
-        let r = rx.recv(at, buf, timeout);
+    /// Receives one message from `at.peer` into `sink`.
+    fn recv_from(&mut self, at: At, sink: Sink<'_>) -> Result<(), CommError> {
+        let timeout = self.timeout;
+        let peer = at.peer;
+        let Some(Some(rx)) = self.rx.get_mut(peer) else {
+            return Err(self.not_a_peer(peer));
+        };
+        let r = rx.recv(at, sink, timeout);
         r.map_err(|e| self.check(e))
     }
 
-    /// Sends `out` to `to` while receiving `inp` from `from` (a ring step);
-    /// `at` names the operation, algorithm and step (its peer is set per
-    /// direction).
+    /// Sends `out` to `to` while receiving into `sink` from `from` (a ring
+    /// step); `at` names the operation, algorithm and step (its peer is
+    /// set per direction).
     fn exchange(
         &mut self,
         at: At,
         to: usize,
         out: &[u8],
         from: usize,
-        inp: &mut [u8],
+        sink: Sink<'_>,
     ) -> Result<(), CommError> {
         let timeout = self.timeout;
         let (Some(Some(tx)), Some(Some(rx))) = (self.tx.get_mut(to), self.rx.get_mut(from)) else {
             return Err(CommError::BadArgument(format!(
-                "ranks {to} / {from} are not peers"
+                "ranks {to} / {from} are not peers of rank {}",
+                self.rank
             )));
         };
-        // A message the kernel's socket buffer takes whole cannot block the
-        // sender, so it is sent before receiving, without a thread (every
-        // rank of the step does the same).
-        if out.len() <= INLINE_SEND_BYTES {
-            let sent = tx.send(
-                At {
-                    peer: to,
-                    ..at.clone()
-                },
-                out,
-                timeout,
-            );
-            let result = sent.and_then(|()| rx.recv(At { peer: from, ..at }, inp, timeout));
-            return result.map_err(|e| self.check(e));
-        }
-        let result = std::thread::scope(|s| {
-            let send_at = At {
-                peer: to,
-                ..at.clone()
-            };
-            let sent = s.spawn(|| tx.send(send_at, out, timeout));
-            let received = rx.recv(At { peer: from, ..at }, inp, timeout);
-            let sent = sent.join().unwrap_or_else(|_| {
-                Err(CommError::BadArgument("the sending thread panicked".into()))
-            });
-            received.and(sent)
-        });
-        result.map_err(|e| self.check(e))
+        let send_at = At {
+            peer: to,
+            ..at.clone()
+        };
+        let r = link::exchange(tx, send_at, out, rx, At { peer: from, ..at }, sink, timeout);
+        r.map_err(|e| self.check(e))
+    }
+
+    /// Sends `data` to `peer`.
+    pub fn send(&mut self, peer: usize, data: &[u8]) -> Result<(), CommError> {
+        let at = At {
+            op: "send",
+            algo: "direct",
+            step: 0,
+            peer,
+        };
+        self.send_to(at, data)
+    }
+
+    /// Receives exactly `buf.len()` bytes from `peer`.
+    pub fn recv(&mut self, peer: usize, buf: &mut [u8]) -> Result<(), CommError> {
+        let at = At {
+            op: "recv",
+            algo: "direct",
+            step: 0,
+            peer,
+        };
+        self.recv_from(at, Sink::bytes(buf))
     }
 
     /// Every rank gets the element-wise reduction of every rank's `buf`
@@ -494,6 +267,25 @@ impl Communicator {
     pub fn all_reduce<T: Element>(&mut self, buf: &mut [T], op: ReduceOp) -> Result<(), CommError> {
         let algo = AllReduceAlgo::select(buf.len() * T::BYTES, self.size);
         self.all_reduce_with(buf, op, algo)
+    }
+
+    /// Out-of-place [`all_reduce`](Self::all_reduce): `out` gets the
+    /// reduction of every rank's `input` (same lengths).
+    pub fn all_reduce_into<T: Element>(
+        &mut self,
+        input: &[T],
+        out: &mut [T],
+        op: ReduceOp,
+    ) -> Result<(), CommError> {
+        if input.len() != out.len() {
+            return Err(CommError::BadArgument(format!(
+                "all_reduce: {} input and {} output values",
+                input.len(),
+                out.len()
+            )));
+        }
+        out.copy_from_slice(input);
+        self.all_reduce(out, op)
     }
 
     /// [`all_reduce`](Self::all_reduce) by a given algorithm.
@@ -530,59 +322,22 @@ impl Communicator {
         buf: &mut [T],
         op: ReduceOp,
     ) -> Result<(), CommError> {
-        let (n, me, timeout) = (self.size, self.rank, self.timeout);
-        let mut bytes = Vec::new();
-        encode(buf, &mut bytes);
-        let at = |peer| At {
-            op: "all_reduce",
-            algo: "mesh",
-            step: 0,
-            peer,
-        };
-        let mut all: Vec<Vec<T>> = vec![Vec::new(); n];
-        all[me] = buf.to_vec();
-        // Rank r sends to r + 1, r + 2, ... while it receives from r - 1,
-        // r - 2, ...: each send meets its receive in the same round. Small
-        // messages fit the socket buffers and go first without a thread;
-        // large ones go from a scoped thread.
-        let Self { tx, rx, .. } = self;
-        let send_all = |tx: &mut Vec<Option<Tx>>| -> Result<(), CommError> {
-            for s in 1..n {
-                let peer = (me + s) % n;
-                let link = tx[peer]
-                    .as_mut()
-                    .ok_or_else(|| CommError::BadArgument(format!("no link to rank {peer}")))?;
-                link.send(at(peer), &bytes, timeout)?;
-            }
-            Ok(())
-        };
-        let mut recv_all = |rx: &mut Vec<Option<Rx>>| -> Result<(), CommError> {
-            let mut inp = vec![0u8; bytes.len()];
-            for s in 1..n {
-                let peer = (me + n - s) % n;
-                let link = rx[peer]
-                    .as_mut()
-                    .ok_or_else(|| CommError::BadArgument(format!("no link to rank {peer}")))?;
-                link.recv(at(peer), &mut inp, timeout)?;
-                let mut v = all[me].clone();
-                decode(&inp, &mut v);
-                all[peer] = v;
-            }
-            Ok(())
-        };
-        let result = if bytes.len() <= INLINE_SEND_BYTES {
-            send_all(tx).and_then(|()| recv_all(rx))
-        } else {
-            std::thread::scope(|sc| {
-                let sent = sc.spawn(|| send_all(tx));
-                let received = recv_all(rx);
-                let sent = sent.join().unwrap_or_else(|_| {
-                    Err(CommError::BadArgument("the sending thread panicked".into()))
-                });
-                received.and(sent)
-            })
-        };
-        result.map_err(|e| self.check(e))?;
+        let (n, me) = (self.size, self.rank);
+        let mut all: Vec<Vec<T>> = vec![buf.to_vec(); n];
+        // In round s rank r sends to r + s while it receives from r - s:
+        // each send meets its receive in the same round.
+        for s in 1..n {
+            let (to, from) = ((me + s) % n, (me + n - s) % n);
+            let at = At {
+                op: "all_reduce",
+                algo: "mesh",
+                step: 0,
+                peer: to,
+            };
+            let out = bytemuck::cast_slice(&*buf);
+            self.exchange(at, to, out, from, Sink::copy(&mut all[from]))?;
+        }
+        // acc = op(all[r], acc) for r = 1, 2, ...: rank order.
         buf.copy_from_slice(&all[0]);
         for v in &all[1..] {
             op.apply(buf, v);
@@ -603,9 +358,6 @@ impl Communicator {
     ) -> Result<(), CommError> {
         let (n, me) = (self.size, self.rank);
         let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
-        let mut bytes = Vec::new();
-        let mut inp = vec![0u8; buf.len() * T::BYTES];
-        let mut other = buf.to_vec();
         let at = |step, peer| At {
             op: "all_reduce",
             algo: "doubling",
@@ -614,64 +366,39 @@ impl Communicator {
         };
         // Extra ranks fold into ranks 0..n-p.
         if me >= p {
-            bytes.clear();
-            encode(buf, &mut bytes);
-            let timeout = self.timeout;
-            let r = self.tx(me - p)?.send(at(0, me - p), &bytes, timeout);
-            r.map_err(|e| self.check(e))?;
-            return self.recv_into(at(usize::MAX, me - p), me - p, buf, &mut inp);
+            self.send_to(at(0, me - p), bytemuck::cast_slice(&*buf))?;
+            return self.recv_from(at(usize::MAX, me - p), Sink::copy(buf));
         }
+        let mut other = buf.to_vec();
         if me + p < n {
-            self.recv_into(at(0, me + p), me + p, &mut other, &mut inp)?;
+            self.recv_from(at(0, me + p), Sink::copy(&mut other))?;
             op.apply(buf, &other);
         }
         let mut d = 1;
         let mut step = 1;
         while d < p {
             let partner = me ^ d;
-            bytes.clear();
-            encode(buf, &mut bytes);
-            self.exchange(at(step, partner), partner, &bytes, partner, &mut inp)?;
-            decode(&inp, &mut other);
+            let out = bytemuck::cast_slice(&*buf);
+            self.exchange(
+                at(step, partner),
+                partner,
+                out,
+                partner,
+                Sink::copy(&mut other),
+            )?;
+            // The lower rank's value first.
             if partner < me {
-                // partner's value first
-                let mine = buf.to_vec();
-                buf.copy_from_slice(&other);
-                op.apply(buf, &mine);
-            } else {
                 op.apply(buf, &other);
+            } else {
+                op.apply(&mut other, buf);
+                buf.copy_from_slice(&other);
             }
             d *= 2;
             step += 1;
         }
         if me + p < n {
-            bytes.clear();
-            encode(buf, &mut bytes);
-            let timeout = self.timeout;
-            let r = self
-                .tx(me + p)?
-                .send(at(usize::MAX, me + p), &bytes, timeout);
-            r.map_err(|e| self.check(e))?;
+            self.send_to(at(usize::MAX, me + p), bytemuck::cast_slice(&*buf))?;
         }
-        Ok(())
-    }
-
-    /// Receives `out.len()` values from `peer` (through `scratch`).
-    fn recv_into<T: Element>(
-        &mut self,
-        at: At,
-        peer: usize,
-        out: &mut [T],
-        scratch: &mut Vec<u8>,
-    ) -> Result<(), CommError> {
-        scratch.resize(out.len() * T::BYTES, 0);
-        let timeout = self.timeout;
-        let rx = self.rx[peer]
-            .as_mut()
-            .ok_or_else(|| CommError::BadArgument(format!("no link to rank {peer}")))?;
-        let r = rx.recv(at, scratch, timeout);
-        r.map_err(|e| self.check(e))?;
-        decode(scratch, out);
         Ok(())
     }
 
@@ -680,32 +407,31 @@ impl Communicator {
     fn ring_reduce_scatter<T: Element>(
         &mut self,
         buf: &mut [T],
-        chunk: &dyn Fn(usize) -> std::ops::Range<usize>,
+        chunk: &dyn Fn(usize) -> Range<usize>,
         op: ReduceOp,
         name: &'static str,
     ) -> Result<(), CommError> {
         let n = self.size;
         let (left, right) = ((self.rank + n - 1) % n, (self.rank + 1) % n);
-        let (mut out, mut inp, mut tmp) = (Vec::new(), Vec::new(), Vec::new());
         for step in 0..n - 1 {
             let send_c = (self.rank + n - step) % n;
             let recv_c = (self.rank + 2 * n - step - 1) % n;
-            out.clear();
-            encode(&buf[chunk(send_c)], &mut out);
-            inp.resize(chunk(recv_c).len() * T::BYTES, 0);
             let at = At {
                 op: name,
                 algo: "ring",
                 step,
                 peer: right,
             };
-            self.exchange(at, right, &out, left, &mut inp)?;
             // The incoming partial reduction first, then this rank's
             // value: every rank reduces a chunk in the same order.
-            tmp.clear();
-            tmp.extend(inp.chunks_exact(T::BYTES).map(T::get));
-            op.apply(&mut tmp, &buf[chunk(recv_c)]);
-            buf[chunk(recv_c)].copy_from_slice(&tmp);
+            let (out, acc) = split_ranges(buf, chunk(send_c), chunk(recv_c));
+            self.exchange(
+                at,
+                right,
+                bytemuck::cast_slice(out),
+                left,
+                Sink::reduce(acc, op),
+            )?;
         }
         Ok(())
     }
@@ -715,28 +441,24 @@ impl Communicator {
     fn ring_gather<T: Element>(
         &mut self,
         buf: &mut [T],
-        chunk: &dyn Fn(usize) -> std::ops::Range<usize>,
+        chunk: &dyn Fn(usize) -> Range<usize>,
         have: usize,
         op: &'static str,
         step0: usize,
     ) -> Result<(), CommError> {
         let n = self.size;
         let (left, right) = ((self.rank + n - 1) % n, (self.rank + 1) % n);
-        let (mut out, mut inp) = (Vec::new(), Vec::new());
         for step in 0..n - 1 {
             let send_c = (have + n - step) % n;
             let recv_c = (have + 2 * n - step - 1) % n;
-            out.clear();
-            encode(&buf[chunk(send_c)], &mut out);
-            inp.resize(chunk(recv_c).len() * T::BYTES, 0);
             let at = At {
                 op,
                 algo: "ring",
                 step: step0 + step,
                 peer: right,
             };
-            self.exchange(at, right, &out, left, &mut inp)?;
-            decode(&inp, &mut buf[chunk(recv_c)]);
+            let (out, into) = split_ranges(buf, chunk(send_c), chunk(recv_c));
+            self.exchange(at, right, bytemuck::cast_slice(out), left, Sink::copy(into))?;
         }
         Ok(())
     }
@@ -755,6 +477,23 @@ impl Communicator {
         out[self.rank * m..(self.rank + 1) * m].copy_from_slice(mine);
         if n > 1 && m > 0 {
             self.ring_gather(out, &|c| c * m..(c + 1) * m, self.rank, "all_gather", 0)?;
+        }
+        Ok(())
+    }
+
+    /// In-place [`all_gather`](Self::all_gather): `buf` holds `size`
+    /// blocks, this rank's already in place; every rank ends with all.
+    pub fn all_gather_in_place<T: Element>(&mut self, buf: &mut [T]) -> Result<(), CommError> {
+        let n = self.size;
+        if !buf.len().is_multiple_of(n) {
+            return Err(CommError::BadArgument(format!(
+                "all_gather: {} values are not {n} equal blocks",
+                buf.len()
+            )));
+        }
+        let m = buf.len() / n;
+        if n > 1 && m > 0 {
+            self.ring_gather(buf, &|c| c * m..(c + 1) * m, self.rank, "all_gather", 0)?;
         }
         Ok(())
     }
@@ -808,19 +547,22 @@ impl Communicator {
         let m = input.len() / n;
         let me = self.rank;
         out[me * m..(me + 1) * m].copy_from_slice(&input[me * m..(me + 1) * m]);
-        let (mut bytes, mut inp) = (Vec::new(), vec![0u8; m * T::BYTES]);
         for step in 1..n {
             let (to, from) = ((me + step) % n, (me + n - step) % n);
-            bytes.clear();
-            encode(&input[to * m..(to + 1) * m], &mut bytes);
             let at = At {
                 op: "all_to_all",
                 algo: "pairwise",
                 step,
                 peer: to,
             };
-            self.exchange(at, to, &bytes, from, &mut inp)?;
-            decode(&inp, &mut out[from * m..(from + 1) * m]);
+            let block = bytemuck::cast_slice(&input[to * m..(to + 1) * m]);
+            self.exchange(
+                at,
+                to,
+                block,
+                from,
+                Sink::copy(&mut out[from * m..(from + 1) * m]),
+            )?;
         }
         Ok(())
     }
@@ -833,36 +575,20 @@ impl Communicator {
                 self.size
             )));
         }
-        let timeout = self.timeout;
+        let at = |peer| At {
+            op: "broadcast",
+            algo: "direct",
+            step: 0,
+            peer,
+        };
         if self.rank == root {
-            let mut bytes = Vec::new();
-            encode(buf, &mut bytes);
             for peer in (0..self.size).filter(|&p| p != root) {
-                let at = At {
-                    op: "broadcast",
-                    algo: "direct",
-                    step: 0,
-                    peer,
-                };
-                let r = self.tx(peer)?.send(at, &bytes, timeout);
-                r.map_err(|e| self.check(e))?;
+                self.send_to(at(peer), bytemuck::cast_slice(&*buf))?;
             }
+            Ok(())
         } else {
-            let mut inp = vec![0u8; buf.len() * T::BYTES];
-            let at = At {
-                op: "broadcast",
-                algo: "direct",
-                step: 0,
-                peer: root,
-            };
-            let rx = self.rx[root]
-                .as_mut()
-                .ok_or_else(|| CommError::BadArgument("no link to the root".into()))?;
-            let r = rx.recv(at, &mut inp, timeout);
-            r.map_err(|e| self.check(e))?;
-            decode(&inp, buf);
+            self.recv_from(at(root), Sink::copy(buf))
         }
-        Ok(())
     }
 
     /// Returns once every rank has called it (dissemination barrier).
@@ -879,7 +605,7 @@ impl Communicator {
                 step,
                 peer: to,
             };
-            self.exchange(at, to, &[], from, &mut [])?;
+            self.exchange(at, to, &[], from, Sink::bytes(&mut []))?;
             dist *= 2;
             step += 1;
         }

@@ -1,16 +1,21 @@
-//! The element types collectives carry, and how each is put on the wire
-//! (little-endian) and reduced.
+//! The element types collectives carry, and how each is reduced.
+//!
+//! On the wire a slice of elements is its own bytes (no copy to encode or
+//! decode): the host's little-endian layout, which every supported target
+//! shares. f16 and bf16 are reduced through f32 and rounded back once per
+//! pair of values, as NCCL and HCCL do.
+
+pub use half::{bf16, f16};
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("exodus-comm sends elements in the host's layout, which must be little-endian");
 
 /// A type the collectives can move and reduce.
-pub trait Element: Copy + PartialEq + Send + Sync + std::fmt::Debug + 'static {
+pub trait Element: bytemuck::Pod + PartialEq + Send + Sync + std::fmt::Debug + 'static {
     /// Bytes of one value on the wire.
-    const BYTES: usize;
+    const BYTES: usize = std::mem::size_of::<Self>();
     /// The name in messages.
     const NAME: &'static str;
-    /// Appends the value's little-endian bytes.
-    fn put(self, out: &mut Vec<u8>);
-    /// The value of `BYTES` little-endian bytes.
-    fn get(b: &[u8]) -> Self;
     /// `a + b` (wrapping for integers).
     fn add(a: Self, b: Self) -> Self;
     /// The larger.
@@ -22,14 +27,7 @@ pub trait Element: Copy + PartialEq + Send + Sync + std::fmt::Debug + 'static {
 }
 
 impl Element for f32 {
-    const BYTES: usize = 4;
     const NAME: &'static str = "f32";
-    fn put(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn get(b: &[u8]) -> Self {
-        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    }
     fn add(a: Self, b: Self) -> Self {
         a + b
     }
@@ -45,14 +43,7 @@ impl Element for f32 {
 }
 
 impl Element for i32 {
-    const BYTES: usize = 4;
     const NAME: &'static str = "i32";
-    fn put(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn get(b: &[u8]) -> Self {
-        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    }
     fn add(a: Self, b: Self) -> Self {
         a.wrapping_add(b)
     }
@@ -67,17 +58,42 @@ impl Element for i32 {
     }
 }
 
-/// Appends the wire bytes of `values` to `out`.
-pub(crate) fn encode<T: Element>(values: &[T], out: &mut Vec<u8>) {
-    out.reserve(values.len() * T::BYTES);
-    for &v in values {
-        v.put(out);
-    }
+/// Implements [`Element`] for a 16-bit float through f32.
+macro_rules! half_element {
+    ($t:ty, $name:literal) => {
+        impl Element for $t {
+            const NAME: &'static str = $name;
+            fn add(a: Self, b: Self) -> Self {
+                <$t>::from_f32(a.to_f32() + b.to_f32())
+            }
+            fn max(a: Self, b: Self) -> Self {
+                <$t>::from_f32(a.to_f32().max(b.to_f32()))
+            }
+            fn min(a: Self, b: Self) -> Self {
+                <$t>::from_f32(a.to_f32().min(b.to_f32()))
+            }
+            fn mean(sum: Self, n: usize) -> Self {
+                <$t>::from_f32(sum.to_f32() / n as f32)
+            }
+        }
+    };
 }
 
-/// Decodes `bytes` into `out` (as many values as fit).
-pub(crate) fn decode<T: Element>(bytes: &[u8], out: &mut [T]) {
-    for (d, b) in out.iter_mut().zip(bytes.chunks_exact(T::BYTES)) {
-        *d = T::get(b);
+half_element!(f16, "f16");
+half_element!(bf16, "bf16");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_floats_round_once_per_pair() {
+        // 2048 + 1 is not an f16 (spacing 2 there): rounds to even, 2048.
+        let s = <f16 as Element>::add(f16::from_f32(2048.0), f16::from_f32(1.0));
+        assert_eq!(s, f16::from_f32(2048.0));
+        let s = <bf16 as Element>::add(bf16::from_f32(1.0), bf16::from_f32(2.0));
+        assert_eq!(s, bf16::from_f32(3.0));
+        assert_eq!(<f16 as Element>::BYTES, 2);
+        assert_eq!(<i32 as Element>::BYTES, 4);
     }
 }

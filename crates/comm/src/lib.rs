@@ -2,25 +2,32 @@
 //!
 //! - [`bootstrap`]: rank, size and meeting point from the launcher's
 //!   environment (`exodus launch`, torchrun-style, `mpirun`, `srun`);
-//! - [`communicator`]: the TCP rendezvous that connects every pair of
-//!   ranks, and the collectives (ring AllReduce, ReduceScatter and
-//!   AllGather, pairwise AllToAll, Broadcast, Barrier, Send/Recv);
-//! - [`element`]: the element types they carry (f32, i32);
+//! - `rendezvous`: the ranks find each other over TCP, connect every pair,
+//!   and move the pairs of one host onto shared memory;
+//! - [`communicator`]: the collectives (AllReduce by Ring, Mesh or
+//!   recursive doubling, ReduceScatter, AllGather, pairwise AllToAll,
+//!   Broadcast, Barrier, Send/Recv);
+//! - `link`, `tcp`, `shm`: a link to one peer over TCP or shared memory,
+//!   framed and checked, and the send / receive / exchange moves the
+//!   collectives are made of;
+//! - [`element`]: the element types they carry (f32, f16, bf16, i32) and
+//!   [`ReduceOp`];
 //! - [`error`]: typed errors that name the operation, algorithm, step and
 //!   peer, with a timeout on every operation and an abort that works from
 //!   any thread.
-//!
-//! This is the first part of issue 7: one transport (TCP, also between
-//! ranks of one host) and the ring algorithms. Shared memory, the other
-//! algorithms and their selector come next.
 
 pub mod bootstrap;
 pub mod communicator;
 pub mod element;
 pub mod error;
 mod link;
+mod reduce;
+mod rendezvous;
+mod shm;
+mod tcp;
 
 pub use bootstrap::Bootstrap;
-pub use communicator::{AbortHandle, AllReduceAlgo, Communicator, ReduceOp};
+pub use communicator::{AbortHandle, AllReduceAlgo, Communicator};
 pub use element::Element;
 pub use error::{At, CommError};
+pub use reduce::ReduceOp;

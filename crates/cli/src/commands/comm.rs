@@ -7,6 +7,7 @@ use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use exodus_comm::element::{bf16, f16};
 use exodus_comm::{AllReduceAlgo, Bootstrap, CommError, Communicator, ReduceOp};
 
 /// Arguments of `exodus launch`.
@@ -22,6 +23,10 @@ pub struct LaunchArgs {
     /// before they are killed.
     #[arg(long, default_value_t = 30.0)]
     grace: f64,
+    /// Gives every rank a host name of its own (`EXODUS_COMM_HOST=rank-N`),
+    /// so that the ranks talk over TCP as if on separate machines.
+    #[arg(long)]
+    separate_hosts: bool,
     /// The command each rank runs.
     #[arg(trailing_var_arg = true, required = true)]
     command: Vec<String>,
@@ -40,7 +45,11 @@ pub fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
     let (program, args) = a.command.split_first().context("no command")?;
     let mut children: Vec<(usize, Child)> = Vec::new();
     for rank in 0..a.nproc {
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        if a.separate_hosts {
+            command.env("EXODUS_COMM_HOST", format!("rank-{rank}"));
+        }
+        let child = command
             .args(args)
             .env("RANK", rank.to_string())
             .env("WORLD_SIZE", a.nproc.to_string())
@@ -269,6 +278,34 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
             if sum != want {
                 return Err(wrong("all_reduce i32"));
             }
+            // f16 and bf16 (small integers: exact in any order), and the
+            // out-of-place and in-place forms.
+            let halves: Vec<f16> = input(rank, len).iter().map(|&v| f16::from_f32(v)).collect();
+            let mut sum = vec![f16::ZERO; len];
+            comm.all_reduce_into(&halves, &mut sum, ReduceOp::Sum)?;
+            let want: Vec<f16> = (0..len)
+                .map(|i| f16::from_f32((0..n).map(|r| input(r, len)[i]).sum()))
+                .collect();
+            if sum != want {
+                return Err(wrong("all_reduce f16"));
+            }
+            let mut brains: Vec<bf16> = input(rank, len)
+                .iter()
+                .map(|&v| bf16::from_f32(v))
+                .collect();
+            comm.all_reduce(&mut brains, ReduceOp::Max)?;
+            let want: Vec<bf16> = (0..len)
+                .map(|i| bf16::from_f32((0..n).map(|r| input(r, len)[i]).fold(f32::MIN, f32::max)))
+                .collect();
+            if brains != want {
+                return Err(wrong("all_reduce bf16"));
+            }
+            let mut gathered = vec![f32::NAN; n * len];
+            gathered[rank * len..(rank + 1) * len].copy_from_slice(&input(rank, len));
+            comm.all_gather_in_place(&mut gathered)?;
+            if gathered != (0..n).flat_map(|r| input(r, len)).collect::<Vec<f32>>() {
+                return Err(wrong("all_gather in place"));
+            }
             for root in 0..n {
                 let mut buf = if rank == root {
                     input(root, len)
@@ -288,13 +325,26 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
     };
     match run(&mut comm, &mut reduces) {
         Ok(()) => {
-            println!("rank {rank} of {n}: every collective matched the serial reference");
+            let links = transport_of(&comm);
+            println!("rank {rank} of {n} ({links}): every collective matched the serial reference");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             say(&format!("rank {rank} of {n}: {e}"));
             Ok(ExitCode::from(2))
         }
+    }
+}
+
+/// How this rank talks to its peers: `shm`, `tcp` or `shm+tcp`.
+fn transport_of(comm: &Communicator) -> &'static str {
+    let links: Vec<&str> = (0..comm.size()).filter_map(|p| comm.transport(p)).collect();
+    if links.iter().all(|&t| t == "shm") {
+        "shm"
+    } else if links.iter().all(|&t| t == "tcp") {
+        "tcp"
+    } else {
+        "shm+tcp"
     }
 }
 
@@ -308,6 +358,48 @@ fn bus_factor(op: &str, n: usize) -> f64 {
     }
 }
 
+/// One timed variant of a collective.
+struct Timing {
+    /// The slowest rank's mean time, seconds.
+    secs: f64,
+    /// Every rank's result matched.
+    ok: bool,
+}
+
+/// Times `run` (one operation on `buf`, returning whether its result is
+/// right) over `iters` iterations after 2 warm-ups, each preceded by
+/// `prepare(buf)` and a barrier, outside the timing; the slowest rank's mean and whether every
+/// rank's every result was right.
+fn time_collective(
+    comm: &mut Communicator,
+    iters: usize,
+    buf: &mut [f32],
+    prepare: &dyn Fn(&mut [f32]),
+    run: &dyn Fn(&mut Communicator, &mut [f32]) -> Result<bool, CommError>,
+) -> Result<Timing, CommError> {
+    let mut total = 0.0;
+    let mut ok = true;
+    for it in 0..iters + 2 {
+        prepare(buf);
+        comm.barrier()?;
+        let t = Instant::now();
+        let right = run(comm, buf)?;
+        let elapsed = t.elapsed().as_secs_f64();
+        ok &= right;
+        if it >= 2 {
+            total += elapsed;
+        }
+    }
+    let mut t = [(total / iters as f64) as f32];
+    comm.all_reduce(&mut t, ReduceOp::Max)?;
+    let mut wrong = [if ok { 0.0f32 } else { 1.0 }];
+    comm.all_reduce(&mut wrong, ReduceOp::Max)?;
+    Ok(Timing {
+        secs: t[0] as f64,
+        ok: wrong[0] == 0.0,
+    })
+}
+
 fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let boot = Bootstrap::from_env()?;
     let mut comm = Communicator::connect(&boot, Duration::from_secs_f64(a.timeout))?;
@@ -316,15 +408,25 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         a.factor >= 2 && a.iters > 0 && a.min_bytes >= 4,
         "--factor >= 2, --iters >= 1, --min-bytes >= 4"
     );
+    let transport = transport_of(&comm);
     let mut rows = Vec::new();
     if rank == 0 {
         println!(
-            "exodus comm bench: {n} ranks, TCP, ring algorithms; {} timed iterations per size",
+            "exodus comm bench: {n} ranks, transport {transport}; the slowest rank's mean of {} iterations per size",
             a.iters
         );
         println!(
-            "{:>12} {:>10} {:>12} {:>11} {:>10} {:>10} {:>6}",
-            "bytes", "count", "op", "time (us)", "algbw GB/s", "busbw GB/s", "check"
+            "{:>12} {:>10} {:>11} | {:>22} {:>10} {:>10} | {:>22} {:>10} {:>10} | {:>5}",
+            "bytes",
+            "count",
+            "op",
+            "out-of-place time (us)",
+            "algbw GB/s",
+            "busbw GB/s",
+            "in-place time (us)",
+            "algbw GB/s",
+            "busbw GB/s",
+            "check"
         );
     }
     let mut bytes = a.min_bytes;
@@ -336,67 +438,111 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             } else {
                 (bytes / 4).max(1)
             };
-            let mut times = Vec::new();
-            let mut ok = true;
-            for it in 0..a.iters + 2 {
-                let mine = input(rank, count);
-                comm.barrier()?;
-                let t = Instant::now();
-                let result = match op {
-                    "all_reduce" => {
-                        let mut buf = mine.clone();
-                        comm.all_reduce(&mut buf, ReduceOp::Sum)?;
-                        buf
-                    }
-                    "all_gather" => {
-                        let mut out = vec![0f32; count * n];
-                        comm.all_gather(&mine, &mut out)?;
-                        out
-                    }
-                    _ => {
-                        let mut buf = if rank == 0 {
-                            mine.clone()
-                        } else {
-                            vec![0f32; count]
-                        };
-                        comm.broadcast(&mut buf, 0)?;
-                        buf
-                    }
-                };
-                let elapsed = t.elapsed().as_secs_f64();
-                if it >= 2 {
-                    times.push(elapsed);
-                }
-                if it == 0 {
-                    let all: Vec<Vec<f32>> = (0..n).map(|r| input(r, count)).collect();
-                    let want: Vec<f32> = match op {
-                        "all_reduce" => {
-                            (0..count).map(|i| all.iter().map(|v| v[i]).sum()).collect()
-                        }
-                        "all_gather" => (0..n).flat_map(|r| input(r, count)).collect(),
-                        _ => input(0, count),
-                    };
-                    ok &= result == want;
-                }
-            }
-            // The slowest rank's mean time.
-            let mut t = [times.iter().sum::<f64>() as f32 / times.len() as f32];
-            comm.all_reduce(&mut t, ReduceOp::Max)?;
-            let mut all_ok = [if ok { 0.0f32 } else { 1.0 }];
-            comm.all_reduce(&mut all_ok, ReduceOp::Max)?;
-            let secs = t[0] as f64;
-            let moved = if op == "all_gather" {
-                count * n * 4
-            } else {
-                count * 4
+            let mine = input(rank, count);
+            let all: Vec<Vec<f32>> = (0..n).map(|r| input(r, count)).collect();
+            let want: Vec<f32> = match op {
+                "all_reduce" => (0..count).map(|i| all.iter().map(|v| v[i]).sum()).collect(),
+                "all_gather" => all.concat(),
+                _ => input(0, count),
             };
-            let algbw = moved as f64 / secs / 1e9;
-            let busbw = algbw * bus_factor(op, n);
-            let check = if all_ok[0] == 0.0 { "ok" } else { "WRONG" };
+            // Buffers are allocated and touched once, outside the timing.
+            let mut out = vec![0f32; want.len()];
+            let mut buf = vec![0f32; want.len()];
+            let none = |_: &mut [f32]| {};
+            let (out_of_place, in_place) = match op {
+                "all_reduce" => (
+                    Some(time_collective(
+                        &mut comm,
+                        a.iters,
+                        &mut out,
+                        &none,
+                        &|c, out| {
+                            c.all_reduce_into(&mine, out, ReduceOp::Sum)?;
+                            Ok(out == want.as_slice())
+                        },
+                    )?),
+                    time_collective(
+                        &mut comm,
+                        a.iters,
+                        &mut buf,
+                        &|buf| buf.copy_from_slice(&mine),
+                        &|c, buf| {
+                            c.all_reduce(buf, ReduceOp::Sum)?;
+                            Ok(buf == want.as_slice())
+                        },
+                    )?,
+                ),
+                "all_gather" => (
+                    Some(time_collective(
+                        &mut comm,
+                        a.iters,
+                        &mut out,
+                        &none,
+                        &|c, out| {
+                            c.all_gather(&mine, out)?;
+                            Ok(out == want.as_slice())
+                        },
+                    )?),
+                    time_collective(
+                        &mut comm,
+                        a.iters,
+                        &mut buf,
+                        &|buf| {
+                            buf.fill(0.0);
+                            buf[rank * count..(rank + 1) * count].copy_from_slice(&mine);
+                        },
+                        &|c, buf| {
+                            c.all_gather_in_place(buf)?;
+                            Ok(buf == want.as_slice())
+                        },
+                    )?,
+                ),
+                _ => (
+                    None,
+                    time_collective(
+                        &mut comm,
+                        a.iters,
+                        &mut buf,
+                        &|buf| {
+                            if rank == 0 {
+                                buf.copy_from_slice(&mine);
+                            } else {
+                                buf.fill(0.0);
+                            }
+                        },
+                        &|c, buf| {
+                            c.broadcast(buf, 0)?;
+                            Ok(buf == want.as_slice())
+                        },
+                    )?,
+                ),
+            };
+            let moved = want.len() * 4;
+            let bw = |t: &Timing| {
+                let algbw = moved as f64 / t.secs / 1e9;
+                (t.secs * 1e6, algbw, algbw * bus_factor(op, n))
+            };
+            let ok = in_place.ok && out_of_place.as_ref().is_none_or(|t| t.ok);
+            let check = if ok { "ok" } else { "WRONG" };
+            let ip = bw(&in_place);
+            let oop = out_of_place.as_ref().map(bw);
             if rank == 0 {
-                println!("{moved:>12} {count:>10} {op:>12} {:>11.1} {algbw:>10.3} {busbw:>10.3} {check:>6}", secs * 1e6);
+                let oop_text = match oop {
+                    Some((t, algbw, busbw)) => format!("{t:>22.1} {algbw:>10.3} {busbw:>10.3}"),
+                    None => format!("{:>22} {:>10} {:>10}", "-", "-", "-"),
+                };
+                println!(
+                    "{moved:>12} {count:>10} {op:>11} | {oop_text} | {:>22.1} {:>10.3} {:>10.3} | {check:>5}",
+                    ip.0, ip.1, ip.2
+                );
             }
-            rows.push(serde_json::json!({"op": op, "bytes": moved, "count": count, "time_us": secs * 1e6, "algbw_gbps": algbw, "busbw_gbps": busbw, "check": check}));
+            let mut row = serde_json::json!({"op": op, "bytes": moved, "count": count,
+                "time_us": ip.0, "algbw_gbps": ip.1, "busbw_gbps": ip.2, "check": check});
+            if let Some((t, algbw, busbw)) = oop {
+                row["out_of_place"] =
+                    serde_json::json!({"time_us": t, "algbw_gbps": algbw, "busbw_gbps": busbw});
+            }
+            rows.push(row);
         }
         bytes *= a.factor;
     }
@@ -404,7 +550,7 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         if let Some(dir) = a.out.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let report = serde_json::json!({"bench": "comm", "ranks": n, "transport": "tcp", "iters": a.iters, "rows": rows});
+        let report = serde_json::json!({"bench": "comm", "ranks": n, "transport": transport, "iters": a.iters, "rows": rows});
         std::fs::write(&a.out, serde_json::to_string_pretty(&report)? + "\n")?;
         println!("wrote {}", a.out.display());
     }

@@ -1,0 +1,577 @@
+//! Shared-memory links between two ranks of one host.
+//!
+//! # Layout
+//!
+//! Each pair of ranks on a host shares one segment: a file in `/dev/shm`
+//! that the lower rank creates and the higher rank maps, after which it is
+//! unlinked, so nothing is left behind even when a rank is killed. The
+//! segment holds a header page (a magic number and a random cookie, which
+//! the higher rank checks) and two rings, one per direction.
+//!
+//! A ring is a single-producer, single-consumer byte queue of
+//! [`RING_BYTES`]: the producer owns `tail`, the consumer owns `head` (both
+//! count bytes since the start, and sit on cache lines of their own).
+//! Messages are framed as on the TCP links (sequence number and length,
+//! both checked on arrival), and each frame starts on a 16-byte boundary,
+//! so a payload is aligned for any element type.
+//!
+//! # Progress
+//!
+//! Nothing here blocks or waits: [`ShmTx::push`] writes as much of an
+//! outgoing frame as fits, [`ShmRx::pull`] hands over as much of an
+//! incoming frame as has arrived, each at most [`PIECE`] bytes per call so
+//! that a rank that sends and receives at once (a ring step) interleaves
+//! the two and the peer can start on the first bytes early. The caller
+//! (`link.rs`) loops, waits, and enforces the timeout.
+//!
+//! # Safety
+//!
+//! The unsafe code of the crate is all here: two words of the map viewed
+//! as atomics, and bytes copied in and out of a ring's data area. The
+//! protocol gives every byte of a data area one side at a time: the
+//! producer writes only `[tail, head + RING_BYTES)`, the consumer reads
+//! only `[head, tail)`, and each publishes its counter with release and
+//! reads the other's with acquire. Counters read from the peer are clamped
+//! and every offset is taken modulo the ring, so a misbehaving peer can
+//! garble a message (which the frame check reports) but cannot make this
+//! process touch memory outside the map.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::tcp::FRAME_HEADER;
+
+/// Bytes of a ring's data area (per direction).
+pub(crate) const RING_BYTES: usize = 1 << 20;
+/// Most bytes one `push` or `pull` moves before returning.
+pub(crate) const PIECE: usize = 64 << 10;
+/// Frames start at multiples of this.
+const FRAME_ALIGN: usize = 16;
+/// The header page, and each ring's control page.
+const PAGE: usize = 4096;
+/// "exodusSM".
+const MAGIC: u64 = u64::from_le_bytes(*b"exodusSM");
+/// Offsets in the header page.
+const MAGIC_AT: usize = 0;
+const COOKIE_AT: usize = 8;
+/// Offsets in a ring's control page (128 bytes apart: separate cache
+/// lines, and no adjacent-line prefetch pairing them).
+const TAIL_AT: usize = 0;
+const HEAD_AT: usize = 128;
+/// The whole segment.
+const SEGMENT_BYTES: usize = PAGE + 2 * (PAGE + RING_BYTES);
+
+/// Where ring `ring` (0: lower rank to higher, 1: back) starts.
+fn ring_base(ring: usize) -> usize {
+    PAGE + ring * (PAGE + RING_BYTES)
+}
+
+/// The directory for segments: `/dev/shm` where it exists (memory, not
+/// disk), else the temporary directory.
+fn segment_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// A mapped segment shared by two ranks.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    map: MmapRaw,
+}
+
+impl Segment {
+    /// Creates and maps a new segment named after this process and
+    /// `cookie`; returns it and its path (for the peer, and to unlink once
+    /// the peer has mapped it).
+    pub(crate) fn create(cookie: u64) -> io::Result<(Segment, PathBuf)> {
+        let path = segment_dir().join(format!("exodus-comm-{}-{cookie:016x}", std::process::id()));
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path)?;
+        let mapped = file
+            .set_len(SEGMENT_BYTES as u64)
+            .and_then(|()| MmapOptions::new().len(SEGMENT_BYTES).map_raw(&file));
+        let map = match mapped {
+            Ok(map) => map,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        let segment = Segment { map };
+        segment.word(COOKIE_AT).store(cookie, Ordering::Relaxed);
+        segment.word(MAGIC_AT).store(MAGIC, Ordering::Release);
+        Ok((segment, path))
+    }
+
+    /// Maps the segment at `path` that a peer created with `cookie`
+    /// (checked, with the size and the magic number).
+    pub(crate) fn open(path: &Path, cookie: u64) -> io::Result<Segment> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = file.metadata()?.len();
+        if len != SEGMENT_BYTES as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} holds {len} bytes, not {SEGMENT_BYTES}", path.display()),
+            ));
+        }
+        let segment = Segment {
+            map: MmapOptions::new().len(SEGMENT_BYTES).map_raw(&file)?,
+        };
+        let (magic, got) = (
+            segment.word(MAGIC_AT).load(Ordering::Acquire),
+            segment.word(COOKIE_AT).load(Ordering::Relaxed),
+        );
+        if magic != MAGIC || got != cookie {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not the segment the peer created", path.display()),
+            ));
+        }
+        Ok(segment)
+    }
+
+    /// The 8-byte word at `offset`, as an atomic.
+    fn word(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset.is_multiple_of(8) && offset + 8 <= SEGMENT_BYTES);
+        // SAFETY: the word lies inside the map (checked above), is 8-byte
+        // aligned (the map starts on a page), and the map lives as long as
+        // `&self`. Both processes only ever access it atomically.
+        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u64>()) }
+    }
+
+    /// The first byte of ring `ring`'s data area.
+    fn data(&self, ring: usize) -> *mut u8 {
+        // In bounds: ring_base(1) + PAGE + RING_BYTES == SEGMENT_BYTES.
+        self.map.as_mut_ptr().wrapping_add(ring_base(ring) + PAGE)
+    }
+}
+
+/// The two halves of a segment for one side: `lower` is whether this rank
+/// is the lower of the pair (it sends on ring 0 and receives on ring 1).
+pub(crate) fn halves(segment: Segment, lower: bool) -> (ShmTx, ShmRx) {
+    let segment = Arc::new(segment);
+    let (send_ring, recv_ring) = if lower { (0, 1) } else { (1, 0) };
+    (
+        ShmTx {
+            segment: segment.clone(),
+            ring: send_ring,
+            tail: 0,
+            head_seen: 0,
+            seq: 0,
+        },
+        ShmRx {
+            segment,
+            ring: recv_ring,
+            head: 0,
+            tail_seen: 0,
+            seq: 0,
+        },
+    )
+}
+
+/// The sending half: producer of one ring.
+#[derive(Debug)]
+pub(crate) struct ShmTx {
+    segment: Arc<Segment>,
+    ring: usize,
+    /// Bytes written so far (this side's counter).
+    tail: u64,
+    /// The consumer's counter as last read.
+    head_seen: u64,
+    /// Sequence number of the next frame.
+    seq: u64,
+}
+
+/// The receiving half: consumer of the other ring.
+#[derive(Debug)]
+pub(crate) struct ShmRx {
+    segment: Arc<Segment>,
+    ring: usize,
+    /// Bytes consumed so far (this side's counter).
+    head: u64,
+    /// The producer's counter as last read.
+    tail_seen: u64,
+    /// Sequence number of the next frame.
+    seq: u64,
+}
+
+/// An outgoing frame and how much of it is in the ring.
+#[derive(Debug)]
+pub(crate) struct Outgoing<'a> {
+    header: [u8; FRAME_HEADER],
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Outgoing<'a> {
+    /// The frame of `data` (its sequence number is set by the first push).
+    pub(crate) fn new(data: &'a [u8]) -> Outgoing<'a> {
+        let mut header = [0u8; FRAME_HEADER];
+        header[8..].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        Outgoing {
+            header,
+            data,
+            pos: 0,
+        }
+    }
+
+    fn total(&self) -> usize {
+        FRAME_HEADER + self.data.len().next_multiple_of(FRAME_ALIGN)
+    }
+
+    /// Whether the whole frame is in the ring.
+    pub(crate) fn done(&self) -> bool {
+        self.pos == self.total()
+    }
+}
+
+/// An expected incoming frame and how much of it has been taken.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    header: [u8; FRAME_HEADER],
+    len: usize,
+    elem: usize,
+    pos: usize,
+}
+
+impl Incoming {
+    /// A frame of `len` payload bytes, handed over in whole elements of
+    /// `elem` bytes (a divisor of 16).
+    pub(crate) fn new(len: usize, elem: usize) -> Incoming {
+        debug_assert!(elem > 0 && FRAME_ALIGN.is_multiple_of(elem));
+        Incoming {
+            header: [0; FRAME_HEADER],
+            len,
+            elem,
+            pos: 0,
+        }
+    }
+
+    fn total(&self) -> usize {
+        FRAME_HEADER + self.len.next_multiple_of(FRAME_ALIGN)
+    }
+
+    /// Whether the whole frame has been taken.
+    pub(crate) fn done(&self) -> bool {
+        self.pos == self.total()
+    }
+}
+
+/// A frame header that is not the one expected.
+#[derive(Debug)]
+pub(crate) struct BadFrame {
+    pub(crate) want_seq: u64,
+    pub(crate) got_seq: u64,
+    pub(crate) got_len: u64,
+}
+
+impl ShmTx {
+    fn tail_word(&self) -> &AtomicU64 {
+        self.segment.word(ring_base(self.ring) + TAIL_AT)
+    }
+
+    fn head_word(&self) -> &AtomicU64 {
+        self.segment.word(ring_base(self.ring) + HEAD_AT)
+    }
+
+    /// Free bytes, re-reading the consumer's counter when fewer than
+    /// `want` seem free.
+    fn free(&mut self, want: usize) -> usize {
+        let free =
+            |head: u64, tail: u64| RING_BYTES.saturating_sub(tail.wrapping_sub(head) as usize);
+        if free(self.head_seen, self.tail) < want {
+            self.head_seen = self.head_word().load(Ordering::Acquire);
+        }
+        // A head ahead of the tail (only a broken peer writes one) wraps to
+        // a huge "used": no free space, and the operation times out.
+        free(self.head_seen, self.tail)
+    }
+
+    /// Copies what fits of `src` (at most [`PIECE`]) and publishes it;
+    /// `None` advances over `len` bytes of padding instead. Returns the
+    /// bytes moved.
+    fn put(&mut self, src: Option<&[u8]>, len: usize) -> usize {
+        let n = len.min(PIECE).min(self.free(len.min(PIECE)));
+        if n == 0 {
+            return 0;
+        }
+        if let Some(src) = src {
+            let off = (self.tail % RING_BYTES as u64) as usize;
+            let first = n.min(RING_BYTES - off);
+            let data = self.segment.data(self.ring);
+            // SAFETY: `off + first <= RING_BYTES` and `n - first <=
+            // RING_BYTES`, so both copies stay in this ring's data area;
+            // those bytes are free (`n <= free`), which the consumer does
+            // not read until the tail below is published; `src` holds at
+            // least `n` bytes and is not in the map.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), data.add(off), first);
+                std::ptr::copy_nonoverlapping(src.as_ptr().add(first), data, n - first);
+            }
+        }
+        self.tail += n as u64;
+        self.tail_word().store(self.tail, Ordering::Release);
+        n
+    }
+
+    /// Moves what fits of `out` into the ring (at most about [`PIECE`]
+    /// bytes); whether anything moved.
+    pub(crate) fn push(&mut self, out: &mut Outgoing<'_>) -> bool {
+        if out.pos == 0 {
+            out.header[..8].copy_from_slice(&self.seq.to_le_bytes());
+        }
+        let mut moved = 0;
+        while !out.done() && moved < PIECE {
+            let n = if out.pos < FRAME_HEADER {
+                let header = out.header;
+                self.put(Some(&header[out.pos..]), FRAME_HEADER - out.pos)
+            } else if out.pos < FRAME_HEADER + out.data.len() {
+                let rest = &out.data[out.pos - FRAME_HEADER..];
+                self.put(Some(rest), rest.len())
+            } else {
+                self.put(None, out.total() - out.pos)
+            };
+            if n == 0 {
+                break;
+            }
+            out.pos += n;
+            moved += n;
+        }
+        if moved > 0 && out.done() {
+            self.seq += 1;
+        }
+        moved > 0
+    }
+}
+
+impl ShmRx {
+    fn tail_word(&self) -> &AtomicU64 {
+        self.segment.word(ring_base(self.ring) + TAIL_AT)
+    }
+
+    fn head_word(&self) -> &AtomicU64 {
+        self.segment.word(ring_base(self.ring) + HEAD_AT)
+    }
+
+    /// The arrived bytes that are contiguous in the ring, at most `max`.
+    fn peek(&mut self, max: usize) -> &[u8] {
+        let avail = |head: u64, tail: u64| {
+            // A tail behind the head or more than a ring ahead (only a
+            // broken peer writes one) is clamped, never trusted.
+            let a = tail.wrapping_sub(head);
+            if a > RING_BYTES as u64 {
+                0
+            } else {
+                a as usize
+            }
+        };
+        if avail(self.head, self.tail_seen) < max.min(PIECE) {
+            self.tail_seen = self.tail_word().load(Ordering::Acquire);
+        }
+        let off = (self.head % RING_BYTES as u64) as usize;
+        let n = avail(self.head, self.tail_seen)
+            .min(RING_BYTES - off)
+            .min(max)
+            .min(PIECE);
+        // SAFETY: `off + n <= RING_BYTES`: inside this ring's data area.
+        // The producer published these bytes (acquire above) and does not
+        // write them again until the head passes them, which needs `&mut
+        // self` and so ends this borrow first.
+        unsafe { std::slice::from_raw_parts(self.segment.data(self.ring).add(off), n) }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.head += n as u64;
+        self.head_word().store(self.head, Ordering::Release);
+    }
+
+    /// Takes what has arrived of `inc` (at most about [`PIECE`] bytes):
+    /// payload bytes go to `take` in whole elements, with their offset in
+    /// the payload. Whether anything moved; `Err` when the frame header is
+    /// not the one expected.
+    pub(crate) fn pull(
+        &mut self,
+        inc: &mut Incoming,
+        take: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<bool, BadFrame> {
+        let mut moved = 0;
+        while !inc.done() && moved < PIECE {
+            let n = if inc.pos < FRAME_HEADER {
+                let piece = self.peek(FRAME_HEADER - inc.pos);
+                let n = piece.len();
+                inc.header[inc.pos..inc.pos + n].copy_from_slice(piece);
+                n
+            } else if inc.pos < FRAME_HEADER + inc.len {
+                let off = inc.pos - FRAME_HEADER;
+                let elem = inc.elem;
+                let piece = self.peek(inc.len - off);
+                let n = piece.len() / elem * elem;
+                take(off, &piece[..n]);
+                n
+            } else {
+                let total = inc.total();
+                self.peek(total - inc.pos).len()
+            };
+            if n == 0 {
+                break;
+            }
+            self.consume(n);
+            inc.pos += n;
+            moved += n;
+            if inc.pos == FRAME_HEADER {
+                let got_seq = u64::from_le_bytes(inc.header[..8].try_into().unwrap_or_default());
+                let got_len = u64::from_le_bytes(inc.header[8..].try_into().unwrap_or_default());
+                if got_seq != self.seq || got_len != inc.len as u64 {
+                    return Err(BadFrame {
+                        want_seq: self.seq,
+                        got_seq,
+                        got_len,
+                    });
+                }
+            }
+        }
+        if moved > 0 && inc.done() {
+            self.seq += 1;
+        }
+        Ok(moved > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> ((ShmTx, ShmRx), (ShmTx, ShmRx)) {
+        let cookie = 0x1234_5678_9abc_def0 ^ u64::from(std::process::id());
+        let (a, path) = Segment::create(cookie).unwrap();
+        let b = Segment::open(&path, cookie).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        (halves(a, true), halves(b, false))
+    }
+
+    /// Sends `msgs` from one side while receiving on the other, in one
+    /// thread, interleaving pushes and pulls as a ring step does.
+    fn roundtrip(tx: &mut ShmTx, rx: &mut ShmRx, msgs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        for m in msgs {
+            let mut out = Outgoing::new(m);
+            let mut inc = Incoming::new(m.len(), 1);
+            let mut buf = vec![0u8; m.len()];
+            while !(out.done() && inc.done()) {
+                tx.push(&mut out);
+                rx.pull(&mut inc, &mut |off, piece| {
+                    buf[off..off + piece.len()].copy_from_slice(piece)
+                })
+                .unwrap();
+            }
+            got.push(buf);
+        }
+        got
+    }
+
+    #[test]
+    fn frames_of_every_size_cross_the_ring_and_wrap_it() {
+        let ((mut tx, _), (_, mut rx)) = pair();
+        // Sizes around the alignment, the piece and the ring, so frames
+        // wrap the ring at every phase.
+        let msgs: Vec<Vec<u8>> = [
+            0,
+            1,
+            15,
+            16,
+            17,
+            PIECE - 3,
+            PIECE + 5,
+            RING_BYTES + 33,
+            3 * RING_BYTES / 2,
+        ]
+        .iter()
+        .cycle()
+        .take(40)
+        .enumerate()
+        .map(|(k, &len)| (0..len).map(|i| (i * 31 + k * 7) as u8).collect())
+        .collect();
+        assert_eq!(roundtrip(&mut tx, &mut rx, &msgs), msgs);
+    }
+
+    #[test]
+    fn both_directions_are_independent() {
+        let ((mut tx_a, mut rx_a), (mut tx_b, mut rx_b)) = pair();
+        let ab = vec![vec![1u8; 100], vec![2u8; 5000]];
+        let ba = vec![vec![9u8; 7], vec![8u8; 70_000]];
+        assert_eq!(roundtrip(&mut tx_a, &mut rx_b, &ab), ab);
+        assert_eq!(roundtrip(&mut tx_b, &mut rx_a, &ba), ba);
+    }
+
+    #[test]
+    fn a_full_ring_stops_the_producer_until_the_consumer_reads() {
+        let ((mut tx, _), (_, mut rx)) = pair();
+        let big = vec![7u8; 2 * RING_BYTES];
+        let mut out = Outgoing::new(&big);
+        while tx.push(&mut out) {}
+        assert!(!out.done(), "a frame twice the ring cannot fit");
+        let mut inc = Incoming::new(big.len(), 1);
+        let mut taken = 0;
+        while !inc.done() {
+            rx.pull(&mut inc, &mut |_, piece| taken += piece.len())
+                .unwrap();
+            tx.push(&mut out);
+        }
+        assert!(out.done());
+        assert_eq!(taken, big.len());
+    }
+
+    #[test]
+    fn a_frame_of_another_length_or_sequence_is_refused() {
+        let ((mut tx, _), (_, mut rx)) = pair();
+        let mut out = Outgoing::new(&[1, 2, 3, 4]);
+        assert!(tx.push(&mut out) && out.done());
+        let mut inc = Incoming::new(8, 4);
+        let err = rx.pull(&mut inc, &mut |_, _| {}).unwrap_err();
+        assert_eq!((err.want_seq, err.got_seq, err.got_len), (0, 0, 4));
+    }
+
+    #[test]
+    fn payloads_come_in_whole_elements_at_aligned_offsets() {
+        let ((mut tx, _), (_, mut rx)) = pair();
+        let values: Vec<f32> = (0..100_003).map(|i| i as f32).collect();
+        let bytes: &[u8] = bytemuck::cast_slice(&values);
+        // Put the ring's wrap point mid-frame.
+        let pad = vec![0u8; RING_BYTES - 100];
+        roundtrip(&mut tx, &mut rx, &[pad]);
+        let mut out = Outgoing::new(bytes);
+        let mut inc = Incoming::new(bytes.len(), 4);
+        let mut got = vec![0f32; values.len()];
+        while !(out.done() && inc.done()) {
+            tx.push(&mut out);
+            rx.pull(&mut inc, &mut |off, piece| {
+                assert_eq!(off % 4, 0);
+                assert_eq!(piece.as_ptr() as usize % 4, 0);
+                let piece: &[f32] = bytemuck::cast_slice(piece);
+                got[off / 4..off / 4 + piece.len()].copy_from_slice(piece);
+            })
+            .unwrap();
+        }
+        assert_eq!(got, values);
+    }
+
+    #[test]
+    fn a_segment_with_another_cookie_is_not_opened() {
+        let (_a, path) = Segment::create(0xfeed).unwrap();
+        let err = Segment::open(&path, 0xbeef).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+}
