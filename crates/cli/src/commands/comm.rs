@@ -359,7 +359,7 @@ fn bus_factor(op: &str, n: usize) -> f64 {
 }
 
 /// One operation of a benchmark on its buffer: whether the result is right.
-type OneOperation = dyn Fn(&mut Communicator, &mut [f32]) -> Result<bool, CommError>;
+type OneOperation<'a> = dyn Fn(&mut Communicator, &mut [f32]) -> Result<bool, CommError> + 'a;
 
 /// One timed variant of a collective.
 struct Timing {
@@ -378,7 +378,7 @@ fn time_collective(
     iters: usize,
     buf: &mut [f32],
     prepare: &dyn Fn(&mut [f32]),
-    run: &OneOperation,
+    run: &OneOperation<'_>,
 ) -> Result<Timing, CommError> {
     let mut total = 0.0;
     let mut ok = true;
