@@ -84,4 +84,12 @@ pub enum CommError {
     /// The caller's buffers do not fit the collective.
     #[error("{0}")]
     BadArgument(String),
+    /// Shared memory could not be created or mapped.
+    #[error("shared memory (rank {rank}): {reason}")]
+    SharedMemory {
+        /// This rank.
+        rank: usize,
+        /// What failed.
+        reason: String,
+    },
 }

@@ -7,6 +7,8 @@
 //! - [`communicator`]: the collectives (AllReduce by Ring, Mesh or
 //!   recursive doubling, ReduceScatter, AllGather, pairwise AllToAll,
 //!   Broadcast, Barrier, Send/Recv);
+//! - [`shared`]: buffers every rank of a host maps, and the in-place
+//!   AllReduce over them (no copy at all);
 //! - `link`, `tcp`, `shm`: a link to one peer over TCP or shared memory,
 //!   framed and checked, and the send / receive / exchange moves the
 //!   collectives are made of;
@@ -23,6 +25,7 @@ pub mod error;
 mod link;
 mod reduce;
 mod rendezvous;
+pub mod shared;
 mod shm;
 mod tcp;
 
@@ -31,3 +34,4 @@ pub use communicator::{AbortHandle, AllReduceAlgo, Communicator};
 pub use element::Element;
 pub use error::{At, CommError};
 pub use reduce::ReduceOp;
+pub use shared::SharedBuffer;

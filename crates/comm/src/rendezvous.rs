@@ -279,7 +279,7 @@ fn connect_tcp(boot: &Bootstrap, timeout: Duration) -> Result<TcpMesh, CommError
 
 /// A random 64-bit value (the std hasher's per-process random keys, mixed
 /// with the time and the arguments).
-fn random_u64(a: usize, b: usize) -> u64 {
+pub(crate) fn random_u64(a: usize, b: usize) -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_usize(a);
     h.write_usize(b);
@@ -322,7 +322,7 @@ fn attach(
     let mut offered = Vec::new();
     for &p in local.iter().filter(|&&p| p > rank) {
         let cookie = random_u64(rank, p);
-        let (segment, path) = match Segment::create(cookie) {
+        let (segment, path) = match Segment::create(cookie, shm::LINK_BYTES) {
             Ok((s, path)) => (Some(s), path.to_string_lossy().into_owned()),
             Err(_) => (None, String::new()),
         };
@@ -354,7 +354,7 @@ fn attach(
         let cookie = u64::from_le_bytes(offer[..8].try_into().unwrap_or_default());
         let path = String::from_utf8_lossy(&offer[8..]).into_owned();
         let segment = (!path.is_empty())
-            .then(|| Segment::open(std::path::Path::new(&path), cookie).ok())
+            .then(|| Segment::open(std::path::Path::new(&path), cookie, shm::LINK_BYTES).ok())
             .flatten();
         let t = tx[p]
             .as_mut()

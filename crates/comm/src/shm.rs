@@ -63,8 +63,9 @@ const COOKIE_AT: usize = 8;
 /// lines, and no adjacent-line prefetch pairing them).
 const TAIL_AT: usize = 0;
 const HEAD_AT: usize = 128;
-/// The whole segment.
-const SEGMENT_BYTES: usize = PAGE + 2 * (PAGE + RING_BYTES);
+/// The payload of a link's segment: two rings, each a control page and
+/// its data area.
+pub(crate) const LINK_BYTES: usize = 2 * (PAGE + RING_BYTES);
 
 /// Where ring `ring` (0: lower rank to higher, 1: back) starts.
 fn ring_base(ring: usize) -> usize {
@@ -82,17 +83,21 @@ fn segment_dir() -> PathBuf {
     }
 }
 
-/// A mapped segment shared by two ranks.
+/// A mapped segment shared by ranks of one host: a header page, then the
+/// payload (a link's two rings, or a shared buffer).
 #[derive(Debug)]
 pub(crate) struct Segment {
     map: MmapRaw,
+    /// Bytes mapped: the header page and the payload.
+    bytes: usize,
 }
 
 impl Segment {
-    /// Creates and maps a new segment named after this process and
-    /// `cookie`; returns it and its path (for the peer, and to unlink once
-    /// the peer has mapped it).
-    pub(crate) fn create(cookie: u64) -> io::Result<(Segment, PathBuf)> {
+    /// Creates and maps a new segment of `payload` bytes (zeroed) named
+    /// after this process and `cookie`; returns it and its path (for the
+    /// peers, and to unlink once they have mapped it).
+    pub(crate) fn create(cookie: u64, payload: usize) -> io::Result<(Segment, PathBuf)> {
+        let bytes = PAGE + payload.next_multiple_of(PAGE);
         let path = segment_dir().join(format!("exodus-comm-{}-{cookie:016x}", std::process::id()));
         let mut options = OpenOptions::new();
         options.read(true).write(true).create_new(true);
@@ -100,8 +105,8 @@ impl Segment {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(&path)?;
         let mapped = file
-            .set_len(SEGMENT_BYTES as u64)
-            .and_then(|()| MmapOptions::new().len(SEGMENT_BYTES).map_raw(&file));
+            .set_len(bytes as u64)
+            .and_then(|()| MmapOptions::new().len(bytes).map_raw(&file));
         let map = match mapped {
             Ok(map) => map,
             Err(e) => {
@@ -109,25 +114,27 @@ impl Segment {
                 return Err(e);
             }
         };
-        let segment = Segment { map };
+        let segment = Segment { map, bytes };
         segment.word(COOKIE_AT).store(cookie, Ordering::Relaxed);
         segment.word(MAGIC_AT).store(MAGIC, Ordering::Release);
         Ok((segment, path))
     }
 
-    /// Maps the segment at `path` that a peer created with `cookie`
-    /// (checked, with the size and the magic number).
-    pub(crate) fn open(path: &Path, cookie: u64) -> io::Result<Segment> {
+    /// Maps the segment of `payload` bytes at `path` that a peer created
+    /// with `cookie` (checked, with the size and the magic number).
+    pub(crate) fn open(path: &Path, cookie: u64, payload: usize) -> io::Result<Segment> {
+        let bytes = PAGE + payload.next_multiple_of(PAGE);
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len();
-        if len != SEGMENT_BYTES as u64 {
+        if len != bytes as u64 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{} holds {len} bytes, not {SEGMENT_BYTES}", path.display()),
+                format!("{} holds {len} bytes, not {bytes}", path.display()),
             ));
         }
         let segment = Segment {
-            map: MmapOptions::new().len(SEGMENT_BYTES).map_raw(&file)?,
+            map: MmapOptions::new().len(bytes).map_raw(&file)?,
+            bytes,
         };
         let (magic, got) = (
             segment.word(MAGIC_AT).load(Ordering::Acquire),
@@ -144,17 +151,23 @@ impl Segment {
 
     /// The 8-byte word at `offset`, as an atomic.
     fn word(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset.is_multiple_of(8) && offset + 8 <= SEGMENT_BYTES);
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.bytes);
         // SAFETY: the word lies inside the map (checked above), is 8-byte
         // aligned (the map starts on a page), and the map lives as long as
         // `&self`. Both processes only ever access it atomically.
         unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u64>()) }
     }
 
-    /// The first byte of ring `ring`'s data area.
+    /// The first byte of ring `ring`'s data area (of a link's segment).
     fn data(&self, ring: usize) -> *mut u8 {
-        // In bounds: ring_base(1) + PAGE + RING_BYTES == SEGMENT_BYTES.
+        // In bounds: ring_base(1) + PAGE + RING_BYTES == PAGE + LINK_BYTES.
+        debug_assert!(self.bytes >= PAGE + LINK_BYTES);
         self.map.as_mut_ptr().wrapping_add(ring_base(ring) + PAGE)
+    }
+
+    /// The first byte of the payload (page-aligned), and its length.
+    pub(crate) fn payload(&self) -> (*mut u8, usize) {
+        (self.map.as_mut_ptr().wrapping_add(PAGE), self.bytes - PAGE)
     }
 }
 
@@ -455,8 +468,8 @@ mod tests {
 
     fn pair() -> ((ShmTx, ShmRx), (ShmTx, ShmRx)) {
         let cookie = 0x1234_5678_9abc_def0 ^ u64::from(std::process::id());
-        let (a, path) = Segment::create(cookie).unwrap();
-        let b = Segment::open(&path, cookie).unwrap();
+        let (a, path) = Segment::create(cookie, LINK_BYTES).unwrap();
+        let b = Segment::open(&path, cookie, LINK_BYTES).unwrap();
         std::fs::remove_file(&path).unwrap();
         (halves(a, true), halves(b, false))
     }
@@ -569,8 +582,8 @@ mod tests {
 
     #[test]
     fn a_segment_with_another_cookie_is_not_opened() {
-        let (_a, path) = Segment::create(0xfeed).unwrap();
-        let err = Segment::open(&path, 0xbeef).unwrap_err();
+        let (_a, path) = Segment::create(0xfeed, LINK_BYTES).unwrap();
+        let err = Segment::open(&path, 0xbeef, LINK_BYTES).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }

@@ -137,6 +137,14 @@ struct BenchArgs {
     /// Seconds every operation may take.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
+    /// The collectives to run, comma-separated (all_reduce,
+    /// all_reduce_shared, all_gather, broadcast).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "all_reduce,all_reduce_shared,all_gather,broadcast"
+    )]
+    ops: Vec<String>,
     /// Where rank 0 writes the JSON results.
     #[arg(long, default_value = "bench/results/comm.json")]
     out: std::path::PathBuf,
@@ -300,6 +308,26 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
             if brains != want {
                 return Err(wrong("all_reduce bf16"));
             }
+            // In place on shared buffers (one pass over every rank's memory
+            // when all share this host; over the links otherwise).
+            let mut shared = comm.shared_buffer::<f32>(len)?;
+            for op in [ReduceOp::Sum, ReduceOp::Avg] {
+                shared.as_mut_slice().copy_from_slice(&input(rank, len));
+                comm.all_reduce_shared(&mut shared, op)?;
+                let want: Vec<f32> = (0..len)
+                    .map(|i| {
+                        let sum: f32 = (0..n).map(|r| input(r, len)[i]).sum();
+                        if op == ReduceOp::Avg {
+                            sum / n as f32
+                        } else {
+                            sum
+                        }
+                    })
+                    .collect();
+                if shared.as_slice() != want {
+                    return Err(wrong("all_reduce on a shared buffer"));
+                }
+            }
             let mut gathered = vec![f32::NAN; n * len];
             gathered[rank * len..(rank + 1) * len].copy_from_slice(&input(rank, len));
             comm.all_gather_in_place(&mut gathered)?;
@@ -358,8 +386,11 @@ fn bus_factor(op: &str, n: usize) -> f64 {
     }
 }
 
-/// One operation of a benchmark on its buffer: whether the result is right.
-type OneOperation<'a> = dyn Fn(&mut Communicator, &mut [f32]) -> Result<bool, CommError> + 'a;
+/// Where a benchmark's result lies in its buffer.
+type ResultOf<S> = dyn Fn(&S) -> &[f32];
+
+/// One operation of a benchmark on its buffer.
+type OneOperation<'a, S> = dyn Fn(&mut Communicator, &mut S) -> Result<(), CommError> + 'a;
 
 /// One timed variant of a collective.
 struct Timing {
@@ -369,16 +400,17 @@ struct Timing {
     ok: bool,
 }
 
-/// Times `run` (one operation on `buf`, returning whether its result is
-/// right) over `iters` iterations after 2 warm-ups, each preceded by
-/// `prepare(buf)` and a barrier, outside the timing; the slowest rank's mean and whether every
-/// rank's every result was right.
-fn time_collective(
+/// Times `run` (one operation on `buf`) over `iters` iterations after 2
+/// warm-ups, each preceded by `prepare(buf)` and a barrier and followed by
+/// a comparison of `result(buf)` with `want`, both outside the timing; the
+/// slowest rank's mean and whether every rank's every result was right.
+fn time_collective<S: ?Sized>(
     comm: &mut Communicator,
     iters: usize,
-    buf: &mut [f32],
-    prepare: &dyn Fn(&mut [f32]),
-    run: &OneOperation<'_>,
+    buf: &mut S,
+    prepare: &dyn Fn(&mut S),
+    run: &OneOperation<'_, S>,
+    (result, want): (&ResultOf<S>, &[f32]),
 ) -> Result<Timing, CommError> {
     let mut total = 0.0;
     let mut ok = true;
@@ -386,9 +418,9 @@ fn time_collective(
         prepare(buf);
         comm.barrier()?;
         let t = Instant::now();
-        let right = run(comm, buf)?;
+        run(comm, buf)?;
         let elapsed = t.elapsed().as_secs_f64();
-        ok &= right;
+        ok &= result(buf) == want;
         if it >= 2 {
             total += elapsed;
         }
@@ -412,6 +444,13 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         "--factor >= 2, --iters >= 1, --min-bytes >= 4"
     );
     let transport = transport_of(&comm);
+    const OPS: [&str; 4] = ["all_reduce", "all_reduce_shared", "all_gather", "broadcast"];
+    if let Some(op) = a.ops.iter().find(|op| !OPS.contains(&op.as_str())) {
+        anyhow::bail!(
+            "--ops: unknown collective {op:?} (known: {})",
+            OPS.join(", ")
+        );
+    }
     let mut rows = Vec::new();
     if rank == 0 {
         println!(
@@ -434,7 +473,7 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let mut bytes = a.min_bytes;
     while bytes <= a.max_bytes {
-        for op in ["all_reduce", "all_gather", "broadcast"] {
+        for op in a.ops.iter().map(String::as_str) {
             // all_gather: `bytes` is the gathered output, as in nccl-tests.
             let count = if op == "all_gather" {
                 (bytes / 4 / n).max(1)
@@ -444,14 +483,16 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             let mine = input(rank, count);
             let all: Vec<Vec<f32>> = (0..n).map(|r| input(r, count)).collect();
             let want: Vec<f32> = match op {
-                "all_reduce" => (0..count).map(|i| all.iter().map(|v| v[i]).sum()).collect(),
+                "all_reduce" | "all_reduce_shared" => {
+                    (0..count).map(|i| all.iter().map(|v| v[i]).sum()).collect()
+                }
                 "all_gather" => all.concat(),
                 _ => input(0, count),
             };
             // Buffers are allocated and touched once, outside the timing.
             let mut out = vec![0f32; want.len()];
             let mut buf = vec![0f32; want.len()];
-            let none = |_: &mut [f32]| {};
+            let none = |_: &mut Vec<f32>| {};
             let (out_of_place, in_place) = match op {
                 "all_reduce" => (
                     Some(time_collective(
@@ -459,32 +500,40 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                         a.iters,
                         &mut out,
                         &none,
-                        &|c, out| {
-                            c.all_reduce_into(&mine, out, ReduceOp::Sum)?;
-                            Ok(out == want.as_slice())
-                        },
+                        &|c, out| c.all_reduce_into(&mine, out, ReduceOp::Sum),
+                        (&|b| b.as_slice(), &want),
                     )?),
                     time_collective(
                         &mut comm,
                         a.iters,
                         &mut buf,
                         &|buf| buf.copy_from_slice(&mine),
-                        &|c, buf| {
-                            c.all_reduce(buf, ReduceOp::Sum)?;
-                            Ok(buf == want.as_slice())
-                        },
+                        &|c, buf| c.all_reduce(buf, ReduceOp::Sum),
+                        (&|b| b.as_slice(), &want),
                     )?,
                 ),
+                "all_reduce_shared" => {
+                    // The input stands for values computed straight into
+                    // the shared buffer: it is written outside the timing.
+                    let mut shared = comm.shared_buffer::<f32>(count)?;
+                    let timing = time_collective(
+                        &mut comm,
+                        a.iters,
+                        &mut shared,
+                        &|shared| shared.as_mut_slice().copy_from_slice(&mine),
+                        &|c, shared| c.all_reduce_shared(shared, ReduceOp::Sum),
+                        (&|s| s.as_slice(), &want),
+                    )?;
+                    (None, timing)
+                }
                 "all_gather" => (
                     Some(time_collective(
                         &mut comm,
                         a.iters,
                         &mut out,
                         &none,
-                        &|c, out| {
-                            c.all_gather(&mine, out)?;
-                            Ok(out == want.as_slice())
-                        },
+                        &|c, out| c.all_gather(&mine, out),
+                        (&|b| b.as_slice(), &want),
                     )?),
                     time_collective(
                         &mut comm,
@@ -494,10 +543,8 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                             buf.fill(0.0);
                             buf[rank * count..(rank + 1) * count].copy_from_slice(&mine);
                         },
-                        &|c, buf| {
-                            c.all_gather_in_place(buf)?;
-                            Ok(buf == want.as_slice())
-                        },
+                        &|c, buf| c.all_gather_in_place(buf),
+                        (&|b| b.as_slice(), &want),
                     )?,
                 ),
                 _ => (
@@ -513,10 +560,8 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                                 buf.fill(0.0);
                             }
                         },
-                        &|c, buf| {
-                            c.broadcast(buf, 0)?;
-                            Ok(buf == want.as_slice())
-                        },
+                        &|c, buf| c.broadcast(buf, 0),
+                        (&|b| b.as_slice(), &want),
                     )?,
                 ),
             };
