@@ -52,6 +52,13 @@ pub(crate) const RING_BYTES: usize = 1 << 20;
 pub(crate) const PIECE: usize = 64 << 10;
 /// Frames start at multiples of this.
 const FRAME_ALIGN: usize = 16;
+/// A frame that starts this far into the ring, with the rest of the ring
+/// free, is preceded by a skip to the ring's start: small messages then
+/// keep reusing the first lines of the ring, which stay in the caches of
+/// both cores, instead of walking cold lines through the whole ring.
+const HOT_BYTES: usize = 16 << 10;
+/// The sequence number of a skip frame (its length is the bytes skipped).
+const SKIP: u64 = u64::MAX;
 /// The header page, and each ring's control page.
 const PAGE: usize = 4096;
 /// "exodusSM".
@@ -257,6 +264,8 @@ pub(crate) struct Incoming {
     len: usize,
     elem: usize,
     pos: usize,
+    /// Bytes of a skip frame still to pass before the header.
+    skip: usize,
 }
 
 impl Incoming {
@@ -269,6 +278,7 @@ impl Incoming {
             len,
             elem,
             pos: 0,
+            skip: 0,
         }
     }
 
@@ -342,10 +352,27 @@ impl ShmTx {
     /// Moves what fits of `out` into the ring (at most about [`PIECE`]
     /// bytes); whether anything moved.
     pub(crate) fn push(&mut self, out: &mut Outgoing<'_>) -> bool {
+        let mut moved = 0;
         if out.pos == 0 {
             out.header[..8].copy_from_slice(&self.seq.to_le_bytes());
+            let off = (self.tail % RING_BYTES as u64) as usize;
+            let gap = RING_BYTES - off;
+            if off >= HOT_BYTES && self.free(RING_BYTES) == RING_BYTES {
+                // The ring is empty: start this frame at the ring's start.
+                let mut skip = [0u8; FRAME_HEADER];
+                skip[..8].copy_from_slice(&SKIP.to_le_bytes());
+                skip[8..].copy_from_slice(&((gap - FRAME_HEADER) as u64).to_le_bytes());
+                let written = self.put(Some(&skip), FRAME_HEADER);
+                debug_assert_eq!(written, FRAME_HEADER);
+                let mut left = gap - written;
+                while left > 0 {
+                    let n = self.put(None, left);
+                    debug_assert!(n > 0);
+                    left -= n;
+                }
+                moved += gap;
+            }
         }
-        let mut moved = 0;
         while !out.done() && moved < PIECE {
             let n = if out.pos < FRAME_HEADER {
                 let header = out.header;
@@ -421,6 +448,16 @@ impl ShmRx {
     ) -> Result<bool, BadFrame> {
         let mut moved = 0;
         while !inc.done() && moved < PIECE {
+            if inc.skip > 0 {
+                let n = self.peek(inc.skip).len();
+                if n == 0 {
+                    break;
+                }
+                self.consume(n);
+                inc.skip -= n;
+                moved += n;
+                continue;
+            }
             let n = if inc.pos < FRAME_HEADER {
                 let piece = self.peek(FRAME_HEADER - inc.pos);
                 let n = piece.len();
@@ -446,6 +483,12 @@ impl ShmRx {
             if inc.pos == FRAME_HEADER {
                 let got_seq = u64::from_le_bytes(inc.header[..8].try_into().unwrap_or_default());
                 let got_len = u64::from_le_bytes(inc.header[8..].try_into().unwrap_or_default());
+                if got_seq == SKIP && got_len < RING_BYTES as u64 {
+                    // Padding to the ring's start; the frame follows it.
+                    inc.skip = got_len as usize;
+                    inc.pos = 0;
+                    continue;
+                }
                 if got_seq != self.seq || got_len != inc.len as u64 {
                     return Err(BadFrame {
                         want_seq: self.seq,
@@ -517,6 +560,17 @@ mod tests {
         .map(|(k, &len)| (0..len).map(|i| (i * 31 + k * 7) as u8).collect())
         .collect();
         assert_eq!(roundtrip(&mut tx, &mut rx, &msgs), msgs);
+    }
+
+    #[test]
+    fn small_frames_after_a_large_one_restart_at_the_ring_start() {
+        let ((mut tx, _), (_, mut rx)) = pair();
+        let msgs = vec![vec![1u8; 20_000], vec![2u8; 100], vec![3u8; 100]];
+        assert_eq!(roundtrip(&mut tx, &mut rx, &msgs), msgs);
+        // The second frame was preceded by a skip to the ring's start, and
+        // the third follows it: two frames of 16 + 112 bytes.
+        assert_eq!(tx.tail % RING_BYTES as u64, 2 * (16 + 112));
+        assert_eq!(rx.head, tx.tail);
     }
 
     #[test]

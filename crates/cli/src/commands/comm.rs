@@ -23,6 +23,12 @@ pub struct LaunchArgs {
     /// before they are killed.
     #[arg(long, default_value_t = 30.0)]
     grace: f64,
+    /// Binds rank i to the i-th CPU this command may run on (`core`, the
+    /// default; as mpirun does for few ranks), so that ranks waiting on
+    /// shared memory never share a CPU; `none` leaves placement to the
+    /// kernel. With more ranks than CPUs nothing is bound.
+    #[arg(long, default_value = "core", value_parser = ["core", "none"])]
+    bind_to: String,
     /// Gives every rank a host name of its own (`EXODUS_COMM_HOST=rank-N`),
     /// so that the ranks talk over TCP as if on separate machines.
     #[arg(long)]
@@ -43,6 +49,16 @@ pub fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
         p => p,
     };
     let (program, args) = a.command.split_first().context("no command")?;
+    let cpus = if a.bind_to == "core" {
+        allowed_cpus()?
+    } else {
+        Vec::new()
+    };
+    let cpus = if cpus.len() >= a.nproc {
+        cpus
+    } else {
+        Vec::new()
+    };
     let mut children: Vec<(usize, Child)> = Vec::new();
     for rank in 0..a.nproc {
         let mut command = Command::new(program);
@@ -59,6 +75,9 @@ pub fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
             .env("MASTER_PORT", port.to_string())
             .spawn()
             .with_context(|| format!("starting rank {rank}: {program}"))?;
+        if let Some(&cpu) = cpus.get(rank) {
+            bind(&child, cpu).with_context(|| format!("binding rank {rank} to CPU {cpu}"))?;
+        }
         children.push((rank, child));
     }
     let mut failed: Vec<String> = Vec::new();
@@ -100,6 +119,25 @@ pub fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// The CPUs this process may run on, in order.
+fn allowed_cpus() -> anyhow::Result<Vec<usize>> {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    let set = sched_getaffinity(nix::unistd::Pid::from_raw(0))?;
+    Ok((0..CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect())
+}
+
+/// Binds a started child (all its threads to come) to one CPU.
+fn bind(child: &Child, cpu: usize) -> anyhow::Result<()> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    set.set(cpu)?;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id())?);
+    sched_setaffinity(pid, &set)?;
+    Ok(())
 }
 
 /// Arguments of `exodus comm`.
@@ -286,13 +324,14 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
             if sum != want {
                 return Err(wrong("all_reduce i32"));
             }
+            let every: Vec<Vec<f32>> = (0..n).map(|r| input(r, len)).collect();
             // f16 and bf16 (small integers: exact in any order), and the
             // out-of-place and in-place forms.
             let halves: Vec<f16> = input(rank, len).iter().map(|&v| f16::from_f32(v)).collect();
             let mut sum = vec![f16::ZERO; len];
             comm.all_reduce_into(&halves, &mut sum, ReduceOp::Sum)?;
             let want: Vec<f16> = (0..len)
-                .map(|i| f16::from_f32((0..n).map(|r| input(r, len)[i]).sum()))
+                .map(|i| f16::from_f32(every.iter().map(|v| v[i]).sum()))
                 .collect();
             if sum != want {
                 return Err(wrong("all_reduce f16"));
@@ -303,7 +342,7 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
                 .collect();
             comm.all_reduce(&mut brains, ReduceOp::Max)?;
             let want: Vec<bf16> = (0..len)
-                .map(|i| bf16::from_f32((0..n).map(|r| input(r, len)[i]).fold(f32::MIN, f32::max)))
+                .map(|i| bf16::from_f32(every.iter().map(|v| v[i]).fold(f32::MIN, f32::max)))
                 .collect();
             if brains != want {
                 return Err(wrong("all_reduce bf16"));
@@ -316,7 +355,7 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
                 comm.all_reduce_shared(&mut shared, op)?;
                 let want: Vec<f32> = (0..len)
                     .map(|i| {
-                        let sum: f32 = (0..n).map(|r| input(r, len)[i]).sum();
+                        let sum: f32 = every.iter().map(|v| v[i]).sum();
                         if op == ReduceOp::Avg {
                             sum / n as f32
                         } else {
