@@ -324,14 +324,14 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
             if sum != want {
                 return Err(wrong("all_reduce i32"));
             }
-            let every: Vec<Vec<f32>> = (0..n).map(|r| input(r, len)).collect();
+            let inputs: Vec<Vec<f32>> = (0..n).map(|r| input(r, len)).collect();
             // f16 and bf16 (small integers: exact in any order), and the
             // out-of-place and in-place forms.
             let halves: Vec<f16> = input(rank, len).iter().map(|&v| f16::from_f32(v)).collect();
             let mut sum = vec![f16::ZERO; len];
             comm.all_reduce_into(&halves, &mut sum, ReduceOp::Sum)?;
             let want: Vec<f16> = (0..len)
-                .map(|i| f16::from_f32(every.iter().map(|v| v[i]).sum()))
+                .map(|i| f16::from_f32(inputs.iter().map(|v| v[i]).sum()))
                 .collect();
             if sum != want {
                 return Err(wrong("all_reduce f16"));
@@ -342,7 +342,7 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
                 .collect();
             comm.all_reduce(&mut brains, ReduceOp::Max)?;
             let want: Vec<bf16> = (0..len)
-                .map(|i| bf16::from_f32(every.iter().map(|v| v[i]).fold(f32::MIN, f32::max)))
+                .map(|i| bf16::from_f32(inputs.iter().map(|v| v[i]).fold(f32::MIN, f32::max)))
                 .collect();
             if brains != want {
                 return Err(wrong("all_reduce bf16"));
@@ -355,7 +355,7 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
                 comm.all_reduce_shared(&mut shared, op)?;
                 let want: Vec<f32> = (0..len)
                     .map(|i| {
-                        let sum: f32 = every.iter().map(|v| v[i]).sum();
+                        let sum: f32 = inputs.iter().map(|v| v[i]).sum();
                         if op == ReduceOp::Avg {
                             sum / n as f32
                         } else {
