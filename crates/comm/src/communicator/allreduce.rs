@@ -1,0 +1,192 @@
+//! AllReduce: the algorithms (Ring, Mesh, recursive doubling) and the
+//! choice among them.
+
+use super::*;
+
+/// The AllReduce algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllReduceAlgo {
+    /// Reduce-scatter then all-gather around the ring: `2 (n - 1)` steps,
+    /// each rank sends `2 (n - 1) / n` of the buffer (bandwidth-optimal).
+    Ring,
+    /// Everyone sends everything to everyone, once: one step, `n - 1`
+    /// buffers per rank (latency-optimal for small messages and few ranks).
+    Mesh,
+    /// Recursive doubling: `log2 n` steps of whole-buffer exchanges (for
+    /// tiny messages on many ranks).
+    Doubling,
+}
+
+impl AllReduceAlgo {
+    /// The algorithm for `bytes` per rank on `n` ranks:
+    /// `EXODUS_COMM_ALGO=allreduce:ring|mesh|doubling` if set, else Mesh
+    /// up to 8 KiB on up to 8 ranks, Doubling up to 8 KiB beyond, Ring
+    /// above (a cost model with measured constants is the next step).
+    pub fn select(bytes: usize, n: usize) -> AllReduceAlgo {
+        if let Some(algo) = std::env::var("EXODUS_COMM_ALGO")
+            .ok()
+            .and_then(|v| v.strip_prefix("allreduce:").and_then(AllReduceAlgo::parse))
+        {
+            return algo;
+        }
+        match (bytes <= MESH_MAX_BYTES, n <= 8) {
+            (true, true) => AllReduceAlgo::Mesh,
+            (true, false) => AllReduceAlgo::Doubling,
+            _ => AllReduceAlgo::Ring,
+        }
+    }
+
+    /// `ring`, `mesh` or `doubling`.
+    pub fn parse(name: &str) -> Option<AllReduceAlgo> {
+        match name {
+            "ring" => Some(AllReduceAlgo::Ring),
+            "mesh" => Some(AllReduceAlgo::Mesh),
+            "doubling" => Some(AllReduceAlgo::Doubling),
+            _ => None,
+        }
+    }
+}
+
+impl Communicator {
+    /// Every rank gets the element-wise reduction of every rank's `buf`
+    /// (`buf` must be as long on every rank), by the algorithm
+    /// [`AllReduceAlgo::select`] picks for this size (or
+    /// `EXODUS_COMM_ALGO=allreduce:ring|mesh|doubling`).
+    pub fn all_reduce<T: Element>(&mut self, buf: &mut [T], op: ReduceOp) -> Result<(), CommError> {
+        let algo = AllReduceAlgo::select(buf.len() * T::BYTES, self.size);
+        self.all_reduce_with(buf, op, algo)
+    }
+
+    /// Out-of-place [`all_reduce`](Self::all_reduce): `out` gets the
+    /// reduction of every rank's `input` (same lengths).
+    pub fn all_reduce_into<T: Element>(
+        &mut self,
+        input: &[T],
+        out: &mut [T],
+        op: ReduceOp,
+    ) -> Result<(), CommError> {
+        if input.len() != out.len() {
+            return Err(CommError::BadArgument(format!(
+                "all_reduce: {} input and {} output values",
+                input.len(),
+                out.len()
+            )));
+        }
+        out.copy_from_slice(input);
+        self.all_reduce(out, op)
+    }
+
+    /// [`all_reduce`](Self::all_reduce) by a given algorithm.
+    pub fn all_reduce_with<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+        algo: AllReduceAlgo,
+    ) -> Result<(), CommError> {
+        let n = self.size;
+        if n > 1 && !buf.is_empty() {
+            match algo {
+                AllReduceAlgo::Ring => {
+                    let len = buf.len();
+                    let chunk = |c: usize| (c * len / n)..((c + 1) * len / n);
+                    self.ring_reduce_scatter(buf, &chunk, op, "all_reduce")?;
+                    self.ring_gather(buf, &chunk, (self.rank + 1) % n, "all_reduce", n - 1)?;
+                }
+                AllReduceAlgo::Mesh => self.mesh_all_reduce(buf, op)?,
+                AllReduceAlgo::Doubling => self.doubling_all_reduce(buf, op)?,
+            }
+        }
+        if op == ReduceOp::Avg {
+            buf.iter_mut().for_each(|v| *v = T::mean(*v, n));
+        }
+        Ok(())
+    }
+
+    /// Full mesh in one step: every rank sends its buffer to every other
+    /// and reduces all of them in rank order (so the result does not depend
+    /// on who sent first). For small messages: `n - 1` buffers in flight.
+    fn mesh_all_reduce<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+    ) -> Result<(), CommError> {
+        let (n, me) = (self.size, self.rank);
+        let mut all: Vec<Vec<T>> = vec![buf.to_vec(); n];
+        // In round s rank r sends to r + s while it receives from r - s:
+        // each send meets its receive in the same round.
+        for s in 1..n {
+            let (to, from) = ((me + s) % n, (me + n - s) % n);
+            let at = At {
+                op: "all_reduce",
+                algo: "mesh",
+                step: 0,
+                peer: to,
+            };
+            let out = bytemuck::cast_slice(&*buf);
+            self.exchange(at, to, out, from, Sink::copy(&mut all[from]))?;
+        }
+        // acc = op(all[r], acc) for r = 1, 2, ...: rank order.
+        buf.copy_from_slice(&all[0]);
+        for v in &all[1..] {
+            op.apply(buf, v);
+        }
+        Ok(())
+    }
+
+    /// Recursive doubling: `log2 p` steps of exchanging the whole buffer
+    /// with the partner `rank ^ d` (p the largest power of two <= n; the
+    /// `n - p` extra ranks first hand their buffer to a partner and get the
+    /// result back at the end). Each pair reduces lower rank first, so both
+    /// hold the same bits. For tiny messages, where steps cost more than
+    /// bytes.
+    fn doubling_all_reduce<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+    ) -> Result<(), CommError> {
+        let (n, me) = (self.size, self.rank);
+        let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
+        let at = |step, peer| At {
+            op: "all_reduce",
+            algo: "doubling",
+            step,
+            peer,
+        };
+        // Extra ranks fold into ranks 0..n-p.
+        if me >= p {
+            self.send_to(at(0, me - p), bytemuck::cast_slice(&*buf))?;
+            return self.recv_from(at(usize::MAX, me - p), Sink::copy(buf));
+        }
+        let mut other = buf.to_vec();
+        if me + p < n {
+            self.recv_from(at(0, me + p), Sink::copy(&mut other))?;
+            op.apply(buf, &other);
+        }
+        let mut d = 1;
+        let mut step = 1;
+        while d < p {
+            let partner = me ^ d;
+            let out = bytemuck::cast_slice(&*buf);
+            self.exchange(
+                at(step, partner),
+                partner,
+                out,
+                partner,
+                Sink::copy(&mut other),
+            )?;
+            // The lower rank's value first.
+            if partner < me {
+                op.apply(buf, &other);
+            } else {
+                op.apply(&mut other, buf);
+                buf.copy_from_slice(&other);
+            }
+            d *= 2;
+            step += 1;
+        }
+        if me + p < n {
+            self.send_to(at(usize::MAX, me + p), bytemuck::cast_slice(&*buf))?;
+        }
+        Ok(())
+    }
+}
