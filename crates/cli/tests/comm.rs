@@ -128,3 +128,59 @@ fn a_stalled_rank_gives_every_survivor_a_timeout_naming_it() {
         );
     }
 }
+
+#[test]
+fn a_calibration_file_is_written_read_back_and_checked() {
+    let exodus = env!("CARGO_BIN_EXE_exodus");
+    let dir = std::env::temp_dir().join(format!("exodus-calibration-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("comm.calibration");
+    let out = Command::new(exodus)
+        .args([
+            "launch",
+            "-n",
+            "2",
+            "--",
+            exodus,
+            "comm",
+            "calibrate",
+            "--out",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("AllReduce of 8 bytes:"), "{stdout}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    for key in ["alpha_us", "beta_gbps", "gamma_gbps"] {
+        assert!(text.contains(key), "{text}");
+    }
+    // The file is used as is: the job runs with it.
+    let out = Command::new(exodus)
+        .args(["launch", "-n", "2", "--", exodus, "comm", "check"])
+        .env("EXODUS_COMM_CALIBRATION", &file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A broken one is a clear error, not a guess.
+    std::fs::write(&file, "alpha_us = soon\n").unwrap();
+    let out = Command::new(exodus)
+        .args([
+            "launch", "-n", "2", "--grace", "2", "--", exodus, "comm", "check",
+        ])
+        .env("EXODUS_COMM_CALIBRATION", &file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("EXODUS_COMM_CALIBRATION") && stderr.contains("not a number"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::bootstrap::Bootstrap;
+use crate::cost::CostModel;
 use crate::element::Element;
 use crate::error::{At, CommError};
 use crate::link::{self, Rx, Sink, Tx};
@@ -86,15 +87,21 @@ pub struct Communicator {
     rx: Vec<Option<Rx>>,
     timeout: Duration,
     abort: AbortHandle,
+    /// The model that picks algorithms; the same on every rank.
+    cost: CostModel,
 }
 
 impl Communicator {
     /// Joins the job `boot` describes; every operation (and the
     /// rendezvous itself) gives up after `timeout`. Ranks on one host talk
     /// through shared memory, others over TCP.
+    ///
+    /// The cost model that picks algorithms comes from the calibration
+    /// file `EXODUS_COMM_CALIBRATION` names, else it is measured now (see
+    /// [`calibrate`](Self::calibrate)).
     pub fn connect(boot: &Bootstrap, timeout: Duration) -> Result<Communicator, CommError> {
         let links = rendezvous::connect(boot, timeout)?;
-        Ok(Communicator {
+        let mut comm = Communicator {
             rank: boot.rank,
             size: boot.size,
             hosts: links.hosts,
@@ -105,7 +112,81 @@ impl Communicator {
                 aborted: Arc::new(AtomicBool::new(false)),
                 sockets: Arc::new(Mutex::new(links.sockets)),
             },
+            cost: CostModel::SHARED_MEMORY,
+        };
+        comm.cost = match std::env::var_os("EXODUS_COMM_CALIBRATION") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    CommError::Bootstrap(format!("EXODUS_COMM_CALIBRATION={path:?}: {e}"))
+                })?;
+                CostModel::parse(&text).map_err(|e| {
+                    CommError::Bootstrap(format!("EXODUS_COMM_CALIBRATION={path:?}: {e}"))
+                })?
+            }
+            None => comm.calibrate()?,
+        };
+        Ok(comm)
+    }
+
+    /// Measures the cost model's constants with this rank's ring
+    /// neighbours (8-byte and 1 MiB exchanges, a 1 MiB reduction) and
+    /// agrees on the slowest rank's values, so that every rank then picks
+    /// the same algorithms. A collective: every rank calls it.
+    pub fn calibrate(&mut self) -> Result<CostModel, CommError> {
+        let n = self.size;
+        if n < 2 {
+            return Ok(CostModel::SHARED_MEMORY);
+        }
+        let (left, right) = ((self.rank + n - 1) % n, (self.rank + 1) % n);
+        let at = |step| At {
+            op: "calibrate",
+            algo: "ring",
+            step,
+            peer: right,
+        };
+        let exchange = |comm: &mut Communicator, bytes: usize, times: usize| {
+            let out = vec![0u8; bytes];
+            let mut inp = vec![0u8; bytes];
+            let start = std::time::Instant::now();
+            for step in 0..times {
+                comm.exchange(at(step), right, &out, left, Sink::bytes(&mut inp))?;
+            }
+            Ok::<f64, CommError>(start.elapsed().as_secs_f64() / times as f64)
+        };
+        const BIG: usize = 1 << 20;
+        exchange(self, 8, 8)?;
+        let alpha = exchange(self, 8, 32)?;
+        exchange(self, BIG, 1)?;
+        let big = exchange(self, BIG, 4)?;
+        let beta = (big - alpha).max(big / 2.0) / BIG as f64;
+        let mut acc = vec![1f32; BIG / 4];
+        let x = vec![2f32; BIG / 4];
+        let start = std::time::Instant::now();
+        for _ in 0..4 {
+            ReduceOp::Sum.apply(&mut acc, &x);
+        }
+        let gamma = start.elapsed().as_secs_f64() / 4.0 / BIG as f64;
+        std::hint::black_box(&acc);
+        let mut worst = [alpha, beta, gamma];
+        self.all_reduce_with(&mut worst, ReduceOp::Max, AllReduceAlgo::Doubling)?;
+        let floor = 1e-12;
+        Ok(CostModel {
+            alpha: worst[0].max(floor),
+            beta: worst[1].max(floor),
+            gamma: worst[2].max(floor),
         })
+    }
+
+    /// The model that picks algorithms.
+    pub fn cost_model(&self) -> CostModel {
+        self.cost
+    }
+
+    /// Replaces the model that picks algorithms. Every rank must set the
+    /// same one (ranks that pick different algorithms for one collective
+    /// fail with a typed error or time out).
+    pub fn set_cost_model(&mut self, cost: CostModel) {
+        self.cost = cost;
     }
 
     /// This rank.

@@ -10,7 +10,7 @@ pub use half::{bf16, f16};
 #[cfg(not(target_endian = "little"))]
 compile_error!("exodus-comm sends elements in the host's layout, which must be little-endian");
 
-/// A type the collectives can move and reduce.
+/// A type the collectives can move and reduce (f32, f64, f16, bf16, i32).
 pub trait Element: bytemuck::Pod + PartialEq + Send + Sync + std::fmt::Debug + 'static {
     /// Bytes of one value on the wire.
     const BYTES: usize = std::mem::size_of::<Self>();
@@ -39,6 +39,22 @@ impl Element for f32 {
     }
     fn mean(sum: Self, n: usize) -> Self {
         sum / n as f32
+    }
+}
+
+impl Element for f64 {
+    const NAME: &'static str = "f64";
+    fn add(a: Self, b: Self) -> Self {
+        a + b
+    }
+    fn max(a: Self, b: Self) -> Self {
+        a.max(b)
+    }
+    fn min(a: Self, b: Self) -> Self {
+        a.min(b)
+    }
+    fn mean(sum: Self, n: usize) -> Self {
+        sum / n as f64
     }
 }
 

@@ -155,6 +155,20 @@ enum CommCommand {
     /// nccl-tests-style sweep: time, algbw and busbw of each collective
     /// from 8 B up, every result checked (run under `exodus launch`).
     Bench(BenchArgs),
+    /// Measures the cost model that picks algorithms and writes it as a
+    /// calibration file (for `EXODUS_COMM_CALIBRATION`).
+    Calibrate(CalibrateArgs),
+}
+
+/// Arguments of `exodus comm calibrate`.
+#[derive(clap::Args, Debug)]
+struct CalibrateArgs {
+    /// Where rank 0 writes the calibration file.
+    #[arg(long, default_value = "exodus-comm.calibration")]
+    out: std::path::PathBuf,
+    /// Seconds every operation may take.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
 }
 
 /// Arguments of `exodus comm bench`.
@@ -204,7 +218,7 @@ struct CheckArgs {
     stall_rank: Option<usize>,
     /// Which AllReduce the fault comes before (the default is the ring
     /// AllReduce of 2 values, so the peers are mid-AllReduce).
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 34)]
     fault_at: usize,
 }
 
@@ -227,7 +241,36 @@ pub fn comm(a: &CommArgs) -> anyhow::Result<ExitCode> {
     match &a.command {
         CommCommand::Check(c) => check(c),
         CommCommand::Bench(b) => bench(b),
+        CommCommand::Calibrate(c) => calibrate(c),
     }
+}
+
+fn calibrate(a: &CalibrateArgs) -> anyhow::Result<ExitCode> {
+    let boot = Bootstrap::from_env()?;
+    // Ignore a calibration file in the environment: this measures anew.
+    std::env::remove_var("EXODUS_COMM_CALIBRATION");
+    let comm = Communicator::connect(&boot, Duration::from_secs_f64(a.timeout))?;
+    let model = comm.cost_model();
+    if comm.rank() == 0 {
+        std::fs::write(&a.out, model.to_text())
+            .with_context(|| format!("writing {}", a.out.display()))?;
+        println!(
+            "{} ranks ({}): alpha {:.2} us, beta {:.2} GB/s, gamma {:.2} GB/s; wrote {}",
+            comm.size(),
+            transport_of(&comm),
+            model.alpha * 1e6,
+            1e-9 / model.beta,
+            1e-9 / model.gamma,
+            a.out.display()
+        );
+        for bytes in [8usize, 2 << 10, 64 << 10, 1 << 20, 32 << 20] {
+            println!(
+                "  AllReduce of {bytes} bytes: {}",
+                comm.select_all_reduce(bytes).name()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
@@ -240,11 +283,7 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
     let run = |comm: &mut Communicator, reduces: &mut usize| -> Result<(), CommError> {
         for &len in &sizes {
             let ops = [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Avg];
-            let algos = [
-                AllReduceAlgo::Ring,
-                AllReduceAlgo::Mesh,
-                AllReduceAlgo::Doubling,
-            ];
+            let algos = AllReduceAlgo::ALL;
             for (op, algo) in ops.into_iter().flat_map(|op| algos.map(|algo| (op, algo))) {
                 if *reduces == a.fault_at {
                     if a.die_rank == Some(rank) {
@@ -492,9 +531,16 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let mut rows = Vec::new();
     if rank == 0 {
+        let model = comm.cost_model();
         println!(
             "exodus comm bench: {n} ranks, transport {transport}; the slowest rank's mean of {} iterations per size",
             a.iters
+        );
+        println!(
+            "cost model: alpha {:.2} us, beta {:.2} GB/s, gamma {:.2} GB/s (algorithms by size in the JSON)",
+            model.alpha * 1e6,
+            1e-9 / model.beta,
+            1e-9 / model.gamma
         );
         println!(
             "{:>12} {:>10} {:>11} | {:>22} {:>10} {:>10} | {:>22} {:>10} {:>10} | {:>5}",
@@ -623,7 +669,13 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                     ip.0, ip.1, ip.2
                 );
             }
-            let mut row = serde_json::json!({"op": op, "bytes": moved, "count": count,
+            let algo = match op {
+                "all_reduce" => comm.select_all_reduce(moved).name(),
+                "all_reduce_shared" if moved <= 8 << 10 => comm.select_all_reduce(moved).name(),
+                "all_reduce_shared" => "shared",
+                _ => "ring",
+            };
+            let mut row = serde_json::json!({"op": op, "bytes": moved, "count": count, "algo": algo,
                 "time_us": ip.0, "algbw_gbps": ip.1, "busbw_gbps": ip.2, "check": check});
             if let Some((t, algbw, busbw)) = oop {
                 row["out_of_place"] =

@@ -1,5 +1,5 @@
-//! AllReduce: the algorithms (Ring, Mesh, recursive doubling) and the
-//! choice among them.
+//! AllReduce: the algorithms (Ring, Mesh, recursive doubling,
+//! Rabenseifner's halving-doubling) and the choice among them.
 
 use super::*;
 
@@ -15,46 +15,68 @@ pub enum AllReduceAlgo {
     /// Recursive doubling: `log2 n` steps of whole-buffer exchanges (for
     /// tiny messages on many ranks).
     Doubling,
+    /// Rabenseifner's: a reduce-scatter by recursive halving, then an
+    /// all-gather by recursive doubling: `2 log2 n` steps and the
+    /// bandwidth-optimal volume (for large messages on many ranks).
+    Halving,
 }
 
 impl AllReduceAlgo {
-    /// The algorithm for `bytes` per rank on `n` ranks:
-    /// `EXODUS_COMM_ALGO=allreduce:ring|mesh|doubling` if set, else Mesh
-    /// up to 8 KiB on up to 8 ranks, Doubling up to 8 KiB beyond, Ring
-    /// above (a cost model with measured constants is the next step).
-    pub fn select(bytes: usize, n: usize) -> AllReduceAlgo {
-        if let Some(algo) = std::env::var("EXODUS_COMM_ALGO")
-            .ok()
-            .and_then(|v| v.strip_prefix("allreduce:").and_then(AllReduceAlgo::parse))
-        {
-            return algo;
-        }
-        match (bytes <= MESH_MAX_BYTES, n <= 8) {
-            (true, true) => AllReduceAlgo::Mesh,
-            (true, false) => AllReduceAlgo::Doubling,
-            _ => AllReduceAlgo::Ring,
+    /// Every algorithm, in the order the selector prefers on a tie.
+    pub const ALL: [AllReduceAlgo; 4] = [
+        AllReduceAlgo::Mesh,
+        AllReduceAlgo::Doubling,
+        AllReduceAlgo::Ring,
+        AllReduceAlgo::Halving,
+    ];
+
+    /// `ring`, `mesh`, `doubling` or `halving`.
+    pub fn parse(name: &str) -> Option<AllReduceAlgo> {
+        AllReduceAlgo::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The name in messages and in `EXODUS_COMM_ALGO`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AllReduceAlgo::Ring => "ring",
+            AllReduceAlgo::Mesh => "mesh",
+            AllReduceAlgo::Doubling => "doubling",
+            AllReduceAlgo::Halving => "halving",
         }
     }
 
-    /// `ring`, `mesh` or `doubling`.
-    pub fn parse(name: &str) -> Option<AllReduceAlgo> {
-        match name {
-            "ring" => Some(AllReduceAlgo::Ring),
-            "mesh" => Some(AllReduceAlgo::Mesh),
-            "doubling" => Some(AllReduceAlgo::Doubling),
-            _ => None,
-        }
+    /// The algorithm `EXODUS_COMM_ALGO` forces, if any
+    /// (`EXODUS_COMM_ALGO=allreduce:ring`, among other collectives'
+    /// choices separated by commas).
+    pub fn forced() -> Option<AllReduceAlgo> {
+        forced_algo("allreduce").and_then(|name| AllReduceAlgo::parse(&name))
     }
+}
+
+/// The algorithm `EXODUS_COMM_ALGO=op:name,op:name` names for `op`.
+pub(crate) fn forced_algo(op: &str) -> Option<String> {
+    let spec = std::env::var("EXODUS_COMM_ALGO").ok()?;
+    spec.split(',')
+        .filter_map(|part| part.trim().split_once(':'))
+        .find(|(o, _)| *o == op)
+        .map(|(_, name)| name.to_string())
 }
 
 impl Communicator {
     /// Every rank gets the element-wise reduction of every rank's `buf`
     /// (`buf` must be as long on every rank), by the algorithm
-    /// [`AllReduceAlgo::select`] picks for this size (or
-    /// `EXODUS_COMM_ALGO=allreduce:ring|mesh|doubling`).
+    /// [`select_all_reduce`](Self::select_all_reduce) picks for this size.
     pub fn all_reduce<T: Element>(&mut self, buf: &mut [T], op: ReduceOp) -> Result<(), CommError> {
-        let algo = AllReduceAlgo::select(buf.len() * T::BYTES, self.size);
+        let algo = self.select_all_reduce(buf.len() * T::BYTES);
         self.all_reduce_with(buf, op, algo)
+    }
+
+    /// The AllReduce algorithm for `bytes` per rank:
+    /// `EXODUS_COMM_ALGO=allreduce:NAME` if set, else the one the cost
+    /// model (see [`CostModel`]) predicts fastest. Every rank holds the same
+    /// model, so every rank picks the same.
+    pub fn select_all_reduce(&self, bytes: usize) -> AllReduceAlgo {
+        AllReduceAlgo::forced().unwrap_or_else(|| self.cost.best_all_reduce(bytes, self.size))
     }
 
     /// Out-of-place [`all_reduce`](Self::all_reduce): `out` gets the
@@ -94,6 +116,7 @@ impl Communicator {
                 }
                 AllReduceAlgo::Mesh => self.mesh_all_reduce(buf, op)?,
                 AllReduceAlgo::Doubling => self.doubling_all_reduce(buf, op)?,
+                AllReduceAlgo::Halving => self.halving_all_reduce(buf, op)?,
             }
         }
         if op == ReduceOp::Avg {
@@ -182,6 +205,78 @@ impl Communicator {
                 buf.copy_from_slice(&other);
             }
             d *= 2;
+            step += 1;
+        }
+        if me + p < n {
+            self.send_to(at(usize::MAX, me + p), bytemuck::cast_slice(&*buf))?;
+        }
+        Ok(())
+    }
+
+    /// Rabenseifner's AllReduce on `p` ranks (the largest power of two <=
+    /// n; the `n - p` extra ranks first hand their buffer to a partner and
+    /// get the result back at the end, as in recursive doubling).
+    ///
+    /// Reduce-scatter by recursive halving: in step `k` a rank and its
+    /// partner `rank ^ (p >> k)` split the range they share, each sends
+    /// the half the other keeps and reduces the half it keeps. Then an
+    /// all-gather by recursive doubling retraces the steps backwards. Each
+    /// value is reduced by one rank per step, so every rank ends with the
+    /// same bits.
+    fn halving_all_reduce<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+    ) -> Result<(), CommError> {
+        let (n, me) = (self.size, self.rank);
+        let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
+        let at = |step, peer| At {
+            op: "all_reduce",
+            algo: "halving",
+            step,
+            peer,
+        };
+        if me >= p {
+            self.send_to(at(0, me - p), bytemuck::cast_slice(&*buf))?;
+            return self.recv_from(at(usize::MAX, me - p), Sink::copy(buf));
+        }
+        if me + p < n {
+            self.recv_from(at(0, me + p), Sink::reduce(buf, op))?;
+        }
+        let (mut lo, mut hi) = (0, buf.len());
+        let mut trail = Vec::new();
+        let mut step = 1;
+        let mut d = p / 2;
+        while d >= 1 {
+            let partner = me ^ d;
+            let mid = lo + (hi - lo) / 2;
+            // The lower rank of the pair keeps the lower half.
+            let (keep, give) = if me < partner {
+                (lo..mid, mid..hi)
+            } else {
+                (mid..hi, lo..mid)
+            };
+            let (out, acc) = split_ranges(buf, give, keep.clone());
+            let out = bytemuck::cast_slice(out);
+            self.exchange(
+                at(step, partner),
+                partner,
+                out,
+                partner,
+                Sink::reduce(acc, op),
+            )?;
+            trail.push((partner, lo, hi));
+            (lo, hi) = (keep.start, keep.end);
+            d /= 2;
+            step += 1;
+        }
+        // This rank holds the reduction of [lo, hi); gather the rest back.
+        while let Some((partner, plo, phi)) = trail.pop() {
+            let other = if lo == plo { hi..phi } else { plo..lo };
+            let (out, into) = split_ranges(buf, lo..hi, other);
+            let out = bytemuck::cast_slice(out);
+            self.exchange(at(step, partner), partner, out, partner, Sink::copy(into))?;
+            (lo, hi) = (plo, phi);
             step += 1;
         }
         if me + p < n {
