@@ -89,6 +89,9 @@ pub struct Communicator {
     abort: AbortHandle,
     /// The model that picks algorithms; the same on every rank.
     cost: CostModel,
+    /// Whether AllReduce fixes its reduction order (rank order) whatever
+    /// the algorithm.
+    deterministic: bool,
 }
 
 impl Communicator {
@@ -113,6 +116,7 @@ impl Communicator {
                 sockets: Arc::new(Mutex::new(links.sockets)),
             },
             cost: CostModel::SHARED_MEMORY,
+            deterministic: std::env::var("EXODUS_COMM_DETERMINISTIC").is_ok_and(|v| v == "1"),
         };
         comm.cost = match std::env::var_os("EXODUS_COMM_CALIBRATION") {
             Some(path) => {
@@ -175,6 +179,22 @@ impl Communicator {
             beta: worst[1].max(floor),
             gamma: worst[2].max(floor),
         })
+    }
+
+    /// Deterministic mode (also `EXODUS_COMM_DETERMINISTIC=1`): every
+    /// AllReduce algorithm reduces each value in rank order,
+    /// `op(x[n-1], ... op(x[1], x[0]))`, so results are bit-identical
+    /// whatever the algorithm the size or an override picks (and equal to
+    /// [`all_reduce_shared`](Self::all_reduce_shared)'s). Ring and
+    /// Halving then move the same bytes through a pairwise
+    /// reduce-scatter; Doubling becomes Mesh. Every rank must set the same.
+    pub fn set_deterministic(&mut self, on: bool) {
+        self.deterministic = on;
+    }
+
+    /// Whether deterministic mode is on.
+    pub fn deterministic(&self) -> bool {
+        self.deterministic
     }
 
     /// The model that picks algorithms.

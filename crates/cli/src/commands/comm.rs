@@ -406,6 +406,48 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
                     return Err(wrong("all_reduce on a shared buffer"));
                 }
             }
+            // Deterministic mode: values whose sums round, and every
+            // algorithm (and the shared buffer) must give the rank-order
+            // fold, bit for bit.
+            let rough = |r: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|i| {
+                        let k = (r * 7919 + i * 104_729) % 1000;
+                        (k as f32 * 0.377 - 188.1) * 10f32.powi((k % 7) as i32 - 3)
+                    })
+                    .collect()
+            };
+            let roughs: Vec<Vec<f32>> = (0..n).map(rough).collect();
+            let fold: Vec<u32> = (0..len)
+                .map(|i| {
+                    (1..n)
+                        .fold(roughs[0][i], |acc, r| roughs[r][i] + acc)
+                        .to_bits()
+                })
+                .collect();
+            comm.set_deterministic(true);
+            for algo in AllReduceAlgo::ALL {
+                let mut buf = rough(rank);
+                comm.all_reduce_with(&mut buf, ReduceOp::Sum, algo)?;
+                if buf.iter().map(|v| v.to_bits()).collect::<Vec<u32>>() != fold {
+                    return Err(wrong(&format!(
+                        "deterministic all_reduce ({})",
+                        algo.name()
+                    )));
+                }
+            }
+            shared.as_mut_slice().copy_from_slice(&rough(rank));
+            comm.all_reduce_shared(&mut shared, ReduceOp::Sum)?;
+            if shared
+                .as_slice()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<u32>>()
+                != fold
+            {
+                return Err(wrong("deterministic all_reduce on a shared buffer"));
+            }
+            comm.set_deterministic(false);
             let mut gathered = vec![f32::NAN; n * len];
             gathered[rank * len..(rank + 1) * len].copy_from_slice(&input(rank, len));
             comm.all_gather_in_place(&mut gathered)?;

@@ -98,7 +98,10 @@ impl Communicator {
         self.all_reduce(out, op)
     }
 
-    /// [`all_reduce`](Self::all_reduce) by a given algorithm.
+    /// [`all_reduce`](Self::all_reduce) by a given algorithm. In
+    /// deterministic mode (see
+    /// [`set_deterministic`](Self::set_deterministic)) every algorithm
+    /// gives the rank-order fold, bit for bit.
     pub fn all_reduce_with<T: Element>(
         &mut self,
         buf: &mut [T],
@@ -106,7 +109,15 @@ impl Communicator {
         algo: AllReduceAlgo,
     ) -> Result<(), CommError> {
         let n = self.size;
-        if n > 1 && !buf.is_empty() {
+        if n > 1 && !buf.is_empty() && self.deterministic {
+            match algo {
+                // Already the rank-order fold.
+                AllReduceAlgo::Mesh | AllReduceAlgo::Doubling => self.mesh_all_reduce(buf, op)?,
+                AllReduceAlgo::Ring | AllReduceAlgo::Halving => {
+                    self.ordered_all_reduce(buf, op, algo.name())?
+                }
+            }
+        } else if n > 1 && !buf.is_empty() {
             match algo {
                 AllReduceAlgo::Ring => {
                     let len = buf.len();
@@ -283,5 +294,43 @@ impl Communicator {
             self.send_to(at(usize::MAX, me + p), bytemuck::cast_slice(&*buf))?;
         }
         Ok(())
+    }
+
+    /// The deterministic form of the bandwidth algorithms: every rank
+    /// gathers its chunk from every rank (pairwise: in step `s` it sends
+    /// chunk `rank + s` to rank `rank + s` and receives its own from rank
+    /// `rank - s`), folds them in rank order, then a ring all-gather
+    /// spreads the chunks. Each rank sends `2 (n - 1) / n` of the buffer,
+    /// as in the ring, and every value is the rank-order fold
+    /// `op(x[n-1], ... op(x[1], x[0]))`, as Mesh and the shared-buffer
+    /// pass compute it.
+    fn ordered_all_reduce<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+        algo: &'static str,
+    ) -> Result<(), CommError> {
+        let (n, me, len) = (self.size, self.rank, buf.len());
+        let chunk = |c: usize| (c * len / n)..((c + 1) * len / n);
+        let mine = chunk(me);
+        let mut parts: Vec<Vec<T>> = (0..n).map(|_| buf[mine.clone()].to_vec()).collect();
+        for step in 1..n {
+            let (to, from) = ((me + step) % n, (me + n - step) % n);
+            let at = At {
+                op: "all_reduce",
+                algo,
+                step: step - 1,
+                peer: to,
+            };
+            let out = bytemuck::cast_slice(&buf[chunk(to)]);
+            self.exchange(at, to, out, from, Sink::copy(&mut parts[from]))?;
+        }
+        let (first, rest) = parts.split_at_mut(1);
+        let acc = &mut first[0];
+        for part in rest.iter() {
+            op.apply(acc, part);
+        }
+        buf[mine].copy_from_slice(acc);
+        self.ring_gather(buf, &chunk, me, "all_reduce", n - 1)
     }
 }
