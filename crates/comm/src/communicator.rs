@@ -31,14 +31,25 @@ mod allreduce;
 mod gather;
 mod ring;
 mod shared_memory;
+mod tree;
 
 use crate::shared::SharedBuffer;
 use crate::shm::Segment;
 pub use allreduce::AllReduceAlgo;
+pub use tree::BroadcastAlgo;
 
 /// AllReduce messages up to this size go by Mesh or Doubling (one or
 /// `log2 n` steps), larger ones by Ring.
 const MESH_MAX_BYTES: usize = 8 << 10;
+
+/// The algorithm `EXODUS_COMM_ALGO=op:name,op:name` names for `op`.
+pub(crate) fn forced_algo(op: &str) -> Option<String> {
+    let spec = std::env::var("EXODUS_COMM_ALGO").ok()?;
+    spec.split(',')
+        .filter_map(|part| part.trim().split_once(':'))
+        .find(|(o, _)| *o == op)
+        .map(|(_, name)| name.to_string())
+}
 
 /// `buf[send]` to read and `buf[recv]` to write: two disjoint ranges of
 /// one buffer (one of them may be empty).

@@ -34,7 +34,7 @@ mod shm;
 mod tcp;
 
 pub use bootstrap::Bootstrap;
-pub use communicator::{AbortHandle, AllReduceAlgo, Communicator};
+pub use communicator::{AbortHandle, AllReduceAlgo, BroadcastAlgo, Communicator};
 pub use cost::CostModel;
 pub use element::Element;
 pub use error::{At, CommError};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use exodus_comm::element::{bf16, f16};
-use exodus_comm::{AllReduceAlgo, Bootstrap, CommError, Communicator, ReduceOp};
+use exodus_comm::{AllReduceAlgo, Bootstrap, BroadcastAlgo, CommError, Communicator, ReduceOp};
 
 /// Arguments of `exodus launch`.
 #[derive(clap::Args, Debug)]
@@ -455,16 +455,39 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
                 return Err(wrong("all_gather in place"));
             }
             for root in 0..n {
-                let mut buf = if rank == root {
-                    input(root, len)
+                for algo in [BroadcastAlgo::Direct, BroadcastAlgo::Tree] {
+                    let mut buf = if rank == root {
+                        input(root, len)
+                    } else {
+                        vec![0.0; len]
+                    };
+                    comm.broadcast_with(&mut buf, root, algo)?;
+                    if buf != input(root, len) {
+                        return Err(CommError::BadArgument(format!(
+                            "broadcast ({algo:?}) of {len} values from {root}: wrong result"
+                        )));
+                    }
+                }
+                // Reduce: the root gets the sum, the others keep their
+                // buffers; in deterministic mode, the rank-order fold.
+                let mut buf = input(rank, len);
+                comm.reduce(&mut buf, ReduceOp::Sum, root)?;
+                let want = if rank == root {
+                    (0..len)
+                        .map(|i| inputs.iter().map(|v| v[i]).sum())
+                        .collect()
                 } else {
-                    vec![0.0; len]
+                    input(rank, len)
                 };
-                comm.broadcast(&mut buf, root)?;
-                if buf != input(root, len) {
-                    return Err(CommError::BadArgument(format!(
-                        "broadcast of {len} values from {root}: wrong result"
-                    )));
+                if buf != want {
+                    return Err(wrong(&format!("reduce to {root}")));
+                }
+                comm.set_deterministic(true);
+                let mut buf = rough(rank);
+                comm.reduce(&mut buf, ReduceOp::Sum, root)?;
+                comm.set_deterministic(false);
+                if rank == root && buf.iter().map(|v| v.to_bits()).collect::<Vec<u32>>() != fold {
+                    return Err(wrong(&format!("deterministic reduce to {root}")));
                 }
             }
             comm.barrier()?;

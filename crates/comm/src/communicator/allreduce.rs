@@ -53,15 +53,6 @@ impl AllReduceAlgo {
     }
 }
 
-/// The algorithm `EXODUS_COMM_ALGO=op:name,op:name` names for `op`.
-pub(crate) fn forced_algo(op: &str) -> Option<String> {
-    let spec = std::env::var("EXODUS_COMM_ALGO").ok()?;
-    spec.split(',')
-        .filter_map(|part| part.trim().split_once(':'))
-        .find(|(o, _)| *o == op)
-        .map(|(_, name)| name.to_string())
-}
-
 impl Communicator {
     /// Every rank gets the element-wise reduction of every rank's `buf`
     /// (`buf` must be as long on every rank), by the algorithm

@@ -1,5 +1,4 @@
-//! The data-moving collectives: AllGather, ReduceScatter, AllToAll and
-//! Broadcast.
+//! The data-moving collectives: AllGather, ReduceScatter and AllToAll.
 
 use super::*;
 
@@ -106,29 +105,5 @@ impl Communicator {
             )?;
         }
         Ok(())
-    }
-
-    /// Every rank gets `root`'s `buf`.
-    pub fn broadcast<T: Element>(&mut self, buf: &mut [T], root: usize) -> Result<(), CommError> {
-        if root >= self.size {
-            return Err(CommError::BadArgument(format!(
-                "broadcast from rank {root} of {}",
-                self.size
-            )));
-        }
-        let at = |peer| At {
-            op: "broadcast",
-            algo: "direct",
-            step: 0,
-            peer,
-        };
-        if self.rank == root {
-            for peer in (0..self.size).filter(|&p| p != root) {
-                self.send_to(at(peer), bytemuck::cast_slice(&*buf))?;
-            }
-            Ok(())
-        } else {
-            self.recv_from(at(root), Sink::copy(buf))
-        }
     }
 }
