@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::bootstrap::Bootstrap;
 use crate::cost::CostModel;
-use crate::element::Element;
+use crate::element::{Element, Payload};
 use crate::error::{At, CommError};
 use crate::link::{self, Rx, Sink, Tx};
 use crate::reduce::ReduceOp;

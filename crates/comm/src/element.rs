@@ -10,8 +10,15 @@ pub use half::{bf16, f16};
 #[cfg(not(target_endian = "little"))]
 compile_error!("exodus-comm sends elements in the host's layout, which must be little-endian");
 
+/// A type the data-moving collectives (AllGather, Broadcast, AllToAll)
+/// carry: any plain data, fp8 codes (`u8`, see `exodus_numerics`'
+/// `FP8_E4M3`) as well as floats.
+pub trait Payload: bytemuck::Pod + Send + Sync + std::fmt::Debug + 'static {}
+
+impl<T: bytemuck::Pod + Send + Sync + std::fmt::Debug + 'static> Payload for T {}
+
 /// A type the collectives can move and reduce (f32, f64, f16, bf16, i32).
-pub trait Element: bytemuck::Pod + PartialEq + Send + Sync + std::fmt::Debug + 'static {
+pub trait Element: Payload + PartialEq {
     /// Bytes of one value on the wire.
     const BYTES: usize = std::mem::size_of::<Self>();
     /// The name in messages.

@@ -36,7 +36,7 @@ mod tcp;
 pub use bootstrap::Bootstrap;
 pub use communicator::{AbortHandle, AllReduceAlgo, BroadcastAlgo, Communicator};
 pub use cost::CostModel;
-pub use element::Element;
+pub use element::{Element, Payload};
 pub use error::{At, CommError};
 pub use reduce::ReduceOp;
 pub use shared::SharedBuffer;

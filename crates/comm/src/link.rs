@@ -13,7 +13,7 @@
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::element::Element;
+use crate::element::{Element, Payload};
 use crate::error::{At, CommError};
 use crate::reduce::ReduceOp;
 use crate::shm::{Incoming, Outgoing, ShmRx, ShmTx};
@@ -64,11 +64,12 @@ pub(crate) struct Sink<'a> {
 }
 
 impl<'a> Sink<'a> {
-    /// Stores the values in `dst`.
-    pub(crate) fn copy<T: Element>(dst: &'a mut [T]) -> Sink<'a> {
+    /// Stores the values in `dst` (byte by byte: a copy needs no whole
+    /// elements).
+    pub(crate) fn copy<T: Payload>(dst: &'a mut [T]) -> Sink<'a> {
         Sink {
             dst: bytemuck::cast_slice_mut(dst),
-            elem: T::BYTES,
+            elem: 1,
             reduce: None,
         }
     }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use exodus_comm::element::{bf16, f16};
 use exodus_comm::{AllReduceAlgo, Bootstrap, BroadcastAlgo, CommError, Communicator, ReduceOp};
+use exodus_numerics::minifloat::FP8_E4M3;
+use exodus_numerics::EncodeOptions;
 
 /// Arguments of `exodus launch`.
 #[derive(clap::Args, Debug)]
@@ -448,6 +450,24 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
                 return Err(wrong("deterministic all_reduce on a shared buffer"));
             }
             comm.set_deterministic(false);
+            // fp8 payloads (E4M3 codes) through the data-moving
+            // collectives: bytes in, the same bytes out.
+            let fp8 = |r: usize| -> Vec<u8> {
+                input(r, len)
+                    .iter()
+                    .map(|&v| FP8_E4M3.encode(v * 0.37, EncodeOptions::SATURATE))
+                    .collect()
+            };
+            let mut codes = vec![0u8; n * len];
+            comm.all_gather(&fp8(rank), &mut codes)?;
+            if codes != (0..n).flat_map(fp8).collect::<Vec<u8>>() {
+                return Err(wrong("all_gather of fp8 codes"));
+            }
+            let mut codes = if rank == 0 { fp8(0) } else { vec![0u8; len] };
+            comm.broadcast(&mut codes, 0)?;
+            if codes != fp8(0) {
+                return Err(wrong("broadcast of fp8 codes"));
+            }
             let mut gathered = vec![f32::NAN; n * len];
             gathered[rank * len..(rank + 1) * len].copy_from_slice(&input(rank, len));
             comm.all_gather_in_place(&mut gathered)?;

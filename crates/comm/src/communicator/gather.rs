@@ -5,7 +5,7 @@ use super::*;
 impl Communicator {
     /// `out` (`size * mine.len()` values) gets every rank's `mine`, in rank
     /// order (ring algorithm).
-    pub fn all_gather<T: Element>(&mut self, mine: &[T], out: &mut [T]) -> Result<(), CommError> {
+    pub fn all_gather<T: Payload>(&mut self, mine: &[T], out: &mut [T]) -> Result<(), CommError> {
         let (n, m) = (self.size, mine.len());
         if out.len() != n * m {
             return Err(CommError::BadArgument(format!(
@@ -23,7 +23,7 @@ impl Communicator {
 
     /// In-place [`all_gather`](Self::all_gather): `buf` holds `size`
     /// blocks, this rank's already in place; every rank ends with all.
-    pub fn all_gather_in_place<T: Element>(&mut self, buf: &mut [T]) -> Result<(), CommError> {
+    pub fn all_gather_in_place<T: Payload>(&mut self, buf: &mut [T]) -> Result<(), CommError> {
         let n = self.size;
         if !buf.len().is_multiple_of(n) {
             return Err(CommError::BadArgument(format!(
@@ -75,7 +75,7 @@ impl Communicator {
     /// Block `j` of this rank's `input` goes to rank `j`; block `i` of
     /// `out` comes from rank `i` (pairwise exchange: in step `s` each rank
     /// sends to `rank + s` and receives from `rank - s`).
-    pub fn all_to_all<T: Element>(&mut self, input: &[T], out: &mut [T]) -> Result<(), CommError> {
+    pub fn all_to_all<T: Payload>(&mut self, input: &[T], out: &mut [T]) -> Result<(), CommError> {
         let n = self.size;
         if input.len() != out.len() || !input.len().is_multiple_of(n) {
             return Err(CommError::BadArgument(format!(

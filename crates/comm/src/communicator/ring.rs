@@ -42,7 +42,7 @@ impl Communicator {
 
     /// The all-gather half of a ring: this rank holds chunk `have`; after
     /// `n - 1` steps it holds all.
-    pub(super) fn ring_gather<T: Element>(
+    pub(super) fn ring_gather<T: Payload>(
         &mut self,
         buf: &mut [T],
         chunk: &dyn Fn(usize) -> Range<usize>,

@@ -36,12 +36,12 @@ impl BroadcastAlgo {
 
 impl Communicator {
     /// Every rank gets `root`'s `buf` (by [`BroadcastAlgo::select`]).
-    pub fn broadcast<T: Element>(&mut self, buf: &mut [T], root: usize) -> Result<(), CommError> {
+    pub fn broadcast<T: Payload>(&mut self, buf: &mut [T], root: usize) -> Result<(), CommError> {
         self.broadcast_with(buf, root, BroadcastAlgo::select(self.size))
     }
 
     /// [`broadcast`](Self::broadcast) by a given algorithm.
-    pub fn broadcast_with<T: Element>(
+    pub fn broadcast_with<T: Payload>(
         &mut self,
         buf: &mut [T],
         root: usize,
