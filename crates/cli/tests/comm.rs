@@ -1,5 +1,6 @@
-//! exodus-comm with real processes, over shared memory and over loopback
-//! TCP with every rank on a "host" of its own: `exodus launch -n N --
+//! exodus-comm with real processes, over shared memory, over loopback TCP
+//! with every rank on a "host" of its own, and over two "hosts" (shared
+//! memory within, TCP between): `exodus launch -n N --
 //! exodus comm check` for 2 to 5 ranks (every collective against a serial reference,
 //! sizes from 0 to 65,537 values, counts not divisible by N), and faults:
 //! a rank that dies mid-AllReduce and one that stalls give every survivor
@@ -17,6 +18,9 @@ enum Transport {
     Shm,
     /// TCP over loopback, each rank on a "host" of its own.
     Tcp,
+    /// Two "hosts" of consecutive ranks: shared memory within each, TCP
+    /// between them.
+    TwoHosts,
 }
 
 fn launch_over(
@@ -26,13 +30,14 @@ fn launch_over(
 ) -> (bool, String, String, Duration) {
     let exodus = env!("CARGO_BIN_EXE_exodus");
     let start = Instant::now();
-    let separate = match transport {
-        Transport::Shm => None,
-        Transport::Tcp => Some("--separate-hosts"),
+    let topology: &[&str] = match transport {
+        Transport::Shm => &[],
+        Transport::Tcp => &["--separate-hosts"],
+        Transport::TwoHosts => &["--hosts", "2"],
     };
     let out = Command::new(exodus)
         .args(["launch", "-n", &n.to_string(), "--grace", "5"])
-        .args(separate)
+        .args(topology)
         .args(["--", exodus, "comm", "check"])
         .args(check_args)
         .output()
@@ -47,13 +52,18 @@ fn launch_over(
 
 #[test]
 fn every_collective_matches_the_serial_reference_on_2_to_5_ranks() {
-    for transport in [Transport::Shm, Transport::Tcp] {
-        for n in 2..=5 {
+    let jobs = (2..=5)
+        .map(|n| (Transport::Shm, n))
+        .chain((2..=5).map(|n| (Transport::Tcp, n)))
+        .chain([(Transport::TwoHosts, 4), (Transport::TwoHosts, 5)]);
+    for (transport, n) in jobs {
+        {
             let (ok, stdout, stderr, _) = launch_over(transport, n, &["--timeout", "30"]);
             assert!(ok, "{transport:?}, {n} ranks:\n{stdout}\n{stderr}");
             let links = match transport {
                 Transport::Shm => "shm",
                 Transport::Tcp => "tcp",
+                Transport::TwoHosts => "shm+tcp",
             };
             for r in 0..n {
                 assert!(

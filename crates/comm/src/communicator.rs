@@ -29,6 +29,7 @@ use crate::rendezvous;
 
 mod allreduce;
 mod gather;
+mod hierarchical;
 mod ring;
 mod shared_memory;
 mod tree;
@@ -242,6 +243,27 @@ impl Communicator {
             .get(peer)
             .and_then(Option::as_ref)
             .map(Tx::transport)
+    }
+
+    /// Every rank, in order (the ring of the whole job).
+    fn everyone(&self) -> Vec<usize> {
+        (0..self.size).collect()
+    }
+
+    /// The ranks of each host, hosts in order of their lowest rank, ranks
+    /// in order within each.
+    pub fn hosts(&self) -> Vec<Vec<usize>> {
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for rank in 0..self.size {
+            match groups
+                .iter_mut()
+                .find(|g| self.hosts[g[0]] == self.hosts[rank])
+            {
+                Some(g) => g.push(rank),
+                None => groups.push(vec![rank]),
+            }
+        }
+        groups
     }
 
     /// A handle that aborts this communicator from any thread.

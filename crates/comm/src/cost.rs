@@ -68,14 +68,17 @@ impl CostModel {
             AllReduceAlgo::Halving => {
                 2.0 * log_p * a + 2.0 * (pf - 1.0) / pf * m * b + (pf - 1.0) / pf * m * c + extra
             }
+            // The model knows no topology: priced as the Ring it runs
+            // among the hosts' leaders would be over every rank.
+            AllReduceAlgo::Hierarchical => self.all_reduce_seconds(AllReduceAlgo::Ring, bytes, n),
         }
     }
 
-    /// The algorithm predicted fastest (the first of
-    /// [`AllReduceAlgo::ALL`] on a tie).
+    /// The flat algorithm predicted fastest (the first of
+    /// [`AllReduceAlgo::FLAT`] on a tie).
     pub fn best_all_reduce(&self, bytes: usize, n: usize) -> AllReduceAlgo {
-        let mut best = AllReduceAlgo::ALL[0];
-        for algo in AllReduceAlgo::ALL {
+        let mut best = AllReduceAlgo::FLAT[0];
+        for algo in AllReduceAlgo::FLAT {
             if self.all_reduce_seconds(algo, bytes, n) < self.all_reduce_seconds(best, bytes, n) {
                 best = algo;
             }

@@ -33,8 +33,13 @@ pub struct LaunchArgs {
     bind_to: String,
     /// Gives every rank a host name of its own (`EXODUS_COMM_HOST=rank-N`),
     /// so that the ranks talk over TCP as if on separate machines.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "hosts")]
     separate_hosts: bool,
+    /// Splits the ranks into this many "hosts" of consecutive ranks
+    /// (`EXODUS_COMM_HOST=node-K`): shared memory within each, TCP
+    /// between them, as in a job over several machines.
+    #[arg(long)]
+    hosts: Option<usize>,
     /// The command each rank runs.
     #[arg(trailing_var_arg = true, required = true)]
     command: Vec<String>,
@@ -44,6 +49,10 @@ pub struct LaunchArgs {
 /// fails.
 pub fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(a.nproc > 0, "-n must be at least 1");
+    anyhow::ensure!(
+        a.hosts.is_none_or(|h| (1..=a.nproc).contains(&h)),
+        "--hosts must be between 1 and -n"
+    );
     let port = match a.port {
         0 => std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -66,6 +75,12 @@ pub fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
         let mut command = Command::new(program);
         if a.separate_hosts {
             command.env("EXODUS_COMM_HOST", format!("rank-{rank}"));
+        }
+        if let Some(hosts) = a.hosts {
+            command.env(
+                "EXODUS_COMM_HOST",
+                format!("node-{}", rank * hosts / a.nproc),
+            );
         }
         let child = command
             .args(args)
@@ -218,10 +233,11 @@ struct CheckArgs {
     /// `--fault-at`th AllReduce (a stuck peer).
     #[arg(long)]
     stall_rank: Option<usize>,
-    /// Which AllReduce the fault comes before (the default is the ring
-    /// AllReduce of 2 values, so the peers are mid-AllReduce).
-    #[arg(long, default_value_t = 34)]
-    fault_at: usize,
+    /// Which AllReduce (counted from 0) the fault comes before; by
+    /// default the Ring sum of 2 values, so that the peers are
+    /// mid-AllReduce.
+    #[arg(long)]
+    fault_at: Option<usize>,
 }
 
 /// Writes one line to stderr in a single write, so that the lines of
@@ -287,7 +303,11 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
             let ops = [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Avg];
             let algos = AllReduceAlgo::ALL;
             for (op, algo) in ops.into_iter().flat_map(|op| algos.map(|algo| (op, algo))) {
-                if *reduces == a.fault_at {
+                let fault_here = match a.fault_at {
+                    Some(at) => *reduces == at,
+                    None => len == 2 && op == ReduceOp::Sum && algo == AllReduceAlgo::Ring,
+                };
+                if fault_here {
                     if a.die_rank == Some(rank) {
                         say(&format!("rank {rank}: exiting abruptly (fault injection)"));
                         std::process::exit(17);

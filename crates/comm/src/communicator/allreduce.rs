@@ -19,15 +19,29 @@ pub enum AllReduceAlgo {
     /// all-gather by recursive doubling: `2 log2 n` steps and the
     /// bandwidth-optimal volume (for large messages on many ranks).
     Halving,
+    /// For jobs over several hosts: reduce within each host to its
+    /// leader, Ring among the leaders, broadcast within each host (see
+    /// `hierarchical.rs`).
+    Hierarchical,
 }
 
 impl AllReduceAlgo {
-    /// Every algorithm, in the order the selector prefers on a tie.
-    pub const ALL: [AllReduceAlgo; 4] = [
+    /// The algorithms that treat every rank alike, in the order the cost
+    /// model prefers on a tie.
+    pub const FLAT: [AllReduceAlgo; 4] = [
         AllReduceAlgo::Mesh,
         AllReduceAlgo::Doubling,
         AllReduceAlgo::Ring,
         AllReduceAlgo::Halving,
+    ];
+
+    /// Every algorithm.
+    pub const ALL: [AllReduceAlgo; 5] = [
+        AllReduceAlgo::Mesh,
+        AllReduceAlgo::Doubling,
+        AllReduceAlgo::Ring,
+        AllReduceAlgo::Halving,
+        AllReduceAlgo::Hierarchical,
     ];
 
     /// `ring`, `mesh`, `doubling` or `halving`.
@@ -42,6 +56,7 @@ impl AllReduceAlgo {
             AllReduceAlgo::Mesh => "mesh",
             AllReduceAlgo::Doubling => "doubling",
             AllReduceAlgo::Halving => "halving",
+            AllReduceAlgo::Hierarchical => "hierarchical",
         }
     }
 
@@ -63,11 +78,23 @@ impl Communicator {
     }
 
     /// The AllReduce algorithm for `bytes` per rank:
-    /// `EXODUS_COMM_ALGO=allreduce:NAME` if set, else the one the cost
-    /// model (see [`CostModel`]) predicts fastest. Every rank holds the same
-    /// model, so every rank picks the same.
+    /// `EXODUS_COMM_ALGO=allreduce:NAME` if set, else the flat algorithm
+    /// the cost model (see [`CostModel`]) predicts fastest, except that a
+    /// job over several hosts, some with more than one rank, goes
+    /// Hierarchical where the model picks a bandwidth algorithm (Ring or
+    /// Halving). Every rank holds the same model and topology, so every
+    /// rank picks the same.
     pub fn select_all_reduce(&self, bytes: usize) -> AllReduceAlgo {
-        AllReduceAlgo::forced().unwrap_or_else(|| self.cost.best_all_reduce(bytes, self.size))
+        if let Some(algo) = AllReduceAlgo::forced() {
+            return algo;
+        }
+        let flat = self.cost.best_all_reduce(bytes, self.size);
+        let hosts = self.hosts();
+        let layered = hosts.len() > 1 && hosts.iter().any(|h| h.len() > 1);
+        match flat {
+            AllReduceAlgo::Ring | AllReduceAlgo::Halving if layered => AllReduceAlgo::Hierarchical,
+            other => other,
+        }
     }
 
     /// Out-of-place [`all_reduce`](Self::all_reduce): `out` gets the
@@ -104,7 +131,7 @@ impl Communicator {
             match algo {
                 // Already the rank-order fold.
                 AllReduceAlgo::Mesh | AllReduceAlgo::Doubling => self.mesh_all_reduce(buf, op)?,
-                AllReduceAlgo::Ring | AllReduceAlgo::Halving => {
+                AllReduceAlgo::Ring | AllReduceAlgo::Halving | AllReduceAlgo::Hierarchical => {
                     self.ordered_all_reduce(buf, op, algo.name())?
                 }
             }
@@ -113,12 +140,20 @@ impl Communicator {
                 AllReduceAlgo::Ring => {
                     let len = buf.len();
                     let chunk = |c: usize| (c * len / n)..((c + 1) * len / n);
-                    self.ring_reduce_scatter(buf, &chunk, op, "all_reduce")?;
-                    self.ring_gather(buf, &chunk, (self.rank + 1) % n, "all_reduce", n - 1)?;
+                    self.ring_reduce_scatter(buf, &chunk, op, "all_reduce", &self.everyone())?;
+                    self.ring_gather(
+                        buf,
+                        &chunk,
+                        (self.rank + 1) % n,
+                        "all_reduce",
+                        n - 1,
+                        &self.everyone(),
+                    )?;
                 }
                 AllReduceAlgo::Mesh => self.mesh_all_reduce(buf, op)?,
                 AllReduceAlgo::Doubling => self.doubling_all_reduce(buf, op)?,
                 AllReduceAlgo::Halving => self.halving_all_reduce(buf, op)?,
+                AllReduceAlgo::Hierarchical => self.hierarchical_all_reduce(buf, op)?,
             }
         }
         if op == ReduceOp::Avg {
@@ -322,6 +357,6 @@ impl Communicator {
             op.apply(acc, part);
         }
         buf[mine].copy_from_slice(acc);
-        self.ring_gather(buf, &chunk, me, "all_reduce", n - 1)
+        self.ring_gather(buf, &chunk, me, "all_reduce", n - 1, &self.everyone())
     }
 }

@@ -16,7 +16,14 @@ impl Communicator {
         }
         out[self.rank * m..(self.rank + 1) * m].copy_from_slice(mine);
         if n > 1 && m > 0 {
-            self.ring_gather(out, &|c| c * m..(c + 1) * m, self.rank, "all_gather", 0)?;
+            self.ring_gather(
+                out,
+                &|c| c * m..(c + 1) * m,
+                self.rank,
+                "all_gather",
+                0,
+                &self.everyone(),
+            )?;
         }
         Ok(())
     }
@@ -33,7 +40,14 @@ impl Communicator {
         }
         let m = buf.len() / n;
         if n > 1 && m > 0 {
-            self.ring_gather(buf, &|c| c * m..(c + 1) * m, self.rank, "all_gather", 0)?;
+            self.ring_gather(
+                buf,
+                &|c| c * m..(c + 1) * m,
+                self.rank,
+                "all_gather",
+                0,
+                &self.everyone(),
+            )?;
         }
         Ok(())
     }
@@ -63,7 +77,7 @@ impl Communicator {
                 let b = (c + n - 1) % n;
                 b * m..(b + 1) * m
             };
-            self.ring_reduce_scatter(&mut buf, &chunk, op, "reduce_scatter")?;
+            self.ring_reduce_scatter(&mut buf, &chunk, op, "reduce_scatter", &self.everyone())?;
         }
         out.copy_from_slice(&buf[self.rank * m..(self.rank + 1) * m]);
         if op == ReduceOp::Avg {

@@ -1,25 +1,28 @@
 //! The two halves of a ring, shared by AllReduce, ReduceScatter and
 //! AllGather: in each step a rank sends a chunk to its right neighbour
 //! while it receives one from its left, reducing it in place (first half)
-//! or storing it (second half).
+//! or storing it (second half). A ring runs over `members` (global ranks
+//! in ring order: every rank, or the leaders of the hosts), and chunks are
+//! numbered by position in it.
 
 use super::*;
 
 impl Communicator {
     /// The reduce-scatter half of a ring: after `n - 1` steps this rank
-    /// holds the whole reduction of chunk `rank + 1`.
+    /// holds the whole reduction of chunk `position + 1`.
     pub(super) fn ring_reduce_scatter<T: Element>(
         &mut self,
         buf: &mut [T],
         chunk: &dyn Fn(usize) -> Range<usize>,
         op: ReduceOp,
         name: &'static str,
+        members: &[usize],
     ) -> Result<(), CommError> {
-        let n = self.size;
-        let (left, right) = ((self.rank + n - 1) % n, (self.rank + 1) % n);
+        let (n, me) = self.position_in(members)?;
+        let (left, right) = (members[(me + n - 1) % n], members[(me + 1) % n]);
         for step in 0..n - 1 {
-            let send_c = (self.rank + n - step) % n;
-            let recv_c = (self.rank + 2 * n - step - 1) % n;
+            let send_c = (me + n - step) % n;
+            let recv_c = (me + 2 * n - step - 1) % n;
             let at = At {
                 op: name,
                 algo: "ring",
@@ -49,9 +52,10 @@ impl Communicator {
         have: usize,
         op: &'static str,
         step0: usize,
+        members: &[usize],
     ) -> Result<(), CommError> {
-        let n = self.size;
-        let (left, right) = ((self.rank + n - 1) % n, (self.rank + 1) % n);
+        let (n, me) = self.position_in(members)?;
+        let (left, right) = (members[(me + n - 1) % n], members[(me + 1) % n]);
         for step in 0..n - 1 {
             let send_c = (have + n - step) % n;
             let recv_c = (have + 2 * n - step - 1) % n;
@@ -65,5 +69,16 @@ impl Communicator {
             self.exchange(at, right, bytemuck::cast_slice(out), left, Sink::copy(into))?;
         }
         Ok(())
+    }
+
+    /// The size of `members` and this rank's position in it.
+    pub(super) fn position_in(&self, members: &[usize]) -> Result<(usize, usize), CommError> {
+        let me = members
+            .iter()
+            .position(|&r| r == self.rank)
+            .ok_or_else(|| {
+                CommError::BadArgument(format!("rank {} is not in the ring {members:?}", self.rank))
+            })?;
+        Ok((members.len(), me))
     }
 }
