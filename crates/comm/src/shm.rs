@@ -510,7 +510,9 @@ mod tests {
     use super::*;
 
     fn pair() -> ((ShmTx, ShmRx), (ShmTx, ShmRx)) {
-        let cookie = 0x1234_5678_9abc_def0 ^ u64::from(std::process::id());
+        // A cookie (and so a file name) of its own for every test, which
+        // run in parallel threads of one process.
+        let cookie = crate::rendezvous::random_u64(line!() as usize, 0);
         let (a, path) = Segment::create(cookie, LINK_BYTES).unwrap();
         let b = Segment::open(&path, cookie, LINK_BYTES).unwrap();
         std::fs::remove_file(&path).unwrap();
@@ -636,8 +638,9 @@ mod tests {
 
     #[test]
     fn a_segment_with_another_cookie_is_not_opened() {
-        let (_a, path) = Segment::create(0xfeed, LINK_BYTES).unwrap();
-        let err = Segment::open(&path, 0xbeef, LINK_BYTES).unwrap_err();
+        let cookie = crate::rendezvous::random_u64(line!() as usize, 1);
+        let (_a, path) = Segment::create(cookie, LINK_BYTES).unwrap();
+        let err = Segment::open(&path, cookie ^ 1, LINK_BYTES).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
