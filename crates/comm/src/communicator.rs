@@ -245,6 +245,16 @@ impl Communicator {
             .map(Tx::transport)
     }
 
+    /// A trace span (category `comm`) for one collective: its name, bytes
+    /// per rank, algorithm and the job's size, on this rank's timeline.
+    fn span(&self, op: &'static str, bytes: usize, algo: &'static str) -> exodus_trace::SpanGuard {
+        exodus_trace::span(op, "comm")
+            .arg("bytes", bytes)
+            .arg("algo", algo)
+            .arg("rank", self.rank)
+            .arg("ranks", self.size)
+    }
+
     /// Every rank, in order (the ring of the whole job).
     fn everyone(&self) -> Vec<usize> {
         (0..self.size).collect()
@@ -361,6 +371,7 @@ impl Communicator {
 
     /// Returns once every rank has called it (dissemination barrier).
     pub fn barrier(&mut self) -> Result<(), CommError> {
+        let _span = self.span("barrier", 0, "dissemination");
         self.barrier_as("barrier", "dissemination", 0)
     }
 

@@ -195,7 +195,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 8)]
     min_bytes: usize,
     /// Largest message, bytes.
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, default_value_t = 256 << 20)]
     max_bytes: usize,
     /// Size step factor.
     #[arg(long, default_value_t = 4)]
@@ -207,11 +207,12 @@ struct BenchArgs {
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
     /// The collectives to run, comma-separated (all_reduce,
-    /// all_reduce_shared, all_gather, broadcast).
+    /// all_reduce_shared, all_gather, reduce_scatter, all_to_all,
+    /// broadcast, reduce).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "all_reduce,all_reduce_shared,all_gather,broadcast"
+        default_value = "all_reduce,all_reduce_shared,all_gather,reduce_scatter,all_to_all,broadcast,reduce"
     )]
     ops: Vec<String>,
     /// Where rank 0 writes the JSON results.
@@ -563,8 +564,8 @@ fn transport_of(comm: &Communicator) -> &'static str {
 fn bus_factor(op: &str, n: usize) -> f64 {
     let n = n as f64;
     match op {
-        "all_reduce" => 2.0 * (n - 1.0) / n,
-        "all_gather" => (n - 1.0) / n,
+        "all_reduce" | "all_reduce_shared" => 2.0 * (n - 1.0) / n,
+        "all_gather" | "reduce_scatter" | "all_to_all" => (n - 1.0) / n,
         _ => 1.0,
     }
 }
@@ -627,7 +628,15 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         "--factor >= 2, --iters >= 1, --min-bytes >= 4"
     );
     let transport = transport_of(&comm);
-    const OPS: [&str; 4] = ["all_reduce", "all_reduce_shared", "all_gather", "broadcast"];
+    const OPS: [&str; 7] = [
+        "all_reduce",
+        "all_reduce_shared",
+        "all_gather",
+        "reduce_scatter",
+        "all_to_all",
+        "broadcast",
+        "reduce",
+    ];
     if let Some(op) = a.ops.iter().find(|op| !OPS.contains(&op.as_str())) {
         anyhow::bail!(
             "--ops: unknown collective {op:?} (known: {})",
@@ -648,7 +657,7 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
             1e-9 / model.gamma
         );
         println!(
-            "{:>12} {:>10} {:>11} | {:>22} {:>10} {:>10} | {:>22} {:>10} {:>10} | {:>5}",
+            "{:>12} {:>10} {:>14} | {:>22} {:>10} {:>10} | {:>22} {:>10} {:>10} | {:>5}",
             "bytes",
             "count",
             "op",
@@ -664,21 +673,36 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mut bytes = a.min_bytes;
     while bytes <= a.max_bytes {
         for op in a.ops.iter().map(String::as_str) {
-            // all_gather: `bytes` is the gathered output, as in nccl-tests.
-            let count = if op == "all_gather" {
+            // all_gather, reduce_scatter and all_to_all: `bytes` is the
+            // whole buffer of n blocks, as in nccl-tests.
+            let blocks = matches!(op, "all_gather" | "reduce_scatter" | "all_to_all");
+            let count = if blocks {
                 (bytes / 4 / n).max(1)
             } else {
                 (bytes / 4).max(1)
             };
-            let mine = input(rank, count);
-            let all: Vec<Vec<f32>> = (0..n).map(|r| input(r, count)).collect();
+            let per_rank = if matches!(op, "reduce_scatter" | "all_to_all") {
+                n * count
+            } else {
+                count
+            };
+            let mine = input(rank, per_rank);
+            let all: Vec<Vec<f32>> = (0..n).map(|r| input(r, per_rank)).collect();
+            let sum = |range: std::ops::Range<usize>| -> Vec<f32> {
+                range.map(|i| all.iter().map(|v| v[i]).sum()).collect()
+            };
             let want: Vec<f32> = match op {
-                "all_reduce" | "all_reduce_shared" => {
-                    (0..count).map(|i| all.iter().map(|v| v[i]).sum()).collect()
-                }
+                "all_reduce" | "all_reduce_shared" => sum(0..count),
                 "all_gather" => all.concat(),
+                "reduce_scatter" => sum(rank * count..(rank + 1) * count),
+                "all_to_all" => (0..n)
+                    .flat_map(|i| all[i][rank * count..(rank + 1) * count].to_vec())
+                    .collect(),
+                "reduce" if rank == 0 => sum(0..count),
+                "reduce" => mine.clone(),
                 _ => input(0, count),
             };
+            let moved = if blocks { n * count * 4 } else { count * 4 };
             // Buffers are allocated and touched once, outside the timing.
             let mut out = vec![0f32; want.len()];
             let mut buf = vec![0f32; want.len()];
@@ -693,14 +717,14 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                         &|c, out| c.all_reduce_into(&mine, out, ReduceOp::Sum),
                         (&|b| b.as_slice(), &want),
                     )?),
-                    time_collective(
+                    Some(time_collective(
                         &mut comm,
                         a.iters,
                         &mut buf,
                         &|buf| buf.copy_from_slice(&mine),
                         &|c, buf| c.all_reduce(buf, ReduceOp::Sum),
                         (&|b| b.as_slice(), &want),
-                    )?,
+                    )?),
                 ),
                 "all_reduce_shared" => {
                     // The input stands for values computed straight into
@@ -714,7 +738,7 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                         &|c, shared| c.all_reduce_shared(shared, ReduceOp::Sum),
                         (&|s| s.as_slice(), &want),
                     )?;
-                    (None, timing)
+                    (None, Some(timing))
                 }
                 "all_gather" => (
                     Some(time_collective(
@@ -725,7 +749,7 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                         &|c, out| c.all_gather(&mine, out),
                         (&|b| b.as_slice(), &want),
                     )?),
-                    time_collective(
+                    Some(time_collective(
                         &mut comm,
                         a.iters,
                         &mut buf,
@@ -735,11 +759,44 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                         },
                         &|c, buf| c.all_gather_in_place(buf),
                         (&|b| b.as_slice(), &want),
-                    )?,
+                    )?),
+                ),
+                "reduce_scatter" => (
+                    Some(time_collective(
+                        &mut comm,
+                        a.iters,
+                        &mut out,
+                        &none,
+                        &|c, out| c.reduce_scatter(&mine, out, ReduceOp::Sum),
+                        (&|b| b.as_slice(), &want),
+                    )?),
+                    None,
+                ),
+                "all_to_all" => (
+                    Some(time_collective(
+                        &mut comm,
+                        a.iters,
+                        &mut out,
+                        &none,
+                        &|c, out| c.all_to_all(&mine, out),
+                        (&|b| b.as_slice(), &want),
+                    )?),
+                    None,
+                ),
+                "reduce" => (
+                    None,
+                    Some(time_collective(
+                        &mut comm,
+                        a.iters,
+                        &mut buf,
+                        &|buf| buf.copy_from_slice(&mine),
+                        &|c, buf| c.reduce(buf, ReduceOp::Sum, 0),
+                        (&|b| b.as_slice(), &want),
+                    )?),
                 ),
                 _ => (
                     None,
-                    time_collective(
+                    Some(time_collective(
                         &mut comm,
                         a.iters,
                         &mut buf,
@@ -752,36 +809,48 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                         },
                         &|c, buf| c.broadcast(buf, 0),
                         (&|b| b.as_slice(), &want),
-                    )?,
+                    )?),
                 ),
             };
-            let moved = want.len() * 4;
             let bw = |t: &Timing| {
                 let algbw = moved as f64 / t.secs / 1e9;
                 (t.secs * 1e6, algbw, algbw * bus_factor(op, n))
             };
-            let ok = in_place.ok && out_of_place.as_ref().is_none_or(|t| t.ok);
+            let ok = [&in_place, &out_of_place]
+                .iter()
+                .all(|t| t.as_ref().is_none_or(|t| t.ok));
             let check = if ok { "ok" } else { "WRONG" };
-            let ip = bw(&in_place);
+            let ip = in_place.as_ref().map(bw);
             let oop = out_of_place.as_ref().map(bw);
             if rank == 0 {
-                let oop_text = match oop {
+                let text = |m: Option<(f64, f64, f64)>| match m {
                     Some((t, algbw, busbw)) => format!("{t:>22.1} {algbw:>10.3} {busbw:>10.3}"),
                     None => format!("{:>22} {:>10} {:>10}", "-", "-", "-"),
                 };
                 println!(
-                    "{moved:>12} {count:>10} {op:>11} | {oop_text} | {:>22.1} {:>10.3} {:>10.3} | {check:>5}",
-                    ip.0, ip.1, ip.2
+                    "{moved:>12} {count:>10} {op:>14} | {} | {} | {check:>5}",
+                    text(oop),
+                    text(ip)
                 );
             }
             let algo = match op {
                 "all_reduce" => comm.select_all_reduce(moved).name(),
                 "all_reduce_shared" if moved <= 8 << 10 => comm.select_all_reduce(moved).name(),
                 "all_reduce_shared" => "shared",
+                "all_to_all" => "pairwise",
+                "reduce" => "tree",
+                "broadcast" => match BroadcastAlgo::select(n) {
+                    BroadcastAlgo::Direct => "direct",
+                    BroadcastAlgo::Tree => "tree",
+                },
                 _ => "ring",
             };
-            let mut row = serde_json::json!({"op": op, "bytes": moved, "count": count, "algo": algo,
-                "time_us": ip.0, "algbw_gbps": ip.1, "busbw_gbps": ip.2, "check": check});
+            let mut row = serde_json::json!({"op": op, "bytes": moved, "count": count, "algo": algo, "check": check});
+            if let Some((t, algbw, busbw)) = ip {
+                row["time_us"] = t.into();
+                row["algbw_gbps"] = algbw.into();
+                row["busbw_gbps"] = busbw.into();
+            }
             if let Some((t, algbw, busbw)) = oop {
                 row["out_of_place"] =
                     serde_json::json!({"time_us": t, "algbw_gbps": algbw, "busbw_gbps": busbw});

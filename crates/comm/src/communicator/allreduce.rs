@@ -126,6 +126,7 @@ impl Communicator {
         op: ReduceOp,
         algo: AllReduceAlgo,
     ) -> Result<(), CommError> {
+        let _span = self.span("all_reduce", buf.len() * T::BYTES, algo.name());
         let n = self.size;
         if n > 1 && !buf.is_empty() && self.deterministic {
             match algo {

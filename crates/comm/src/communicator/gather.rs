@@ -6,6 +6,7 @@ impl Communicator {
     /// `out` (`size * mine.len()` values) gets every rank's `mine`, in rank
     /// order (ring algorithm).
     pub fn all_gather<T: Payload>(&mut self, mine: &[T], out: &mut [T]) -> Result<(), CommError> {
+        let _span = self.span("all_gather", std::mem::size_of_val(out), "ring");
         let (n, m) = (self.size, mine.len());
         if out.len() != n * m {
             return Err(CommError::BadArgument(format!(
@@ -31,6 +32,7 @@ impl Communicator {
     /// In-place [`all_gather`](Self::all_gather): `buf` holds `size`
     /// blocks, this rank's already in place; every rank ends with all.
     pub fn all_gather_in_place<T: Payload>(&mut self, buf: &mut [T]) -> Result<(), CommError> {
+        let _span = self.span("all_gather", std::mem::size_of_val(buf), "ring");
         let n = self.size;
         if !buf.len().is_multiple_of(n) {
             return Err(CommError::BadArgument(format!(
@@ -61,6 +63,7 @@ impl Communicator {
         out: &mut [T],
         op: ReduceOp,
     ) -> Result<(), CommError> {
+        let _span = self.span("reduce_scatter", input.len() * T::BYTES, "ring");
         let n = self.size;
         let m = out.len();
         if input.len() != n * m {
@@ -90,6 +93,7 @@ impl Communicator {
     /// `out` comes from rank `i` (pairwise exchange: in step `s` each rank
     /// sends to `rank + s` and receives from `rank - s`).
     pub fn all_to_all<T: Payload>(&mut self, input: &[T], out: &mut [T]) -> Result<(), CommError> {
+        let _span = self.span("all_to_all", std::mem::size_of_val(input), "pairwise");
         let n = self.size;
         if input.len() != out.len() || !input.len().is_multiple_of(n) {
             return Err(CommError::BadArgument(format!(

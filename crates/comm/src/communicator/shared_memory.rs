@@ -78,6 +78,7 @@ impl Communicator {
         buf: &mut SharedBuffer<T>,
         op: ReduceOp,
     ) -> Result<(), CommError> {
+        let _span = self.span("all_reduce_shared", buf.len * T::BYTES, "shared");
         let (n, me, len) = (self.size, self.rank, buf.len);
         if buf.rank != me || buf.segments.len() != n {
             return Err(CommError::BadArgument(

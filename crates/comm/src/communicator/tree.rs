@@ -47,6 +47,14 @@ impl Communicator {
         root: usize,
         algo: BroadcastAlgo,
     ) -> Result<(), CommError> {
+        let _span = self.span(
+            "broadcast",
+            std::mem::size_of_val(buf),
+            match algo {
+                BroadcastAlgo::Direct => "direct",
+                BroadcastAlgo::Tree => "tree",
+            },
+        );
         let n = self.size;
         if root >= n {
             return Err(CommError::BadArgument(format!(
@@ -103,6 +111,7 @@ impl Communicator {
         op: ReduceOp,
         root: usize,
     ) -> Result<(), CommError> {
+        let _span = self.span("reduce", buf.len() * T::BYTES, "tree");
         let n = self.size;
         if root >= n {
             return Err(CommError::BadArgument(format!(
