@@ -1,17 +1,22 @@
 //! The communicator: a rank's links to every other (see
-//! [`rendezvous`](crate::rendezvous)), and the collectives over them.
+//! [`rendezvous`](crate::rendezvous)), and the collectives over them, one
+//! file per kind:
 //!
-//! # Collectives
+//! - `allreduce`: Ring, Mesh, recursive Doubling, Rabenseifner's Halving
+//!   and the choice among them (the cost model), plus the deterministic
+//!   form;
+//! - `hierarchical`: AllReduce over several hosts (leaders in a ring);
+//! - `ring`: the two halves of a ring over any list of members, shared by
+//!   AllReduce, ReduceScatter and AllGather;
+//! - `gather`: AllGather, ReduceScatter, AllToAll;
+//! - `tree`: Broadcast and Reduce by binomial trees;
+//! - `shared_memory`: shared buffers and the one-pass AllReduce on them.
 //!
-//! Ring algorithms: AllReduce as a reduce-scatter then an all-gather
-//! around the ring (each rank sends `2 (n - 1) / n` of the buffer, the
-//! bandwidth-optimal amount); AllGather as the second half alone. In each
-//! ring step a rank sends to its right neighbour while it receives from its
-//! left one, so no two ranks wait on each other, and the incoming partial
-//! sums are reduced straight into the caller's buffer. Broadcast sends from
-//! the root to every rank; Barrier is a dissemination barrier (`log2 n`
-//! rounds of empty messages). Every reduction of a chunk happens in the
-//! same order on every rank, so all ranks end with the same bits.
+//! Every algorithm reduces each value in the same order on every rank, so
+//! all ranks end with the same bits. This file holds what they share: the
+//! communicator, its send / receive / exchange moves (each naming the
+//! operation, algorithm, step and peer in its errors), the barrier, the
+//! calibration of the cost model.
 
 use std::net::TcpStream;
 use std::ops::Range;
