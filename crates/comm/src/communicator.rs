@@ -1,5 +1,5 @@
-//! The communicator: a rank's links to every other (see
-//! [`rendezvous`](crate::rendezvous)), and the collectives over them, one
+//! The communicator: a rank's links to every other (made by the
+//! `rendezvous` module), and the collectives over them, one
 //! file per kind:
 //!
 //! - `allreduce`: Ring, Mesh, recursive Doubling, Rabenseifner's Halving
