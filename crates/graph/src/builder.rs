@@ -416,6 +416,16 @@ impl GraphBuilder {
         self.node(name, op, &[q, k, v, cache, tables, starts, lens])
     }
 
+    /// The element-wise sum of `x` over every rank of the job (see
+    /// [`Op::AllReduce`]).
+    pub fn all_reduce(
+        &mut self,
+        name: impl Into<String>,
+        x: ValueId,
+    ) -> Result<ValueId, GraphError> {
+        self.node(name, Op::AllReduce, &[x])
+    }
+
     /// Index of the largest value along the last axis.
     pub fn argmax(&mut self, name: impl Into<String>, x: ValueId) -> Result<ValueId, GraphError> {
         self.node(name, Op::Argmax, &[x])

@@ -13,6 +13,7 @@
 //!   the outputs. A new binding compiles a new bucket
 //!   ([`Session::compiles`] counts them).
 
+use crate::collective::Collective;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -157,6 +158,8 @@ pub struct Session {
     /// Weights packed for the prefill regime (graph mode), by weight and
     /// the tiling's panel sizes `(kc, nc)`, shared by every bucket.
     packs: Mutex<HashMap<(ValueId, usize, usize), Arc<PackedWeights>>>,
+    /// What [`Op::AllReduce`] nodes call (none: a job of one rank).
+    collective: Option<Arc<dyn Collective>>,
 }
 
 /// How a node is being lowered.
@@ -321,7 +324,20 @@ impl Session {
             weight_bytes,
             buckets: Mutex::new(Buckets::default()),
             packs: Mutex::new(HashMap::new()),
+            collective: None,
         })
+    }
+
+    /// Gives the session the job's collective, which its
+    /// [`Op::AllReduce`] nodes call (before the first run: graph mode
+    /// captures it with the launches).
+    pub fn set_collective(&mut self, collective: Arc<dyn Collective>) {
+        self.collective = Some(collective);
+    }
+
+    /// The job's collective, if any.
+    pub(crate) fn collective(&self) -> Option<Arc<dyn Collective>> {
+        self.collective.clone()
     }
 
     /// The graph this session runs.

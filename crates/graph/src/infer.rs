@@ -153,6 +153,10 @@ pub(crate) fn infer(
             }
             Ok(vec![(*dtype, target.clone())])
         }
+        Op::AllReduce => {
+            let x = f32_input(0)?;
+            Ok(vec![(DType::F32, x.clone())])
+        }
         Op::Argmax => {
             let x = f32_input(0)?;
             min_rank(0, x, 1)?;

@@ -303,6 +303,10 @@ pub enum Op {
         /// Softmax scale (`None`: `1 / sqrt(head_dim)`).
         scale: Option<f32>,
     },
+    /// The element-wise sum of `x` over every rank of the job (each rank
+    /// runs its shard of the model), by the session's
+    /// [`Collective`](crate::Collective); the identity without one.
+    AllReduce,
 }
 
 impl Op {
@@ -337,13 +341,19 @@ impl Op {
             Op::Attention { .. } => "attention",
             Op::AttentionBatch { .. } => "attention_batch",
             Op::Linear(_) => "linear",
+            Op::AllReduce => "all_reduce",
         }
     }
 
     /// Whether the op changes state besides its outputs (so passes must
     /// neither drop it when its output is unread nor merge two of them).
     pub fn has_side_effects(&self) -> bool {
-        matches!(self, Op::Attention { .. } | Op::AttentionBatch { .. })
+        // An AllReduce meets the other ranks' calls: every rank must make
+        // the same ones, in the same order.
+        matches!(
+            self,
+            Op::Attention { .. } | Op::AttentionBatch { .. } | Op::AllReduce
+        )
     }
 
     /// How many inputs the op takes (`None`: any number, for
@@ -358,7 +368,8 @@ impl Op {
             | Op::Split { .. }
             | Op::Transpose(_)
             | Op::Slice { .. }
-            | Op::Reduce { .. } => Some(1),
+            | Op::Reduce { .. }
+            | Op::AllReduce => Some(1),
             Op::LayerNorm { .. } => Some(3),
             Op::Attention { .. } => Some(6),
             Op::AttentionBatch { .. } => Some(7),

@@ -27,6 +27,7 @@
 mod args;
 pub mod bench;
 mod builder;
+mod collective;
 mod dump;
 mod error;
 pub mod examples;
@@ -43,6 +44,7 @@ mod types;
 mod verify;
 
 pub use builder::GraphBuilder;
+pub use collective::Collective;
 pub use error::GraphError;
 pub use exec::{ExecError, Session, Tensor};
 /// The KV cache types a graph's state values use (from exodus-kernels).

@@ -601,6 +601,20 @@ impl Session {
                     }))
                 }
             }
+            Op::AllReduce => {
+                let alias = in_place(0);
+                let collective = self.collective();
+                launch(Box::new(move |k, a| {
+                    let mut out = a.f32_out(k, 0)?;
+                    if !alias {
+                        out.copy_from_slice(&a.f32_in(k, 0)?);
+                    }
+                    if let Some(c) = &collective {
+                        c.all_reduce_sum(&mut out)?;
+                    }
+                    Ok(())
+                }))
+            }
             Op::Argmax => {
                 let in_dims = dims(node.inputs[0]);
                 let cols = in_dims.last().copied().unwrap_or(1).max(1);

@@ -89,7 +89,7 @@ pub fn in_place_input(graph: &Graph, node: &Node) -> Option<usize> {
             .is_some_and(|info| info.shape == out.shape && info.dtype == DType::F32)
     };
     let candidate = match &node.op {
-        Op::Rope { .. } | Op::Softmax | Op::Unary(_) | Op::Reshape(_) => Some(0),
+        Op::Rope { .. } | Op::Softmax | Op::Unary(_) | Op::Reshape(_) | Op::AllReduce => Some(0),
         Op::Add | Op::Sub | Op::Mul | Op::Div => Some(0),
         Op::Fused(_) => (0..node.inputs.len()).find(|&i| same_shape(i)),
         Op::Linear(l) if l.epilogue == Epilogue::Residual => Some(node.inputs.len() - 1),
