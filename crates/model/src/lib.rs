@@ -28,6 +28,7 @@ pub mod llama;
 pub mod model;
 pub mod perplexity;
 pub mod sample;
+pub mod shard;
 pub mod tokenizer;
 
 pub use chat::{ChatTemplate, Message};
@@ -38,4 +39,5 @@ pub use generate::{generate, generate_reusing, Finish, GenerateOptions, Generati
 pub use model::{LoadOptions, Mode, Model, SeqStep};
 pub use perplexity::{perplexity, Perplexity};
 pub use sample::{Sampler, SamplerConfig};
+pub use shard::Shard;
 pub use tokenizer::{StreamDecoder, TokenKind, Tokenizer, TokenizerModel};

@@ -22,6 +22,7 @@ use exodus_numerics::{ElementFormat, Format};
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
+use crate::shard::Shard;
 
 /// Tokens per KV cache block.
 pub const KV_BLOCK_TOKENS: usize = 16;
@@ -85,10 +86,33 @@ pub struct ModelGraph {
     pub graph: Graph,
     /// Its inputs.
     pub inputs: Inputs,
-    /// Every weight value and the GGUF tensor that fills it.
-    pub weights: Vec<(ValueId, String)>,
+    /// Every weight value and the part of the GGUF tensor that fills it.
+    pub weights: Vec<(ValueId, WeightPart)>,
     /// KV cache blocks per layer (the pool's, or the one sequence's).
     pub cache_blocks: usize,
+}
+
+/// The part of a GGUF tensor a weight value holds: all of it, or (on a
+/// rank of a tensor-parallel job) some of its rows and some of its
+/// columns (the row length; a column range starts and ends on a block of
+/// the tensor's format).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightPart {
+    /// The GGUF tensor.
+    pub name: String,
+    /// Its full shape (rows, then the row length).
+    pub shape: Vec<usize>,
+    /// The rows taken (all: `0..rows`).
+    pub rows: std::ops::Range<usize>,
+    /// The columns taken (all: `0..row length`; vectors: unused).
+    pub cols: std::ops::Range<usize>,
+}
+
+impl WeightPart {
+    /// Whether it is the whole tensor.
+    pub fn is_whole(&self) -> bool {
+        self.rows == (0..self.shape[0]) && (self.shape.len() < 2 || self.cols == (0..self.shape[1]))
+    }
 }
 
 /// The element type a weight tensor gets in the graph: f32 for vectors
@@ -106,13 +130,27 @@ fn weight_dtype(t: &TensorInfo, vector: bool) -> Result<DType, ModelError> {
 struct Builder<'a, B: AsRef<[u8]>> {
     b: GraphBuilder,
     file: &'a Gguf<B>,
-    weights: Vec<(ValueId, String)>,
+    weights: Vec<(ValueId, WeightPart)>,
 }
 
 impl<B: AsRef<[u8]>> Builder<'_, B> {
     /// The weight value of tensor `name`, checked to be `shape` (rows,
     /// then the row length: GGUF lists dims innermost first).
     fn weight(&mut self, name: &str, shape: &[usize]) -> Result<ValueId, ModelError> {
+        let cols = 0..shape.get(1).copied().unwrap_or(0);
+        self.weight_part(name, shape, 0..shape[0], cols)
+    }
+
+    /// The block of tensor `name` (of full `shape`) at `rows` and `cols`
+    /// (a vector's `cols` are ignored); columns start and end on a block
+    /// of the tensor's format.
+    fn weight_part(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+    ) -> Result<ValueId, ModelError> {
         let t = self.file.tensor(name).ok_or_else(|| ModelError::Tensor {
             name: name.into(),
             reason: "missing".into(),
@@ -125,20 +163,51 @@ impl<B: AsRef<[u8]>> Builder<'_, B> {
             });
         }
         let dtype = weight_dtype(t, shape.len() == 1)?;
-        let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Fixed(d)).collect();
+        let block = t.format()?.block_elems().max(1);
+        let bad = |reason: String| ModelError::Tensor {
+            name: name.into(),
+            reason,
+        };
+        if rows.end > shape[0] || rows.is_empty() {
+            return Err(bad(format!("rows {rows:?} of {}", shape[0])));
+        }
+        let mut part_dims = vec![rows.len()];
+        if let Some(&len) = shape.get(1) {
+            if cols.end > len || cols.is_empty() {
+                return Err(bad(format!("columns {cols:?} of {len}")));
+            }
+            let whole = cols == (0..len);
+            if !whole && (cols.start % block != 0 || cols.end % block != 0) {
+                return Err(bad(format!(
+                    "columns {cols:?} do not start and end on blocks of {block}"
+                )));
+            }
+            part_dims.push(cols.len());
+        }
+        let dims: Vec<Dim> = part_dims.iter().map(|&d| Dim::Fixed(d)).collect();
         let v = self.b.weight(name, dtype, dims);
-        self.weights.push((v, name.to_owned()));
+        self.weights.push((
+            v,
+            WeightPart {
+                name: name.to_owned(),
+                shape: shape.to_vec(),
+                rows,
+                cols,
+            },
+        ));
         Ok(v)
     }
 }
 
 /// Builds the graph of the model in `file` with a KV cache per layer of
-/// the shape `cache`, layer `l`'s in `kv_format(l)`.
+/// the shape `cache`, layer `l`'s in `kv_format(l)`: the whole model, or
+/// `shard`'s part of it (see [`crate::shard`]).
 pub fn build<B: AsRef<[u8]>>(
     cfg: &ModelConfig,
     file: &Gguf<B>,
     cache: Cache,
     kv_format: impl Fn(usize) -> KvFormat,
+    shard: Shard,
 ) -> Result<ModelGraph, ModelError> {
     let ModelConfig {
         layers,
@@ -157,8 +226,16 @@ pub fn build<B: AsRef<[u8]>>(
         Cache::One { max_tokens } => max_tokens.div_ceil(KV_BLOCK_TOKENS).max(1),
         Cache::Pool { blocks, .. } => blocks.max(1),
     };
+    // This rank's KV heads, their query heads, and its MLP units.
+    let my_kv = shard.part(kv_heads, 1, "KV heads")?;
+    let group = heads / kv_heads.max(1);
+    let my_q = my_kv.start * group..my_kv.end * group;
+    let (q_rows, kv_rows) = (
+        my_q.start * head_dim..my_q.end * head_dim,
+        my_kv.start * head_dim..my_kv.end * head_dim,
+    );
     let layout = |l: usize| {
-        KvLayout::new(KV_BLOCK_TOKENS, kv_heads, head_dim, kv_format(l))
+        KvLayout::new(KV_BLOCK_TOKENS, my_kv.len(), head_dim, kv_format(l))
             .map_err(|e| ModelError::Unsupported(format!("KV cache layout of layer {l}: {e}")))
     };
     let mut m = Builder {
@@ -192,22 +269,28 @@ pub fn build<B: AsRef<[u8]>>(
         let p = |s: &str| format!("blk.{l}.{s}");
         let norm = m.weight(&p("attn_norm.weight"), &[hidden])?;
         let h = m.b.rms_norm(p("attn_norm"), x, norm, eps)?;
-        let proj = |m: &mut Builder<'_, B>, name: &str, width: usize| {
-            let w = m.weight(&p(&format!("{name}.weight")), &[width, hidden])?;
-            let mut y = m.b.matmul(p(name), h, w)?;
-            if cfg.qkv_bias {
-                let bias = m.weight(&p(&format!("{name}.bias")), &[width])?;
-                y = m.b.add(p(&format!("{name}.bias")), y, bias)?;
-            }
-            Ok::<_, ModelError>(y)
-        };
-        let mut q = proj(&mut m, "attn_q", q_width)?;
-        let mut k = proj(&mut m, "attn_k", kv_width)?;
-        let v = proj(&mut m, "attn_v", kv_width)?;
+        let proj =
+            |m: &mut Builder<'_, B>, name: &str, width: usize, rows: std::ops::Range<usize>| {
+                let w = m.weight_part(
+                    &p(&format!("{name}.weight")),
+                    &[width, hidden],
+                    rows.clone(),
+                    0..hidden,
+                )?;
+                let mut y = m.b.matmul(p(name), h, w)?;
+                if cfg.qkv_bias {
+                    let bias = m.weight_part(&p(&format!("{name}.bias")), &[width], rows, 0..0)?;
+                    y = m.b.add(p(&format!("{name}.bias")), y, bias)?;
+                }
+                Ok::<_, ModelError>(y)
+            };
+        let mut q = proj(&mut m, "attn_q", q_width, q_rows.clone())?;
+        let mut k = proj(&mut m, "attn_k", kv_width, kv_rows.clone())?;
+        let v = proj(&mut m, "attn_v", kv_width, kv_rows.clone())?;
         if cfg.qk_norm {
             for (x, name, n_heads) in [
-                (&mut q, "attn_q_norm", heads),
-                (&mut k, "attn_k_norm", kv_heads),
+                (&mut q, "attn_q_norm", my_q.len()),
+                (&mut k, "attn_k_norm", my_kv.len()),
             ] {
                 let w = m.weight(&p(&format!("{name}.weight")), &[head_dim])?;
                 let per_head =
@@ -226,28 +309,64 @@ pub fn build<B: AsRef<[u8]>>(
             m.b.state(p("kv_cache"), DType::KvCache(layout(l)?), (blocks,));
         let a = match seqs {
             SeqInputs::One { table, start } => {
-                m.b.attention(p("attention"), q, k, v, cache, table, start, heads)?
+                m.b.attention(p("attention"), q, k, v, cache, table, start, my_q.len())?
             }
             SeqInputs::Batch {
                 tables,
                 starts,
                 lens,
-            } => {
-                m.b.attention_batch(p("attention"), q, k, v, cache, tables, starts, lens, heads)?
-            }
+            } => m.b.attention_batch(
+                p("attention"),
+                q,
+                k,
+                v,
+                cache,
+                tables,
+                starts,
+                lens,
+                my_q.len(),
+            )?,
         };
-        let wo = m.weight(&p("attn_output.weight"), &[hidden, q_width])?;
-        let o = m.b.matmul(p("attn_output"), a, wo)?;
+        let wo = m.weight_part(
+            &p("attn_output.weight"),
+            &[hidden, q_width],
+            0..hidden,
+            q_rows.clone(),
+        )?;
+        let mut o = m.b.matmul(p("attn_output"), a, wo)?;
+        if shard.is_split() {
+            o = m.b.all_reduce(p("attn_output.all_reduce"), o)?;
+        }
         x = m.b.add(p("attn_residual"), x, o)?;
         let norm = m.weight(&p("ffn_norm.weight"), &[hidden])?;
         let h = m.b.rms_norm(p("ffn_norm"), x, norm, eps)?;
-        let wg = m.weight(&p("ffn_gate.weight"), &[ffn, hidden])?;
-        let wu = m.weight(&p("ffn_up.weight"), &[ffn, hidden])?;
-        let wd = m.weight(&p("ffn_down.weight"), &[hidden, ffn])?;
+        // The MLP's units split in blocks of ffn_down's format (its
+        // columns).
+        let down_block = file
+            .require_tensor(&p("ffn_down.weight"))?
+            .format()?
+            .block_elems();
+        let units = shard.part(ffn, down_block, "MLP units")?;
+        let wg = m.weight_part(
+            &p("ffn_gate.weight"),
+            &[ffn, hidden],
+            units.clone(),
+            0..hidden,
+        )?;
+        let wu = m.weight_part(
+            &p("ffn_up.weight"),
+            &[ffn, hidden],
+            units.clone(),
+            0..hidden,
+        )?;
+        let wd = m.weight_part(&p("ffn_down.weight"), &[hidden, ffn], 0..hidden, units)?;
         let gate = m.b.matmul(p("ffn_gate"), h, wg)?;
         let up = m.b.matmul(p("ffn_up"), h, wu)?;
         let act = m.b.swiglu(p("ffn_swiglu"), gate, up)?;
-        let down = m.b.matmul(p("ffn_down"), act, wd)?;
+        let mut down = m.b.matmul(p("ffn_down"), act, wd)?;
+        if shard.is_split() {
+            down = m.b.all_reduce(p("ffn_down.all_reduce"), down)?;
+        }
         x = m.b.add(p("ffn_residual"), x, down)?;
     }
     let norm = m.weight("output_norm.weight", &[hidden])?;

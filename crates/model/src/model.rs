@@ -5,12 +5,17 @@
 //! paged KV cache, which [`Model::forward`] appends to step by step.
 
 use exodus_gguf::Gguf;
-use exodus_graph::{default_passes, run_passes, DType, KvFormat, Session, Tensor, ValueId};
+use std::sync::Arc;
+
+use exodus_graph::{
+    default_passes, run_passes, Collective, DType, KvFormat, Session, Tensor, ValueId,
+};
 use exodus_numerics::{ElementFormat, Format};
 
 use crate::config::ModelConfig;
 use crate::error::ModelError;
-use crate::llama::{self, Cache, ModelGraph, SeqInputs, KV_BLOCK_TOKENS};
+use crate::llama::{self, Cache, ModelGraph, SeqInputs, WeightPart, KV_BLOCK_TOKENS};
+use crate::shard::Shard;
 
 /// How a model runs: the same kernels either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +60,9 @@ pub struct LoadOptions {
     pub kv_format: KvFormat,
     /// Layers whose KV cache takes another format: `(layer, format)`.
     pub kv_layer_formats: Vec<(usize, KvFormat)>,
+    /// The part of the model this rank holds in a tensor-parallel job
+    /// (the whole model by default; see [`Shard`]).
+    pub shard: Shard,
 }
 
 impl LoadOptions {
@@ -83,6 +91,7 @@ impl Default for LoadOptions {
             max_tokens: 0,
             kv_format: KvFormat::F16,
             kv_layer_formats: Vec::new(),
+            shard: Shard::WHOLE,
         }
     }
 }
@@ -144,6 +153,50 @@ fn weight_data(format: Format, dtype: DType, bytes: &[u8], len: usize) -> Result
     }
 }
 
+/// The data of `part` of a GGUF tensor as the session takes it: encoded
+/// matrices keep their format (whole rows, or the blocks of the columns
+/// taken from each row), f32 values are decoded first and then cut.
+fn part_data<B: AsRef<[u8]>>(
+    file: &Gguf<B>,
+    part: &WeightPart,
+    dtype: DType,
+) -> Result<Tensor, String> {
+    let t = file.require_tensor(&part.name).map_err(|e| e.to_string())?;
+    let format = t.format().map_err(|e| e.to_string())?;
+    let bytes = file.data(&part.name).map_err(|e| e.to_string())?;
+    let len = usize::try_from(t.elements()).unwrap_or(usize::MAX);
+    if part.is_whole() {
+        return weight_data(format, dtype, bytes, len);
+    }
+    let (rows, cols) = (part.rows.clone(), part.cols.clone());
+    let row_len = part.shape.get(1).copied();
+    match (dtype, row_len) {
+        (DType::Weights(_), Some(row_len)) => {
+            let at = |n: usize| format.encoded_len(n, false).map_err(|e| e.to_string());
+            let (row_bytes, b0, b1) = (at(row_len)?, at(cols.start)?, at(cols.end)?);
+            let mut out = Vec::with_capacity(rows.len() * (b1 - b0));
+            for r in rows {
+                let row = bytes
+                    .get(r * row_bytes + b0..r * row_bytes + b1)
+                    .ok_or_else(|| format!("row {r} is past the tensor's data"))?;
+                out.extend_from_slice(row);
+            }
+            Ok(Tensor::Bytes(out))
+        }
+        _ => {
+            let Tensor::F32(all) = weight_data(format, DType::F32, bytes, len)? else {
+                return Err("not decoded to f32".into());
+            };
+            Ok(Tensor::F32(match row_len {
+                None => all[rows].to_vec(),
+                Some(row_len) => rows
+                    .flat_map(|r| all[r * row_len + cols.start..r * row_len + cols.end].to_vec())
+                    .collect(),
+            }))
+        }
+    }
+}
+
 impl Model {
     /// Reads the model in `file`, builds its graph and binds its weights,
     /// with one sequence's KV cache.
@@ -187,22 +240,17 @@ impl Model {
                 config.layers, config.layers
             )));
         }
-        let mut graph = llama::build(&config, file, cache, |l| opts.kv_format_of(l))?;
+        let mut graph = llama::build(&config, file, cache, |l| opts.kv_format_of(l), opts.shard)?;
         let mut weights = Vec::with_capacity(graph.weights.len());
-        for (v, name) in &graph.weights {
-            let t = file.require_tensor(name)?;
+        for (v, part) in &graph.weights {
             let info = graph.graph.value(*v).ok_or_else(|| ModelError::Tensor {
-                name: name.clone(),
+                name: part.name.clone(),
                 reason: "not in the graph".into(),
             })?;
-            let len = usize::try_from(t.elements()).unwrap_or(usize::MAX);
-            let data =
-                weight_data(t.format()?, info.dtype, file.data(name)?, len).map_err(|reason| {
-                    ModelError::Tensor {
-                        name: name.clone(),
-                        reason,
-                    }
-                })?;
+            let data = part_data(file, part, info.dtype).map_err(|reason| ModelError::Tensor {
+                name: part.name.clone(),
+                reason,
+            })?;
             weights.push((*v, data));
         }
         if opts.mode == Mode::Graph {
@@ -216,6 +264,13 @@ impl Model {
             mode: opts.mode,
             max_tokens,
         })
+    }
+
+    /// Gives the model its job's collective: a shard (see
+    /// [`LoadOptions::shard`]) completes each block's output with an
+    /// AllReduce over the job's ranks. Call it before the first step.
+    pub fn set_collective(&mut self, collective: Arc<dyn Collective>) {
+        self.session.set_collective(collective);
     }
 
     /// The model's hyperparameters.

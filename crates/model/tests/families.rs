@@ -2,11 +2,16 @@
 //! Qwen3 with per-head q/k norms; tied and separate output projections)
 //! on tiny random f32 models written as GGUF files, against a float64
 //! reference of the same model written here from the architectures'
-//! definitions, in eager and graph mode, prefill then decode steps.
+//! definitions, in eager and graph mode, prefill then decode steps; and
+//! the same models split over 2 ranks (tensor parallelism: KV heads with
+//! their query heads, MLP units, an AllReduce after each block), which
+//! must meet the same reference.
+
+mod common;
 
 use exodus_gguf::writer::GgufWriter;
 use exodus_gguf::{GgmlType, Gguf};
-use exodus_model::{LoadOptions, Mode, Model};
+use exodus_model::{LoadOptions, Mode, Model, Shard};
 
 const HIDDEN: usize = 32;
 const HEADS: usize = 4;
@@ -229,9 +234,8 @@ fn reference(f: &Family, ids: &[u32]) -> Vec<Vec<f64>> {
         .collect()
 }
 
-#[test]
-fn every_family_matches_its_float64_definition() {
-    let families = [
+fn families() -> [Family; 4] {
+    [
         Family {
             arch: "llama",
             bias: false,
@@ -256,7 +260,12 @@ fn every_family_matches_its_float64_definition() {
             qk_norm: true,
             tied: true,
         },
-    ];
+    ]
+}
+
+#[test]
+fn every_family_matches_its_float64_definition() {
+    let families = families();
     let ids = [3u32, 17, 5, 39, 0, 22, 8];
     for f in &families {
         let bytes = gguf(f);
@@ -309,5 +318,70 @@ fn every_family_matches_its_float64_definition() {
             "{}: eager and graph mode differ",
             f.arch
         );
+    }
+}
+
+#[test]
+fn every_family_split_over_two_ranks_matches_its_float64_definition() {
+    let ids = [3u32, 17, 5, 39, 0, 22, 8];
+    for f in &families() {
+        let bytes = gguf(f);
+        let file = Gguf::parse(&bytes[..]).unwrap();
+        let want = reference(f, &ids);
+        for mode in [Mode::Eager, Mode::Graph] {
+            let ranks = 2;
+            let shards: Vec<Model> = common::threads::job(ranks)
+                .into_iter()
+                .enumerate()
+                .map(|(rank, handle)| {
+                    let mut m = Model::load(
+                        &file,
+                        &LoadOptions {
+                            mode,
+                            max_tokens: 32,
+                            shard: Shard { rank, ranks },
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap();
+                    m.set_collective(handle);
+                    m
+                })
+                .collect();
+            // Every rank runs the same steps in its own thread.
+            let results: Vec<Vec<f32>> = std::thread::scope(|s| {
+                let runs: Vec<_> = shards
+                    .iter()
+                    .map(|m| {
+                        s.spawn(move || {
+                            let mut rows = m.forward(&ids[..4], 0, true).unwrap();
+                            for (p, &t) in ids.iter().enumerate().skip(4) {
+                                rows.extend(m.forward(&[t], p, false).unwrap());
+                            }
+                            rows
+                        })
+                    })
+                    .collect();
+                runs.into_iter().map(|r| r.join().unwrap()).collect()
+            });
+            assert_eq!(
+                results[0], results[1],
+                "{} {mode:?}: the ranks disagree",
+                f.arch
+            );
+            for (i, row) in results[0].chunks(VOCAB).enumerate() {
+                let worst = row
+                    .iter()
+                    .zip(&want[i])
+                    .map(|(a, b)| (*a as f64 - b).abs())
+                    .fold(0.0, f64::max);
+                let scale = want[i].iter().map(|v| v.abs()).fold(0.0, f64::max);
+                assert!(
+                    worst <= 2e-3 * scale.max(1.0),
+                    "{} {mode:?} split over {ranks} ranks, position {i}: {worst:.2e} of {scale:.2}",
+                    f.arch
+                );
+            }
+        }
     }
 }

@@ -160,6 +160,7 @@ fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--kv-dtype {}: {e}", args.kv_dtype))?,
             kv_layer_formats: parse_kv_layers(&args.kv_dtype_layer)?,
+            ..Default::default()
         },
     )
     .with_context(|| format!("loading {}", path.display()))?;

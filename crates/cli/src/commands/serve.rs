@@ -106,6 +106,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         max_tokens: args.ctx,
         kv_format,
         kv_layer_formats: super::model::parse_kv_layers(&args.kv_dtype_layer)?,
+        ..Default::default()
     };
     let config = exodus_model::ModelConfig::from_gguf(&file)?;
     let per_token = load.kv_bytes_per_token(&config)?;

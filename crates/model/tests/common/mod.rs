@@ -8,3 +8,68 @@ use std::path::PathBuf;
 pub fn default_model_path() -> PathBuf {
     exodus_model::fetch::test_model_path()
 }
+
+/// An AllReduce among the threads of one test (each rank of a
+/// tensor-parallel job a thread): each call waits for every rank's values
+/// and sums them in rank order.
+pub mod threads {
+    use std::sync::{Arc, Condvar, Mutex};
+
+    use exodus_graph::Collective;
+
+    struct Job {
+        ranks: usize,
+        /// Each rank's values of the current call, the calls completed,
+        /// and the last sum.
+        state: Mutex<(Vec<Option<Vec<f32>>>, u64, Vec<f32>)>,
+        turn: Condvar,
+    }
+
+    /// Rank `rank`'s handle on the job.
+    pub struct Rank {
+        job: Arc<Job>,
+        rank: usize,
+    }
+
+    /// The handles of a job of `ranks` ranks.
+    pub fn job(ranks: usize) -> Vec<Arc<Rank>> {
+        let job = Arc::new(Job {
+            ranks,
+            state: Mutex::new((vec![None; ranks], 0, Vec::new())),
+            turn: Condvar::new(),
+        });
+        (0..ranks)
+            .map(|rank| {
+                Arc::new(Rank {
+                    job: job.clone(),
+                    rank,
+                })
+            })
+            .collect()
+    }
+
+    impl Collective for Rank {
+        fn all_reduce_sum(&self, values: &mut [f32]) -> Result<(), String> {
+            let job = &*self.job;
+            let mut s = job.state.lock().map_err(|e| e.to_string())?;
+            let call = s.1;
+            s.0[self.rank] = Some(values.to_vec());
+            if s.0.iter().all(Option::is_some) {
+                let parts: Vec<Vec<f32>> = s.0.iter_mut().filter_map(Option::take).collect();
+                let mut sum = parts[0].clone();
+                for p in &parts[1..job.ranks] {
+                    sum.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+                }
+                s.2 = sum;
+                s.1 += 1;
+                job.turn.notify_all();
+            } else {
+                while s.1 == call {
+                    s = job.turn.wait(s).map_err(|e| e.to_string())?;
+                }
+            }
+            values.copy_from_slice(&s.2);
+            Ok(())
+        }
+    }
+}
