@@ -177,7 +177,8 @@ impl<B: AsRef<[u8]>> Builder<'_, B> {
                 return Err(bad(format!("columns {cols:?} of {len}")));
             }
             let whole = cols == (0..len);
-            if !whole && (cols.start % block != 0 || cols.end % block != 0) {
+            let on_blocks = cols.start.is_multiple_of(block) && cols.end.is_multiple_of(block);
+            if !whole && !on_blocks {
                 return Err(bad(format!(
                     "columns {cols:?} do not start and end on blocks of {block}"
                 )));

@@ -67,7 +67,7 @@ mod tests {
             for rank in 0..ranks {
                 let p = Shard { rank, ranks }.part(1536, 32, "ffn").unwrap();
                 assert_eq!(p.start, next);
-                assert!(p.start % 32 == 0 && p.end % 32 == 0);
+                assert!(p.start.is_multiple_of(32) && p.end.is_multiple_of(32));
                 next = p.end;
             }
             assert_eq!(next, 1536);

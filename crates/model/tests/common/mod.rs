@@ -17,11 +17,19 @@ pub mod threads {
 
     use exodus_graph::Collective;
 
+    /// Where the calls meet.
+    struct Calls {
+        /// Each rank's values of the current call.
+        parts: Vec<Option<Vec<f32>>>,
+        /// Calls completed.
+        done: u64,
+        /// The last call's sum.
+        sum: Vec<f32>,
+    }
+
     struct Job {
         ranks: usize,
-        /// Each rank's values of the current call, the calls completed,
-        /// and the last sum.
-        state: Mutex<(Vec<Option<Vec<f32>>>, u64, Vec<f32>)>,
+        state: Mutex<Calls>,
         turn: Condvar,
     }
 
@@ -35,7 +43,11 @@ pub mod threads {
     pub fn job(ranks: usize) -> Vec<Arc<Rank>> {
         let job = Arc::new(Job {
             ranks,
-            state: Mutex::new((vec![None; ranks], 0, Vec::new())),
+            state: Mutex::new(Calls {
+                parts: vec![None; ranks],
+                done: 0,
+                sum: Vec::new(),
+            }),
             turn: Condvar::new(),
         });
         (0..ranks)
@@ -52,23 +64,23 @@ pub mod threads {
         fn all_reduce_sum(&self, values: &mut [f32]) -> Result<(), String> {
             let job = &*self.job;
             let mut s = job.state.lock().map_err(|e| e.to_string())?;
-            let call = s.1;
-            s.0[self.rank] = Some(values.to_vec());
-            if s.0.iter().all(Option::is_some) {
-                let parts: Vec<Vec<f32>> = s.0.iter_mut().filter_map(Option::take).collect();
+            let call = s.done;
+            s.parts[self.rank] = Some(values.to_vec());
+            if s.parts.iter().all(Option::is_some) {
+                let parts: Vec<Vec<f32>> = s.parts.iter_mut().filter_map(Option::take).collect();
                 let mut sum = parts[0].clone();
                 for p in &parts[1..job.ranks] {
                     sum.iter_mut().zip(p).for_each(|(a, b)| *a += b);
                 }
-                s.2 = sum;
-                s.1 += 1;
+                s.sum = sum;
+                s.done += 1;
                 job.turn.notify_all();
             } else {
-                while s.1 == call {
+                while s.done == call {
                     s = job.turn.wait(s).map_err(|e| e.to_string())?;
                 }
             }
-            values.copy_from_slice(&s.2);
+            values.copy_from_slice(&s.sum);
             Ok(())
         }
     }
