@@ -214,6 +214,18 @@ impl Communicator {
         self.deterministic
     }
 
+    /// How long every operation may wait.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Changes how long every operation may wait (a rank that idles until
+    /// its peers have work, as a tensor-parallel worker does between
+    /// steps, waits longer than a collective should).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// The model that picks algorithms.
     pub fn cost_model(&self) -> CostModel {
         self.cost

@@ -37,6 +37,7 @@ pub mod engine;
 pub mod kv_blocks;
 pub mod request;
 pub mod scheduler;
+pub mod tensor_parallel;
 
 pub use engine::{Engine, RequestStream, Shutdown, StepModel};
 pub use kv_blocks::{Admission, BlockHash, BlockId, BlockManager, KvBlockError, SeqId};

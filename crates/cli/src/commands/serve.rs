@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use exodus_comm::{Bootstrap, Communicator};
+use exodus_engine::tensor_parallel::{run_worker, CommCollective, SharedComm, TensorParallel};
 use exodus_engine::text::{ChatTemplate, Tokenizer};
-use exodus_engine::{BlockManager, Engine, Scheduler, SchedulerConfig, Shutdown};
+use exodus_engine::{BlockManager, Engine, Scheduler, SchedulerConfig, Shutdown, StepModel, Work};
 use exodus_gguf::GgufFile;
 use exodus_graph::KvFormat;
 use exodus_model::llama::KV_BLOCK_TOKENS;
-use exodus_model::{fetch, LoadOptions, Model, SeqStep};
+use exodus_model::{fetch, LoadOptions, Model, SeqStep, Shard};
 use exodus_server::{HttpLimits, ServerState};
 
 /// Arguments of `exodus serve`.
@@ -79,6 +81,11 @@ pub struct ServeArgs {
     /// Seconds a client has to send a request's body (408 after).
     #[arg(long, default_value_t = 30.0)]
     body_timeout: f64,
+    /// Tensor parallelism: split the model over this many ranks (local
+    /// processes started here, or the ranks of mpirun / srun / torchrun
+    /// when launched under one); rank 0 serves.
+    #[arg(long, default_value_t = 1)]
+    tp: usize,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -116,9 +123,61 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         "--kv-cache-mib {} holds {blocks} blocks of {KV_BLOCK_TOKENS} tokens at {per_token} bytes per token; give it more",
         args.kv_cache_mib
     );
+    if args.tp > 1 {
+        return serve_split(args, &file, &path, load, blocks, |model| {
+            serve_model(
+                args,
+                start,
+                tokenizer,
+                template,
+                model,
+                (blocks, per_token, kv_format),
+            )
+        });
+    }
     let model = Model::load_pool(&file, &load, blocks)
         .with_context(|| format!("loading {}", path.display()))?;
     warm_up(&model)?;
+    serve_model(
+        args,
+        start,
+        tokenizer,
+        template,
+        model,
+        (blocks, per_token, kv_format),
+    )
+}
+
+/// What a served model tells the engine and the server.
+trait Served: StepModel {
+    /// The whole model's (or rank 0's shard's) model.
+    fn model(&self) -> &Model;
+}
+
+impl Served for Model {
+    fn model(&self) -> &Model {
+        self
+    }
+}
+
+impl Served for TensorParallel {
+    fn model(&self) -> &Model {
+        TensorParallel::model(self)
+    }
+}
+
+/// Runs the engine on `served` and the server in front of it until Ctrl-C
+/// or SIGTERM; `pool` is the KV pool (blocks, bytes per token, format).
+fn serve_model<M: Served>(
+    args: &ServeArgs,
+    start: Instant,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    served: M,
+    pool: (usize, usize, KvFormat),
+) -> anyhow::Result<()> {
+    let (blocks, per_token, kv_format) = pool;
+    let model = served.model();
     let context = model.max_tokens();
     let scheduler = Scheduler::new(
         SchedulerConfig {
@@ -134,7 +193,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("scheduler limits: {e}"))?;
     let invariant = model.batch_invariant();
-    let engine = Arc::new(Engine::start(model, scheduler).context("starting the engine")?);
+    let engine = Arc::new(Engine::start(served, scheduler).context("starting the engine")?);
     let name = args
         .served_model_name
         .clone()
@@ -171,9 +230,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         state.set_ready(true);
         let mut out = std::io::stdout().lock();
+        let split = match args.tp {
+            1 => String::new(),
+            n => format!(", split over {n} ranks"),
+        };
         writeln!(
             out,
-            "exodus serve: listening on http://{addr} ({name}: {} mode, context {context}, KV {} in {blocks} blocks of {KV_BLOCK_TOKENS} = {} tokens, {:.0} tokens/GiB; batch-invariant: {invariant}; ready in {:.1} s)",
+            "exodus serve: listening on http://{addr} ({name}: {} mode{split}, context {context}, KV {} in {blocks} blocks of {KV_BLOCK_TOKENS} = {} tokens, {:.0} tokens/GiB; batch-invariant: {invariant}; ready in {:.1} s)",
             args.mode,
             kv_format.name(),
             blocks * KV_BLOCK_TOKENS,
@@ -199,6 +262,104 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     })?;
     engine.shutdown(Shutdown::Drain);
     Ok(())
+}
+
+/// Seconds a worker rank waits for rank 0's next step (the server may idle
+/// that long); a rank 0 that dies is noticed at once all the same.
+const WORKER_IDLE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// `--tp N`: joins (or starts) a job of N ranks, each loading its shard of
+/// the model; rank 0 serves through `serve` (a [`TensorParallel`] model that
+/// sends every step to the others), the others run the steps they get.
+/// Started without a launcher, this process is rank 0 and starts the other
+/// ranks as copies of itself.
+fn serve_split(
+    args: &ServeArgs,
+    file: &GgufFile,
+    path: &std::path::Path,
+    load: LoadOptions,
+    blocks: usize,
+    serve: impl FnOnce(TensorParallel) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let under_launcher = Bootstrap::from_env().ok();
+    let mut children = Vec::new();
+    let boot = match under_launcher {
+        Some(boot) => boot,
+        None => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let exe = std::env::current_exe().context("finding the exodus binary")?;
+            for rank in 1..args.tp {
+                let child = std::process::Command::new(&exe)
+                    .args(std::env::args_os().skip(1))
+                    .env("RANK", rank.to_string())
+                    .env("WORLD_SIZE", args.tp.to_string())
+                    .env("MASTER_ADDR", "127.0.0.1")
+                    .env("MASTER_PORT", port.to_string())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .with_context(|| format!("starting rank {rank}"))?;
+                children.push(KillOnDrop(child));
+            }
+            Bootstrap::new(0, args.tp, ([127, 0, 0, 1], port).into())?
+        }
+    };
+    anyhow::ensure!(
+        boot.size == args.tp,
+        "--tp {} in a job of {} ranks ({})",
+        args.tp,
+        boot.size,
+        boot.source
+    );
+    let comm = Communicator::connect(&boot, std::time::Duration::from_secs(120))
+        .context("joining the tensor-parallel job")?;
+    let rank = comm.rank();
+    let comm: SharedComm = Arc::new(std::sync::Mutex::new(comm));
+    let load = LoadOptions {
+        shard: Shard {
+            rank,
+            ranks: args.tp,
+        },
+        ..load
+    };
+    let mut model = Model::load_pool(file, &load, blocks)
+        .with_context(|| format!("loading rank {rank}'s part of {}", path.display()))?;
+    model.set_collective(Arc::new(CommCollective(Arc::clone(&comm))));
+    if rank != 0 {
+        return run_worker(&model, &comm, WORKER_IDLE)
+            .map_err(|e| anyhow::anyhow!("rank {rank}: {e}"));
+    }
+    let split = TensorParallel::new(model, comm);
+    // Warm-up goes through the job: every rank compiles the same shapes.
+    for tokens in [vec![1u32; 8], vec![1]] {
+        split
+            .run_step(&[Work {
+                id: 0,
+                start: 0,
+                tokens,
+                table: vec![0],
+            }])
+            .map_err(|e| anyhow::anyhow!("warming up the model: {e}"))?;
+    }
+    let served = serve(split);
+    // The engine has dropped the model, which told the other ranks to stop.
+    for mut child in children {
+        let _ = child.0.wait();
+    }
+    served
+}
+
+/// A rank started here, stopped if this process ends first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Compiles the decode and a prefill shape before the server says ready.
