@@ -495,3 +495,51 @@ fn tensor_parallel_serving_over_2_and_3_ranks_answers_like_one_rank() {
         );
     }
 }
+
+#[test]
+fn a_tensor_parallel_trace_shows_every_ranks_collectives() {
+    let dir = std::env::temp_dir().join(format!("exodus-tp-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("serve.json");
+    let mut server = Server::start(&["--tp", "2", "--trace", trace.to_str().unwrap()]);
+    let (text, _) = complete(&server.addr, "The capital of France is", 8);
+    assert!(!text.is_empty());
+    // SIGTERM to rank 0 alone: it drains, tells rank 1 to stop, and both
+    // write their traces.
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    for file in [trace.clone(), dir.join("serve.rank1.json")] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !file.exists() {
+            assert!(Instant::now() < deadline, "no trace {}", file.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Rank 1 may still be writing: read until it parses.
+        let parsed = loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if let Ok(t) = exodus_trace::Trace::from_chrome_json(&text) {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "{} never parsed", file.display());
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let reduces = parsed
+            .spans_in("comm")
+            .filter(|s| s.name == "all_reduce")
+            .count();
+        // Two per layer per step: 30 layers, the warm-up's 2 steps and the
+        // request's prefill and 7 decode steps.
+        assert!(
+            reduces >= 60 * 10,
+            "{}: {reduces} all_reduce spans",
+            file.display()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -86,11 +86,37 @@ pub struct ServeArgs {
     /// when launched under one); rank 0 serves.
     #[arg(long, default_value_t = 1)]
     tp: usize,
+    /// Records a trace (Chrome trace-event JSON, for Perfetto: every graph
+    /// op, every collective) and writes it here at shutdown; with `--tp`,
+    /// rank r > 0 writes `FILE.rank{r}.json`. For diagnosis: the trace
+    /// grows with the run.
+    #[arg(long)]
+    trace: Option<std::path::PathBuf>,
+}
+
+/// Writes what was traced, if `--trace` asked for it (rank `rank`'s file).
+fn write_trace(args: &ServeArgs, rank: usize) -> anyhow::Result<()> {
+    let Some(path) = &args.trace else {
+        return Ok(());
+    };
+    let path = match rank {
+        0 => path.clone(),
+        r => path.with_extension(format!("rank{r}.json")),
+    };
+    exodus_trace::set_enabled(false);
+    exodus_trace::take()
+        .write(&path)
+        .with_context(|| format!("writing the trace {}", path.display()))?;
+    eprintln!("exodus serve: wrote the trace {}", path.display());
+    Ok(())
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let start = Instant::now();
+    if args.trace.is_some() {
+        exodus_trace::set_enabled(true);
+    }
     let opts = fetch::FetchOptions {
         quiet: false,
         offline: args.offline,
@@ -261,7 +287,8 @@ fn serve_model<M: Served>(
             .context("serving")
     })?;
     engine.shutdown(Shutdown::Drain);
-    Ok(())
+    drop(engine);
+    write_trace(args, 0)
 }
 
 /// Seconds a worker rank waits for rank 0's next step (the server may idle
@@ -327,8 +354,9 @@ fn serve_split(
         .with_context(|| format!("loading rank {rank}'s part of {}", path.display()))?;
     model.set_collective(Arc::new(CommCollective(Arc::clone(&comm))));
     if rank != 0 {
-        return run_worker(&model, &comm, WORKER_IDLE)
-            .map_err(|e| anyhow::anyhow!("rank {rank}: {e}"));
+        let worked = run_worker(&model, &comm, WORKER_IDLE);
+        write_trace(args, rank)?;
+        return worked.map_err(|e| anyhow::anyhow!("rank {rank}: {e}"));
     }
     let split = TensorParallel::new(model, comm);
     // Warm-up goes through the job: every rank compiles the same shapes.
