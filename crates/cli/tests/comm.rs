@@ -83,6 +83,11 @@ fn a_dead_rank_gives_every_survivor_a_typed_error() {
         let (ok, _, stderr, took) =
             launch_over(transport, 3, &["--timeout", "20", "--die-rank", "1"]);
         assert!(!ok, "{transport:?}: the job succeeded with a dead rank");
+        // Rank 1 died by kill -9: no destructor, no shutdown of its links.
+        assert!(
+            stderr.contains("rank 1: signal: 9"),
+            "{transport:?}: {stderr}"
+        );
         for r in [0, 2] {
             let line = stderr
                 .lines()

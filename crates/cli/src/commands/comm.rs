@@ -226,8 +226,8 @@ struct CheckArgs {
     /// Seconds every operation may take.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
-    /// Fault injection: this rank exits abruptly before its `--fault-at`th
-    /// AllReduce (a dead peer).
+    /// Fault injection: this rank kills itself with SIGKILL before its
+    /// `--fault-at`th AllReduce (a dead peer).
     #[arg(long)]
     die_rank: Option<usize>,
     /// Fault injection: this rank stops answering before its
@@ -310,7 +310,12 @@ fn check(a: &CheckArgs) -> anyhow::Result<ExitCode> {
                 };
                 if fault_here {
                     if a.die_rank == Some(rank) {
-                        say(&format!("rank {rank}: exiting abruptly (fault injection)"));
+                        // kill -9 of itself: no destructor, no socket
+                        // shutdown, no flush; the kernel closes what is open.
+                        say(&format!(
+                            "rank {rank}: killed with SIGKILL (fault injection)"
+                        ));
+                        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
                         std::process::exit(17);
                     }
                     if a.stall_rank == Some(rank) {
