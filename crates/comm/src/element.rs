@@ -33,37 +33,29 @@ pub trait Element: Payload + PartialEq {
     fn mean(sum: Self, n: usize) -> Self;
 }
 
-impl Element for f32 {
-    const NAME: &'static str = "f32";
-    fn add(a: Self, b: Self) -> Self {
-        a + b
-    }
-    fn max(a: Self, b: Self) -> Self {
-        a.max(b)
-    }
-    fn min(a: Self, b: Self) -> Self {
-        a.min(b)
-    }
-    fn mean(sum: Self, n: usize) -> Self {
-        sum / n as f32
-    }
+/// Implements [`Element`] for a primitive float.
+macro_rules! float_element {
+    ($t:ty, $name:literal) => {
+        impl Element for $t {
+            const NAME: &'static str = $name;
+            fn add(a: Self, b: Self) -> Self {
+                a + b
+            }
+            fn max(a: Self, b: Self) -> Self {
+                a.max(b)
+            }
+            fn min(a: Self, b: Self) -> Self {
+                a.min(b)
+            }
+            fn mean(sum: Self, n: usize) -> Self {
+                sum / n as $t
+            }
+        }
+    };
 }
 
-impl Element for f64 {
-    const NAME: &'static str = "f64";
-    fn add(a: Self, b: Self) -> Self {
-        a + b
-    }
-    fn max(a: Self, b: Self) -> Self {
-        a.max(b)
-    }
-    fn min(a: Self, b: Self) -> Self {
-        a.min(b)
-    }
-    fn mean(sum: Self, n: usize) -> Self {
-        sum / n as f64
-    }
-}
+float_element!(f32, "f32");
+float_element!(f64, "f64");
 
 impl Element for i32 {
     const NAME: &'static str = "i32";

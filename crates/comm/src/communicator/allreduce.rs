@@ -205,24 +205,26 @@ impl Communicator {
         buf: &mut [T],
         op: ReduceOp,
     ) -> Result<(), CommError> {
-        let (n, me) = (self.size, self.rank);
-        let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
+        self.with_extra_ranks_folded(buf, op, "doubling", |comm, buf, p| {
+            comm.doubling_core(buf, op, p)
+        })
+    }
+
+    /// Recursive doubling among the first `p` ranks (a power of two).
+    fn doubling_core<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+        p: usize,
+    ) -> Result<(), CommError> {
+        let me = self.rank;
         let at = |step, peer| At {
             op: "all_reduce",
             algo: "doubling",
             step,
             peer,
         };
-        // Extra ranks fold into ranks 0..n-p.
-        if me >= p {
-            self.send_to(at(0, me - p), bytemuck::cast_slice(&*buf))?;
-            return self.recv_from(at(usize::MAX, me - p), Sink::copy(buf));
-        }
         let mut other = buf.to_vec();
-        if me + p < n {
-            self.recv_from(at(0, me + p), Sink::copy(&mut other))?;
-            op.apply(buf, &other);
-        }
         let mut d = 1;
         let mut step = 1;
         while d < p {
@@ -245,6 +247,36 @@ impl Communicator {
             d *= 2;
             step += 1;
         }
+        Ok(())
+    }
+
+    /// Runs `core` on the first `p` ranks, `p` the largest power of two <=
+    /// n: each of the `n - p` extra ranks first hands its buffer to rank
+    /// `rank - p`, which reduces it into its own (step 0), and gets the
+    /// result back once `core` is done (step `usize::MAX`).
+    fn with_extra_ranks_folded<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+        algo: &'static str,
+        core: impl FnOnce(&mut Self, &mut [T], usize) -> Result<(), CommError>,
+    ) -> Result<(), CommError> {
+        let (n, me) = (self.size, self.rank);
+        let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
+        let at = |step, peer| At {
+            op: "all_reduce",
+            algo,
+            step,
+            peer,
+        };
+        if me >= p {
+            self.send_to(at(0, me - p), bytemuck::cast_slice(&*buf))?;
+            return self.recv_from(at(usize::MAX, me - p), Sink::copy(buf));
+        }
+        if me + p < n {
+            self.recv_from(at(0, me + p), Sink::reduce(buf, op))?;
+        }
+        core(self, buf, p)?;
         if me + p < n {
             self.send_to(at(usize::MAX, me + p), bytemuck::cast_slice(&*buf))?;
         }
@@ -266,21 +298,26 @@ impl Communicator {
         buf: &mut [T],
         op: ReduceOp,
     ) -> Result<(), CommError> {
-        let (n, me) = (self.size, self.rank);
-        let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
+        self.with_extra_ranks_folded(buf, op, "halving", |comm, buf, p| {
+            comm.halving_core(buf, op, p)
+        })
+    }
+
+    /// Recursive halving then doubling among the first `p` ranks (a power
+    /// of two).
+    fn halving_core<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+        p: usize,
+    ) -> Result<(), CommError> {
+        let me = self.rank;
         let at = |step, peer| At {
             op: "all_reduce",
             algo: "halving",
             step,
             peer,
         };
-        if me >= p {
-            self.send_to(at(0, me - p), bytemuck::cast_slice(&*buf))?;
-            return self.recv_from(at(usize::MAX, me - p), Sink::copy(buf));
-        }
-        if me + p < n {
-            self.recv_from(at(0, me + p), Sink::reduce(buf, op))?;
-        }
         let (mut lo, mut hi) = (0, buf.len());
         let mut trail = Vec::new();
         let mut step = 1;
@@ -316,9 +353,6 @@ impl Communicator {
             self.exchange(at(step, partner), partner, out, partner, Sink::copy(into))?;
             (lo, hi) = (plo, phi);
             step += 1;
-        }
-        if me + p < n {
-            self.send_to(at(usize::MAX, me + p), bytemuck::cast_slice(&*buf))?;
         }
         Ok(())
     }

@@ -6,7 +6,6 @@ impl Communicator {
     /// `out` (`size * mine.len()` values) gets every rank's `mine`, in rank
     /// order (ring algorithm).
     pub fn all_gather<T: Payload>(&mut self, mine: &[T], out: &mut [T]) -> Result<(), CommError> {
-        let _span = self.span("all_gather", std::mem::size_of_val(out), "ring");
         let (n, m) = (self.size, mine.len());
         if out.len() != n * m {
             return Err(CommError::BadArgument(format!(
@@ -16,17 +15,7 @@ impl Communicator {
             )));
         }
         out[self.rank * m..(self.rank + 1) * m].copy_from_slice(mine);
-        if n > 1 && m > 0 {
-            self.ring_gather(
-                out,
-                &|c| c * m..(c + 1) * m,
-                self.rank,
-                "all_gather",
-                0,
-                &self.everyone(),
-            )?;
-        }
-        Ok(())
+        self.all_gather_in_place(out)
     }
 
     /// In-place [`all_gather`](Self::all_gather): `buf` holds `size`
