@@ -126,6 +126,9 @@ enum Stopped {
 struct Waiter {
     deadline: Instant,
     idle: u32,
+    /// When the current idle stretch began (set when it reaches the
+    /// naps).
+    napping_since: Option<Instant>,
 }
 
 impl Waiter {
@@ -133,18 +136,26 @@ impl Waiter {
     const SPINS: u32 = 64;
     /// Then yields this many, then sleeps.
     const YIELDS: u32 = 2048;
-    /// Sleep of an idle round beyond those.
+    /// Sleep of an idle round beyond those...
     const NAP: Duration = Duration::from_micros(50);
+    /// ...and once the wait has lasted this long (a peer with nothing to
+    /// send, such as a tensor-parallel worker between requests), a longer
+    /// one, so an idle rank costs next to no CPU; the first message after
+    /// such a pause waits at most this much longer.
+    const LONG_IDLE: Duration = Duration::from_millis(20);
+    const LONG_NAP: Duration = Duration::from_millis(1);
 
     fn new(timeout: Duration) -> Waiter {
         Waiter {
             deadline: Instant::now() + timeout,
             idle: 0,
+            napping_since: None,
         }
     }
 
     fn progressed(&mut self) {
         self.idle = 0;
+        self.napping_since = None;
     }
 
     /// One idle round; every so often checks the deadline and `probes`
@@ -157,7 +168,12 @@ impl Waiter {
         } else if !sleeping {
             std::thread::yield_now();
         } else {
-            std::thread::sleep(Self::NAP);
+            let since = *self.napping_since.get_or_insert_with(Instant::now);
+            std::thread::sleep(if since.elapsed() < Self::LONG_IDLE {
+                Self::NAP
+            } else {
+                Self::LONG_NAP
+            });
         }
         if sleeping || self.idle.is_multiple_of(64) {
             for (side, probe) in probes.iter().enumerate() {
