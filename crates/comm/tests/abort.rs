@@ -2,18 +2,15 @@
 //! never joins returns `Aborted` at once when another thread aborts, long
 //! before the operation's timeout.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use exodus_comm::{AllReduceAlgo, Bootstrap, CommError, Communicator, ReduceOp};
 
 #[test]
 fn abort_from_another_thread_ends_a_blocked_all_reduce() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let master = format!("127.0.0.1:{port}").parse().unwrap();
+    let master = common::free_master();
     let timeout = Duration::from_secs(60);
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let peer = std::thread::spawn(move || {

@@ -1,18 +1,15 @@
 //! Collectives appear in exodus-trace's timeline: one `comm` span per
 //! collective, with its bytes, algorithm and rank.
 
+mod common;
+
 use std::time::Duration;
 
 use exodus_comm::{AllReduceAlgo, Bootstrap, Communicator, ReduceOp};
 
 #[test]
 fn every_collective_leaves_a_span_with_its_size_and_algorithm() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let master = format!("127.0.0.1:{port}").parse().unwrap();
+    let master = common::free_master();
     let timeout = Duration::from_secs(60);
     let run = move |rank: usize| {
         let mut c = Communicator::connect(&Bootstrap::new(rank, 2, master).unwrap(), timeout)?;

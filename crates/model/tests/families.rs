@@ -263,6 +263,34 @@ fn families() -> [Family; 4] {
     ]
 }
 
+/// The test's steps on `model`: a prefill of four tokens (every row),
+/// then a decode step per remaining token; the logits row by row.
+fn run_steps(model: &Model, ids: &[u32]) -> Vec<f32> {
+    let mut rows = model.forward(&ids[..4], 0, true).unwrap();
+    for (p, &t) in ids.iter().enumerate().skip(4) {
+        rows.extend(model.forward(&[t], p, false).unwrap());
+    }
+    rows
+}
+
+/// Every row of `rows` within 2e-3 of the largest value of its float64
+/// row in `want` (f32 kernels, the KV cache in f16: about 5e-4 seen).
+fn assert_near(what: &str, rows: &[f32], want: &[Vec<f64>]) {
+    for (i, row) in rows.chunks(VOCAB).enumerate() {
+        let worst = row
+            .iter()
+            .zip(&want[i])
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        let scale = want[i].iter().map(|v| v.abs()).fold(0.0, f64::max);
+        println!("{what} position {i}: worst {worst:.2e} of scale {scale:.2}");
+        assert!(
+            worst <= 2e-3 * scale.max(1.0),
+            "{what} position {i}: {worst:.2e} (scale {scale:.2})"
+        );
+    }
+}
+
 #[test]
 fn every_family_matches_its_float64_definition() {
     let families = families();
@@ -287,30 +315,8 @@ fn every_family_matches_its_float64_definition() {
                 (cfg.qkv_bias, cfg.qk_norm, cfg.tied_embeddings),
                 (f.bias, f.qk_norm, f.tied)
             );
-            // Prefill of four tokens (every row), then three decode steps.
-            let mut rows = model.forward(&ids[..4], 0, true).unwrap();
-            for (p, &t) in ids.iter().enumerate().skip(4) {
-                rows.extend(model.forward(&[t], p, false).unwrap());
-            }
-            for (i, row) in rows.chunks(VOCAB).enumerate() {
-                let worst = row
-                    .iter()
-                    .zip(&want[i])
-                    .map(|(a, b)| (*a as f64 - b).abs())
-                    .fold(0.0, f64::max);
-                let scale = want[i].iter().map(|v| v.abs()).fold(0.0, f64::max);
-                println!(
-                    "{} {mode:?} position {i}: worst {worst:.2e} of scale {scale:.2}",
-                    f.arch
-                );
-                // f32 kernels (the KV cache in f16) against float64: 5e-4 of
-                // the scale seen, 2e-3 allowed.
-                assert!(
-                    worst <= 2e-3 * scale.max(1.0),
-                    "{} {mode:?} position {i}: {worst} (scale {scale})",
-                    f.arch
-                );
-            }
+            let rows = run_steps(&model, &ids);
+            assert_near(&format!("{} {mode:?}", f.arch), &rows, &want);
             results.push(rows);
         }
         assert_eq!(
@@ -352,15 +358,7 @@ fn every_family_split_over_two_ranks_matches_its_float64_definition() {
             let results: Vec<Vec<f32>> = std::thread::scope(|s| {
                 let runs: Vec<_> = shards
                     .iter()
-                    .map(|m| {
-                        s.spawn(move || {
-                            let mut rows = m.forward(&ids[..4], 0, true).unwrap();
-                            for (p, &t) in ids.iter().enumerate().skip(4) {
-                                rows.extend(m.forward(&[t], p, false).unwrap());
-                            }
-                            rows
-                        })
-                    })
+                    .map(|m| s.spawn(move || run_steps(m, &ids)))
                     .collect();
                 runs.into_iter().map(|r| r.join().unwrap()).collect()
             });
@@ -369,19 +367,8 @@ fn every_family_split_over_two_ranks_matches_its_float64_definition() {
                 "{} {mode:?}: the ranks disagree",
                 f.arch
             );
-            for (i, row) in results[0].chunks(VOCAB).enumerate() {
-                let worst = row
-                    .iter()
-                    .zip(&want[i])
-                    .map(|(a, b)| (*a as f64 - b).abs())
-                    .fold(0.0, f64::max);
-                let scale = want[i].iter().map(|v| v.abs()).fold(0.0, f64::max);
-                assert!(
-                    worst <= 2e-3 * scale.max(1.0),
-                    "{} {mode:?} split over {ranks} ranks, position {i}: {worst:.2e} of {scale:.2}",
-                    f.arch
-                );
-            }
+            let what = format!("{} {mode:?} split over {ranks} ranks", f.arch);
+            assert_near(&what, &results[0], &want);
         }
     }
 }

@@ -16,7 +16,7 @@ use exodus_engine::{BlockManager, Engine, Scheduler, SchedulerConfig, Shutdown, 
 use exodus_gguf::GgufFile;
 use exodus_graph::KvFormat;
 use exodus_model::llama::KV_BLOCK_TOKENS;
-use exodus_model::{fetch, LoadOptions, Model, SeqStep, Shard};
+use exodus_model::{fetch, LoadOptions, Model, Shard};
 use exodus_server::{HttpLimits, ServerState};
 
 /// Arguments of `exodus serve`.
@@ -360,16 +360,7 @@ fn serve_split(
     }
     let split = TensorParallel::new(model, comm);
     // Warm-up goes through the job: every rank compiles the same shapes.
-    for tokens in [vec![1u32; 8], vec![1]] {
-        split
-            .run_step(&[Work {
-                id: 0,
-                start: 0,
-                tokens,
-                table: vec![0],
-            }])
-            .map_err(|e| anyhow::anyhow!("warming up the model: {e}"))?;
-    }
+    warm_up(&split)?;
     let served = serve(split);
     // The engine has dropped the model, which told the other ranks to stop.
     for mut child in children {
@@ -390,17 +381,18 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Compiles the decode and a prefill shape before the server says ready.
-fn warm_up(model: &Model) -> anyhow::Result<()> {
-    let table = [0u32];
-    for tokens in [&[1u32; 8][..], &[1]] {
+/// Compiles the decode and a prefill shape before the server says ready
+/// (through the whole job when the model is split).
+fn warm_up(model: &impl StepModel) -> anyhow::Result<()> {
+    for tokens in [vec![1u32; 8], vec![1]] {
         model
-            .step(&[SeqStep {
-                tokens,
+            .run_step(&[Work {
+                id: 0,
                 start: 0,
-                table: &table,
+                tokens,
+                table: vec![0],
             }])
-            .context("warming up the model")?;
+            .map_err(|e| anyhow::anyhow!("warming up the model: {e}"))?;
     }
     Ok(())
 }
