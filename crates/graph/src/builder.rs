@@ -6,7 +6,7 @@
 
 use crate::error::GraphError;
 use crate::infer::infer;
-use crate::ir::{Def, Graph, Node, NodeId, Op, Unary, ValueId, ValueInfo};
+use crate::ir::{Def, Graph, KvCentered, Node, NodeId, Op, Unary, ValueId, ValueInfo};
 use crate::types::{DType, Shape, Sym};
 
 /// Builds a [`Graph`] node by node (see the crate docs for an example).
@@ -379,7 +379,8 @@ impl GraphBuilder {
     }
 
     /// Attention of one sequence's `q` over `cache`, after writing this
-    /// step's `k`/`v` at `start_pos` (see [`Op::Attention`]).
+    /// step's `k`/`v` at `start_pos` (see [`Op::Attention`]), the cache
+    /// rows centered when `centering` is given.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
@@ -391,14 +392,22 @@ impl GraphBuilder {
         block_table: ValueId,
         start_pos: ValueId,
         heads: usize,
+        centering: Option<AttentionCentering>,
     ) -> Result<ValueId, GraphError> {
-        let op = Op::Attention { heads, scale: None };
-        self.node(name, op, &[q, k, v, cache, block_table, start_pos])
+        let centered = centering.map(|c| c.how);
+        let op = Op::Attention {
+            heads,
+            scale: None,
+            centered,
+        };
+        let mut inputs = vec![q, k, v, cache, block_table, start_pos];
+        inputs.extend(centering.iter().flat_map(|c| c.inputs()));
+        self.node(name, op, &inputs)
     }
 
     /// Attention of a batch of sequences over `cache` (see
     /// [`Op::AttentionBatch`]): `tables` u32[seqs, blocks], `starts` and
-    /// `lens` u32[seqs].
+    /// `lens` u32[seqs]; the cache rows centered when `centering` is given.
     #[allow(clippy::too_many_arguments)]
     pub fn attention_batch(
         &mut self,
@@ -411,9 +420,17 @@ impl GraphBuilder {
         starts: ValueId,
         lens: ValueId,
         heads: usize,
+        centering: Option<AttentionCentering>,
     ) -> Result<ValueId, GraphError> {
-        let op = Op::AttentionBatch { heads, scale: None };
-        self.node(name, op, &[q, k, v, cache, tables, starts, lens])
+        let centered = centering.map(|c| c.how);
+        let op = Op::AttentionBatch {
+            heads,
+            scale: None,
+            centered,
+        };
+        let mut inputs = vec![q, k, v, cache, tables, starts, lens];
+        inputs.extend(centering.iter().flat_map(|c| c.inputs()));
+        self.node(name, op, &inputs)
     }
 
     /// The element-wise sum of `x` over every rank of the job (see
@@ -483,4 +500,25 @@ pub(crate) fn check_constant(name: &str, shape: &Shape, len: usize) -> Result<()
         return Err(err(format!("shape holds {volume} values, data has {len}")));
     }
     Ok(())
+}
+
+/// The values an attention op centers its cache rows on (see
+/// [`KvCentered`]): `k_mean`, `v_mean` (`f32[kv_heads * head_dim]`) and
+/// the `rope` table (`f32[positions, head_dim]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionCentering {
+    /// Key offsets, before RoPE.
+    pub k_mean: ValueId,
+    /// Value offsets.
+    pub v_mean: ValueId,
+    /// RoPE's cosines and sines.
+    pub rope: ValueId,
+    /// The RoPE pair style.
+    pub how: KvCentered,
+}
+
+impl AttentionCentering {
+    fn inputs(&self) -> [ValueId; 3] {
+        [self.k_mean, self.v_mean, self.rope]
+    }
 }

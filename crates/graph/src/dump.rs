@@ -87,10 +87,24 @@ fn attributes(op: &Op, symbols: &[String]) -> String {
             let bias = if l.bias { " bias" } else { "" };
             format!("{norm} weights={}{bias}{epilogue}", l.weights)
         }
-        Op::Attention { heads, scale } | Op::AttentionBatch { heads, scale } => match scale {
-            Some(s) => format!(" heads={heads} scale={s}"),
-            None => format!(" heads={heads}"),
-        },
+        Op::Attention {
+            heads,
+            scale,
+            centered,
+        }
+        | Op::AttentionBatch {
+            heads,
+            scale,
+            centered,
+        } => {
+            let scale = scale.map(|s| format!(" scale={s}")).unwrap_or_default();
+            let centered = match centered {
+                Some(c) if c.neox => " centered=neox",
+                Some(_) => " centered=interleaved",
+                None => "",
+            };
+            format!(" heads={heads}{scale}{centered}")
+        }
         Op::Fused(program) => {
             let steps: Vec<String> = program
                 .steps

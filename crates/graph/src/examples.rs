@@ -199,7 +199,7 @@ fn build_block(
     let v = b.matmul(n("attn_v"), h, wv)?;
     let a = match cache {
         Some((cache, table, start)) => {
-            b.attention(n("attention"), q, k, v, cache, table, start, heads)?
+            b.attention(n("attention"), q, k, v, cache, table, start, heads, None)?
         }
         None => q,
     };

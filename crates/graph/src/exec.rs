@@ -335,6 +335,20 @@ impl Session {
         self.collective = Some(collective);
     }
 
+    /// A copy of the bytes of the state value (a KV cache) named `name`,
+    /// as the last run left them; `None` when no state has that name.
+    pub fn state_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        let i = self
+            .graph
+            .values()
+            .iter()
+            .position(|v| v.def == Def::State && v.name == name)?;
+        match self.weights.get(&ValueId(i as u32))? {
+            Buf::Bytes(b) => Some(b.to_host()),
+            _ => None,
+        }
+    }
+
     /// The job's collective, if any.
     pub(crate) fn collective(&self) -> Option<Arc<dyn Collective>> {
         self.collective.clone()

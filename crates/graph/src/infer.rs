@@ -2,7 +2,7 @@
 //! inputs imply, or why they do not fit. The builder applies these when a
 //! node is added; the verifier applies them again to a whole graph.
 
-use crate::ir::{Epilogue, Linear, Op, Program, Step, Unary};
+use crate::ir::{Epilogue, KvCentered, Linear, Op, Program, Step, Unary};
 use crate::types::{DType, Dim, Shape};
 
 /// An input as the rules see it.
@@ -269,8 +269,22 @@ pub(crate) fn infer(
             min_rank(0, x, 1)?;
             Ok(vec![(DType::F32, Shape(x.0[..x.rank() - 1].to_vec()))])
         }
-        Op::Attention { heads, scale } => attention(*heads, *scale, inputs, &show),
-        Op::AttentionBatch { heads, scale } => attention_batch(*heads, *scale, inputs, &show),
+        Op::Attention {
+            heads,
+            scale,
+            centered,
+        } => {
+            centering(centered, &inputs[6..], inputs, &show)?;
+            attention(*heads, *scale, inputs, &show)
+        }
+        Op::AttentionBatch {
+            heads,
+            scale,
+            centered,
+        } => {
+            centering(centered, &inputs[7..], inputs, &show)?;
+            attention_batch(*heads, *scale, inputs, &show)
+        }
         Op::Linear(l) => linear(l, inputs, &show),
     }
 }
@@ -411,6 +425,43 @@ fn attention(
         ));
     }
     Ok(vec![(DType::F32, q.clone())])
+}
+
+/// A centered attention's extra operands (`extra`, after its own):
+/// `k_mean`, `v_mean` `f32[kv_heads * head_dim]` and the RoPE table
+/// `f32[positions, head_dim]`.
+fn centering(
+    centered: &Option<KvCentered>,
+    extra: &[Operand<'_>],
+    inputs: &[Operand<'_>],
+    show: &dyn Fn(&Shape) -> String,
+) -> Result<(), String> {
+    if centered.is_none() {
+        return Ok(());
+    }
+    let DType::KvCache(layout) = inputs[3].0 else {
+        return Err(format!("input 3 must be a KV cache, is {}", inputs[3].0));
+    };
+    let (kv, hd) = (layout.n_kv_heads(), layout.head_dim());
+    let width = Shape(vec![Dim::Fixed(kv * hd)]);
+    for (i, name) in [(0, "k_mean"), (1, "v_mean")] {
+        let (dtype, shape) = extra[i];
+        if *dtype != DType::F32 || *shape != width {
+            return Err(format!(
+                "{name} must be f32{}, is {dtype}{}",
+                show(&width),
+                show(shape)
+            ));
+        }
+    }
+    let (dtype, shape) = extra[2];
+    if *dtype != DType::F32 || shape.rank() != 2 || shape.0[1] != Dim::Fixed(hd) {
+        return Err(format!(
+            "the RoPE table must be f32[positions, {hd}], is {dtype}{}",
+            show(shape)
+        ));
+    }
+    Ok(())
 }
 
 /// Batched attention's operands: q/k/v and the cache as for one sequence,

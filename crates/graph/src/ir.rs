@@ -250,6 +250,8 @@ pub enum Op {
         heads: usize,
         /// Softmax scale (`None`: `1 / sqrt(head_dim)`).
         scale: Option<f32>,
+        /// Whether the cache rows are centered (see [`KvCentered`]).
+        centered: Option<KvCentered>,
     },
     /// Rows of an f32 matrix by index: inputs `[x[m, d], rows (u32[n])]`,
     /// output `[n, d]` (the positions a step needs logits for).
@@ -302,11 +304,39 @@ pub enum Op {
         heads: usize,
         /// Softmax scale (`None`: `1 / sqrt(head_dim)`).
         scale: Option<f32>,
+        /// Whether the cache rows are centered (see [`KvCentered`]).
+        centered: Option<KvCentered>,
     },
     /// The element-wise sum of `x` over every rank of the job (each rank
     /// runs its shard of the model), by the session's
     /// [`Collective`](crate::Collective); the identity without one.
     AllReduce,
+}
+
+/// An attention op whose KV cache stores rows relative to fixed offsets
+/// (exodus-kernels' `KvCentering`: a coarse cache format then rounds only
+/// how a row differs from the usual one). The op takes three more inputs
+/// after its own: `k_mean` and `v_mean` (`f32[kv_heads * head_dim]`, the
+/// key offset before RoPE) and `rope` (`f32[positions, head_dim]`, the
+/// cosines and sines of `exodus_kernels::attention::rope_table`), and
+/// writes and reads the cache through them; its result is the uncentered
+/// attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvCentered {
+    /// The model's RoPE pairs are NeoX-style (`i`, `i + head_dim / 2`)
+    /// rather than interleaved (`2i`, `2i + 1`).
+    pub neox: bool,
+}
+
+impl KvCentered {
+    /// Extra inputs an attention op with `centered` takes.
+    pub fn inputs(centered: &Option<KvCentered>) -> usize {
+        if centered.is_some() {
+            3
+        } else {
+            0
+        }
+    }
 }
 
 impl Op {
@@ -371,8 +401,8 @@ impl Op {
             | Op::Reduce { .. }
             | Op::AllReduce => Some(1),
             Op::LayerNorm { .. } => Some(3),
-            Op::Attention { .. } => Some(6),
-            Op::AttentionBatch { .. } => Some(7),
+            Op::Attention { centered, .. } => Some(6 + KvCentered::inputs(centered)),
+            Op::AttentionBatch { centered, .. } => Some(7 + KvCentered::inputs(centered)),
             Op::Linear(l) => Some(l.arity()),
             Op::Fused(_) | Op::Concat { .. } => None,
             _ => Some(2),

@@ -43,15 +43,15 @@ mod streams;
 mod types;
 mod verify;
 
-pub use builder::GraphBuilder;
+pub use builder::{AttentionCentering, GraphBuilder};
 pub use collective::Collective;
 pub use error::GraphError;
 pub use exec::{ExecError, Session, Tensor};
 /// The KV cache types a graph's state values use (from exodus-kernels).
-pub use exodus_kernels::attention::{KvFormat, KvLayout};
+pub use exodus_kernels::attention::{rope_table, KvFormat, KvLayout, KvPart};
 pub use ir::{
-    Binary, Def, Epilogue, Graph, Linear, Node, NodeId, Op, Program, Step, Unary, ValueId,
-    ValueInfo,
+    Binary, Def, Epilogue, Graph, KvCentered, Linear, Node, NodeId, Op, Program, Step, Unary,
+    ValueId, ValueInfo,
 };
 pub use passes::{
     default_passes, run_passes, CommonSubexpressions, ConstantFolding, DeadCodeElimination,

@@ -9,18 +9,20 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use exodus_kernels::attention::{
-    paged_attention, AttentionParams, KvLayout, PagedKvCache, SeqSpan,
+    paged_attention_centered, AttentionParams, KvCentering, KvLayout, PagedKvCache, SeqSpan,
 };
 use exodus_kernels::ops::{
     self, GeluApprox, LayerNormParams, QuantizedRows, RmsNormParams, RopeParams, RopeStyle,
 };
+use exodus_kernels::pool;
+use exodus_numerics::cpu;
 use exodus_numerics::{ElementFormat, Format};
 use exodus_runtime::{Arena, Device, Kernel, Launch, Stream, TaskError};
 
 use crate::args::{Args, Place};
 use crate::exec::{concrete, volume, Buf, ExecError, Mode, Session};
 use crate::fused::{run_fused, FusedInput, FUSED_CHUNK};
-use crate::ir::{Def, Epilogue, Graph, Linear, Node, Op, Unary};
+use crate::ir::{Def, Epilogue, Graph, KvCentered, Linear, Node, Op, Unary};
 use crate::linear::LinearLaunch;
 use crate::types::DType;
 use crate::ValueId;
@@ -57,6 +59,9 @@ fn dims_of(g: &Graph, v: ValueId, sizes: &[usize]) -> Vec<usize> {
 struct Attend {
     layout: KvLayout,
     params: AttentionParams,
+    /// Where a centered op's `k_mean`, `v_mean` and RoPE table inputs
+    /// start, and its RoPE style.
+    centering_at: Option<(usize, KvCentered)>,
     /// The launch output that is the cache.
     cache_at: usize,
     /// Rows of the step (all sequences).
@@ -85,6 +90,26 @@ impl Attend {
             .into());
         }
         let (q, kk, v) = (a.f32_in(k, 0)?, a.f32_in(k, 1)?, a.f32_in(k, 2)?);
+        let offsets = match self.centering_at {
+            Some((at, how)) => Some((
+                a.f32_in(k, at)?,
+                a.f32_in(k, at + 1)?,
+                a.f32_in(k, at + 2)?,
+                how,
+            )),
+            None => None,
+        };
+        let centering = match &offsets {
+            Some((k_mean, v_mean, rope, how)) => {
+                let style = if how.neox {
+                    RopeStyle::NeoX
+                } else {
+                    RopeStyle::Interleaved
+                };
+                Some(KvCentering::new(&self.layout, k_mean, v_mean, rope, style)?)
+            }
+            None => None,
+        };
         let kv_width = self.layout.n_kv_heads() * self.layout.head_dim();
         let mut pool = k.output::<u8>(self.cache_at)?;
         let mut cache = PagedKvCache::new(self.layout, &mut pool[..])?;
@@ -94,7 +119,8 @@ impl Attend {
             let (start, len) = (start as usize, len as usize);
             let table = &tables[i * blocks..(i + 1) * blocks];
             let rows = row * kv_width..(row + len) * kv_width;
-            cache.write(table, start, &kk[rows.clone()], &v[rows], len)?;
+            let (k_rows, v_rows) = (&kk[rows.clone()], &v[rows]);
+            cache.write_centered(table, start, k_rows, v_rows, len, centering.as_ref())?;
             spans.push(SeqSpan {
                 block_table: table,
                 start_pos: start,
@@ -102,7 +128,17 @@ impl Attend {
             });
             row += len;
         }
-        paged_attention(&cache, &spans, &q, &mut a.f32_out(k, 0)?, &self.params)?;
+        let mut out = a.f32_out(k, 0)?;
+        paged_attention_centered(
+            cpu::active(),
+            pool::global(),
+            &cache,
+            centering.as_ref(),
+            &spans,
+            &q,
+            &mut out,
+            &self.params,
+        )?;
         Ok(())
     }
 }
@@ -563,7 +599,16 @@ impl Session {
                     Ok(())
                 }))
             }
-            Op::Attention { heads, scale } | Op::AttentionBatch { heads, scale } => {
+            Op::Attention {
+                heads,
+                scale,
+                centered,
+            }
+            | Op::AttentionBatch {
+                heads,
+                scale,
+                centered,
+            } => {
                 let DType::KvCache(layout) =
                     g.value(node.inputs[3]).map_or(DType::F32, |i| i.dtype)
                 else {
@@ -575,12 +620,18 @@ impl Session {
                 else {
                     return Err(unsupported("the KV cache must be a launch buffer"));
                 };
+                let own_inputs = if matches!(node.op, Op::Attention { .. }) {
+                    6
+                } else {
+                    7
+                };
                 let attend = Attend {
                     layout,
                     params: AttentionParams {
                         n_heads: *heads,
                         scale: *scale,
                     },
+                    centering_at: centered.map(|c| (own_inputs, c)),
                     cache_at,
                     tokens: out_dims[0],
                 };

@@ -4,12 +4,15 @@
 //! graph mode, and the passes never drop or merge the node.
 
 use exodus_graph::{
-    run_passes, CommonSubexpressions, DType, DeadCodeElimination, Graph, GraphBuilder, Session,
-    Tensor, ValueId,
+    rope_table, run_passes, AttentionCentering, CommonSubexpressions, DType, DeadCodeElimination,
+    Graph, GraphBuilder, KvCentered, Session, Tensor, ValueId,
 };
 use exodus_kernels::attention::{
-    paged_attention, AttentionParams, KvFormat, KvLayout, PagedKvCache, SeqSpan,
+    paged_attention_centered, AttentionParams, KvCentering, KvFormat, KvLayout, PagedKvCache,
+    SeqSpan,
 };
+use exodus_kernels::ops::RopeStyle;
+use exodus_kernels::pool;
 use exodus_numerics::sample::normal;
 
 const HEADS: usize = 4;
@@ -30,7 +33,17 @@ fn layout() -> KvLayout {
     KvLayout::new(BLOCK, KV, HD, KvFormat::Fp8E4M3).unwrap()
 }
 
-fn graph() -> (Graph, Ids) {
+/// Offsets of a centered cache (values that make the rows' offsets
+/// visible): key means, value means and a RoPE table of BLOCKS * BLOCK
+/// positions.
+fn offsets() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let k_mean = normal(KV * HD, 91).iter().map(|x| x * 5.0).collect();
+    let v_mean = normal(KV * HD, 92);
+    (k_mean, v_mean, rope_table(10000.0, HD, BLOCKS * BLOCK))
+}
+
+/// The attention graph, centered or not, and the centered one's weights.
+fn graph(centered: bool) -> (Graph, Ids, Vec<(ValueId, Tensor)>) {
     let mut b = GraphBuilder::new("attn");
     let t = b.symbol("tokens");
     let q = b.input("q", DType::F32, (t, HEADS * HD));
@@ -39,8 +52,24 @@ fn graph() -> (Graph, Ids) {
     let cache = b.state("kv", DType::KvCache(layout()), (BLOCKS,));
     let table = b.input("table", DType::U32, (BLOCKS,));
     let start = b.input("start", DType::U32, (1,));
+    let mut weights = Vec::new();
+    let centering = centered.then(|| {
+        let (k_mean, v_mean, rope) = offsets();
+        let c = AttentionCentering {
+            k_mean: b.weight("k_mean", DType::F32, (KV * HD,)),
+            v_mean: b.weight("v_mean", DType::F32, (KV * HD,)),
+            rope: b.weight("rope", DType::F32, (BLOCKS * BLOCK, HD)),
+            how: KvCentered { neox: false },
+        };
+        weights = vec![
+            (c.k_mean, Tensor::F32(k_mean)),
+            (c.v_mean, Tensor::F32(v_mean)),
+            (c.rope, Tensor::F32(rope)),
+        ];
+        c
+    });
     let o = b
-        .attention("attn", q, k, v, cache, table, start, HEADS)
+        .attention("attn", q, k, v, cache, table, start, HEADS, centering)
         .unwrap();
     // A second, identical attention node would write the same rows again:
     // side effects are neither merged nor dropped.
@@ -55,26 +84,41 @@ fn graph() -> (Graph, Ids) {
             table,
             start,
         },
+        weights,
     )
 }
 
 #[test]
 fn prefill_then_decode_match_the_kernels_in_both_modes() {
-    let (g, ids) = graph();
+    prefill_then_decode(false);
+}
+
+#[test]
+fn a_centered_cache_matches_the_centered_kernels_in_both_modes() {
+    prefill_then_decode(true);
+}
+
+fn prefill_then_decode(centered: bool) {
+    let (g, ids, weights) = graph(centered);
     let text = g.dump();
     assert!(
         text.contains("kv: kv_cache<fp8-e4m3, block 4, 2x32>[4] = state"),
         "{text}"
     );
+    let attrs = if centered {
+        "heads=4 centered=interleaved"
+    } else {
+        "heads=4"
+    };
     assert!(
-        text.contains("= attention(") && text.contains("heads=4"),
+        text.contains("= attention(") && text.contains(attrs),
         "{text}"
     );
     let mut opt = g.clone();
     run_passes(&mut opt, &[&CommonSubexpressions, &DeadCodeElimination]).unwrap();
     assert_eq!(opt.nodes().len(), g.nodes().len());
-    let eager = Session::new(g.clone(), []).unwrap();
-    let graph_mode = Session::new(opt, []).unwrap();
+    let eager = Session::new(g.clone(), weights.clone()).unwrap();
+    let graph_mode = Session::new(opt, weights).unwrap();
     // The kernels by hand, on their own cache.
     let mut cache = PagedKvCache::zeroed(layout(), BLOCKS).unwrap();
     let table: Vec<u32> = vec![2, 0, 3, 1];
@@ -82,19 +126,36 @@ fn prefill_then_decode_match_the_kernels_in_both_modes() {
         n_heads: HEADS,
         scale: None,
     };
+    let (k_mean, v_mean, rope) = offsets();
+    let centering =
+        KvCentering::new(&layout(), &k_mean, &v_mean, &rope, RopeStyle::Interleaved).unwrap();
+    let centering = centered.then_some(&centering);
     let mut start = 0usize;
     for (step, tokens) in [5usize, 1, 1, 3].into_iter().enumerate() {
         let q = normal(tokens * HEADS * HD, 10 + step as u64);
         let k = normal(tokens * KV * HD, 20 + step as u64);
         let v = normal(tokens * KV * HD, 30 + step as u64);
-        cache.write(&table, start, &k, &v, tokens).unwrap();
+        cache
+            .write_centered(&table, start, &k, &v, tokens, centering)
+            .unwrap();
         let mut want = vec![0f32; tokens * HEADS * HD];
         let seq = SeqSpan {
             block_table: &table,
             start_pos: start,
             n_q: tokens,
         };
-        paged_attention(&cache, &[seq], &q, &mut want, &params).unwrap();
+        let (level, pool) = (exodus_numerics::cpu::active(), pool::global());
+        paged_attention_centered(
+            level,
+            pool,
+            &cache,
+            centering,
+            &[seq],
+            &q,
+            &mut want,
+            &params,
+        )
+        .unwrap();
         let inputs = [
             (ids.q, Tensor::F32(q)),
             (ids.k, Tensor::F32(k)),
@@ -127,7 +188,7 @@ fn attention_misuse_is_refused() {
     let table = b.input("table", DType::U32, (BLOCKS,));
     let start = b.input("start", DType::U32, (1,));
     let msg = b
-        .attention("a", q, k, k, cache, table, start, 3)
+        .attention("a", q, k, k, cache, table, start, 3, None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -135,18 +196,34 @@ fn attention_misuse_is_refused() {
         "{msg}"
     );
     let msg = b
-        .attention("b", q, k, k, cache, table, start, 2)
+        .attention("b", q, k, k, cache, table, start, 2, None)
         .unwrap_err()
         .to_string();
     assert!(msg.contains("input 0 must be f32[tokens, 64]"), "{msg}");
     let msg = b
-        .attention("c", k, k, k, q, table, start, 2)
+        .attention("c", k, k, k, q, table, start, 2, None)
         .unwrap_err()
         .to_string();
     assert!(msg.contains("input 3 must be a KV cache"), "{msg}");
+    // A centering whose offsets do not fit the cache's heads.
+    let short = b.weight("short", DType::F32, (KV * HD - 1,));
+    let rope = b.weight("rope", DType::F32, (BLOCKS * BLOCK, HD));
+    let cache = b.state("kv2", DType::KvCache(layout()), (BLOCKS,));
+    let centering = AttentionCentering {
+        k_mean: short,
+        v_mean: short,
+        rope,
+        how: KvCentered { neox: false },
+    };
+    let v = b.input("v2", DType::F32, (t, KV * HD));
+    let msg = b
+        .attention("d", q, v, v, cache, table, start, HEADS, Some(centering))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("k_mean must be f32[64]"), "{msg}");
     // An out-of-range block id fails in the kernel: a typed error, and the
     // session can run again.
-    let (g, ids) = graph();
+    let (g, ids, _) = graph(false);
     let s = Session::new(g, []).unwrap();
     let run = |table: Vec<u32>| {
         let inputs = [
@@ -183,7 +260,7 @@ fn a_batch_of_sequences_attends_like_each_sequence_alone() {
     let starts = b.input("starts", DType::U32, (s,));
     let lens = b.input("lens", DType::U32, (s,));
     let out = b
-        .attention_batch("attn", q, k, v, cache, tables, starts, lens, HEADS)
+        .attention_batch("attn", q, k, v, cache, tables, starts, lens, HEADS, None)
         .unwrap();
     b.output(out).unwrap();
     let batch = b.finish().unwrap();
@@ -198,7 +275,7 @@ fn a_batch_of_sequences_attends_like_each_sequence_alone() {
     let table1 = b.input("table", DType::U32, (SEQ_BLOCKS,));
     let start1 = b.input("start", DType::U32, (1,));
     let out1 = b
-        .attention("attn", q1, k1, v1, cache1, table1, start1, HEADS)
+        .attention("attn", q1, k1, v1, cache1, table1, start1, HEADS, None)
         .unwrap();
     b.output(out1).unwrap();
     let single = b.finish().unwrap();
@@ -296,6 +373,7 @@ fn batched_attention_misuse_is_refused_by_name() {
                 starts,
                 lens,
                 HEADS,
+                None,
             )
             .unwrap_err()
             .to_string();

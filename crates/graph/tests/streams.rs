@@ -213,13 +213,13 @@ fn users_of_one_kv_cache_stay_ordered() {
     let table = b.input("table", DType::U32, (4,));
     let start = b.input("start", DType::U32, (1,));
     let o1 = b
-        .attention("attn1", q, k, v, cache, table, start, 4)
+        .attention("attn1", q, k, v, cache, table, start, 4, None)
         .unwrap();
     // An independent branch into a second attention over the same cache:
     // it must not run concurrently with the first.
     let q2 = b.scale("q2", q, 0.5).unwrap();
     let o2 = b
-        .attention("attn2", q2, k, v, cache, table, start, 4)
+        .attention("attn2", q2, k, v, cache, table, start, 4, None)
         .unwrap();
     let y = b.add("y", o1, o2).unwrap();
     b.output(y).unwrap();

@@ -19,6 +19,7 @@
 //! - [`perplexity`]: llama.cpp's perplexity method.
 #![deny(unsafe_code)]
 
+pub mod centering;
 pub mod chat;
 pub mod config;
 pub mod error;

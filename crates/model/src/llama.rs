@@ -17,9 +17,13 @@
 //! step's tokens one sequence after the other: the serving engine's step).
 
 use exodus_gguf::{Gguf, TensorInfo};
-use exodus_graph::{DType, Dim, Graph, GraphBuilder, KvFormat, KvLayout, ValueId};
+use exodus_graph::{
+    rope_table, AttentionCentering, DType, Dim, Graph, GraphBuilder, KvCentered, KvFormat,
+    KvLayout, ValueId,
+};
 use exodus_numerics::{ElementFormat, Format};
 
+use crate::centering::{is_coarse, KvOffsets};
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::shard::Shard;
@@ -90,6 +94,9 @@ pub struct ModelGraph {
     pub weights: Vec<(ValueId, WeightPart)>,
     /// KV cache blocks per layer (the pool's, or the one sequence's).
     pub cache_blocks: usize,
+    /// Weight values the build computed rather than read from the file
+    /// (the KV centering offsets and RoPE table), with their data.
+    pub computed: Vec<(ValueId, Vec<f32>)>,
 }
 
 /// The part of a GGUF tensor a weight value holds: all of it, or (on a
@@ -202,13 +209,16 @@ impl<B: AsRef<[u8]>> Builder<'_, B> {
 
 /// Builds the graph of the model in `file` with a KV cache per layer of
 /// the shape `cache`, layer `l`'s in `kv_format(l)`: the whole model, or
-/// `shard`'s part of it (see [`crate::shard`]).
+/// `shard`'s part of it (see [`crate::shard`]). With `offsets`, the layers
+/// whose format is coarse store their K/V rows centered on them (see
+/// [`crate::centering`]).
 pub fn build<B: AsRef<[u8]>>(
     cfg: &ModelConfig,
     file: &Gguf<B>,
     cache: Cache,
     kv_format: impl Fn(usize) -> KvFormat,
     shard: Shard,
+    offsets: Option<&KvOffsets>,
 ) -> Result<ModelGraph, ModelError> {
     let ModelConfig {
         layers,
@@ -227,6 +237,12 @@ pub fn build<B: AsRef<[u8]>>(
         Cache::One { max_tokens } => max_tokens.div_ceil(KV_BLOCK_TOKENS).max(1),
         Cache::Pool { blocks, .. } => blocks.max(1),
     };
+    // Positions one sequence can reach: the RoPE table of a centered cache.
+    let seq_positions = KV_BLOCK_TOKENS
+        * match cache {
+            Cache::One { .. } => blocks,
+            Cache::Pool { blocks_per_seq, .. } => blocks_per_seq.max(1),
+        };
     // This rank's KV heads, their query heads, and its MLP units.
     let my_kv = shard.part(kv_heads, 1, "KV heads")?;
     let group = heads / kv_heads.max(1);
@@ -244,6 +260,8 @@ pub fn build<B: AsRef<[u8]>>(
         file,
         weights: Vec::new(),
     };
+    let mut computed = Vec::new();
+    let mut rope = None;
     let t = m.b.symbol("tokens");
     let n_out = m.b.symbol("outputs");
     let ids = m.b.input("ids", DType::U32, (t,));
@@ -308,10 +326,47 @@ pub fn build<B: AsRef<[u8]>>(
             m.b.rope(p("rope_k"), k, pos, head_dim, rope_neox, rope_theta)?;
         let cache =
             m.b.state(p("kv_cache"), DType::KvCache(layout(l)?), (blocks,));
-        let a = match seqs {
-            SeqInputs::One { table, start } => {
-                m.b.attention(p("attention"), q, k, v, cache, table, start, my_q.len())?
+        let centering = match offsets {
+            Some(o) if is_coarse(kv_format(l)) => {
+                let mut mean = |name: String, all: &[Vec<f32>]| {
+                    let mine = all.get(l).and_then(|m| m.get(kv_rows.clone()));
+                    let mine = mine.ok_or_else(|| ModelError::Tensor {
+                        name: name.clone(),
+                        reason: format!("no offsets for layer {l}'s KV heads"),
+                    })?;
+                    let v = m.b.weight(name, DType::F32, (kv_rows.len(),));
+                    computed.push((v, mine.to_vec()));
+                    Ok::<_, ModelError>(v)
+                };
+                let k_mean = mean(p("kv_centering.k_mean"), &o.k_mean)?;
+                let v_mean = mean(p("kv_centering.v_mean"), &o.v_mean)?;
+                let rope = *rope.get_or_insert_with(|| {
+                    let v =
+                        m.b.weight("kv_centering.rope", DType::F32, (seq_positions, head_dim));
+                    computed.push((v, rope_table(rope_theta, head_dim, seq_positions)));
+                    v
+                });
+                Some(AttentionCentering {
+                    k_mean,
+                    v_mean,
+                    rope,
+                    how: KvCentered { neox: rope_neox },
+                })
             }
+            _ => None,
+        };
+        let a = match seqs {
+            SeqInputs::One { table, start } => m.b.attention(
+                p("attention"),
+                q,
+                k,
+                v,
+                cache,
+                table,
+                start,
+                my_q.len(),
+                centering,
+            )?,
             SeqInputs::Batch {
                 tables,
                 starts,
@@ -326,6 +381,7 @@ pub fn build<B: AsRef<[u8]>>(
                 starts,
                 lens,
                 my_q.len(),
+                centering,
             )?,
         };
         let wo = m.weight_part(
@@ -390,5 +446,6 @@ pub fn build<B: AsRef<[u8]>>(
         },
         weights: m.weights,
         cache_blocks: blocks,
+        computed,
     })
 }

@@ -12,6 +12,7 @@ use exodus_graph::{
 };
 use exodus_numerics::{ElementFormat, Format};
 
+use crate::centering::{calibrate, is_coarse};
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::llama::{self, Cache, ModelGraph, SeqInputs, WeightPart, KV_BLOCK_TOKENS};
@@ -63,6 +64,9 @@ pub struct LoadOptions {
     /// The part of the model this rank holds in a tensor-parallel job
     /// (the whole model by default; see [`Shard`]).
     pub shard: Shard,
+    /// Center the K/V rows of coarse cache formats (FP8, MX) on offsets
+    /// measured at load (see [`crate::centering`]); on by default.
+    pub kv_centering: bool,
 }
 
 impl LoadOptions {
@@ -92,6 +96,7 @@ impl Default for LoadOptions {
             kv_format: KvFormat::F16,
             kv_layer_formats: Vec::new(),
             shard: Shard::WHOLE,
+            kv_centering: true,
         }
     }
 }
@@ -223,7 +228,7 @@ impl Model {
         Self::load_with(file, opts, config, cache, max_tokens)
     }
 
-    fn load_with<B: AsRef<[u8]>>(
+    pub(crate) fn load_with<B: AsRef<[u8]>>(
         file: &Gguf<B>,
         opts: &LoadOptions,
         config: ModelConfig,
@@ -240,7 +245,20 @@ impl Model {
                 config.layers, config.layers
             )));
         }
-        let mut graph = llama::build(&config, file, cache, |l| opts.kv_format_of(l), opts.shard)?;
+        let coarse = (0..config.layers).any(|l| is_coarse(opts.kv_format_of(l)));
+        let offsets = if opts.kv_centering && coarse {
+            Some(calibrate(file, &config, opts)?)
+        } else {
+            None
+        };
+        let mut graph = llama::build(
+            &config,
+            file,
+            cache,
+            |l| opts.kv_format_of(l),
+            opts.shard,
+            offsets.as_ref(),
+        )?;
         let mut weights = Vec::with_capacity(graph.weights.len());
         for (v, part) in &graph.weights {
             let info = graph.graph.value(*v).ok_or_else(|| ModelError::Tensor {
@@ -252,6 +270,9 @@ impl Model {
                 reason,
             })?;
             weights.push((*v, data));
+        }
+        for (v, data) in std::mem::take(&mut graph.computed) {
+            weights.push((v, Tensor::F32(data)));
         }
         if opts.mode == Mode::Graph {
             run_passes(&mut graph.graph, &default_passes())?;
@@ -271,6 +292,12 @@ impl Model {
     /// AllReduce over the job's ranks. Call it before the first step.
     pub fn set_collective(&mut self, collective: Arc<dyn Collective>) {
         self.session.set_collective(collective);
+    }
+
+    /// The bytes of the session's state value `name` (a layer's KV cache)
+    /// after the last run.
+    pub(crate) fn session_state(&self, name: &str) -> Option<Vec<u8>> {
+        self.session.state_bytes(name)
     }
 
     /// The model's hyperparameters.

@@ -46,6 +46,11 @@ pub struct ModelArgs {
     /// layers exact under `--kv-dtype fp8-e4m3`).
     #[arg(long)]
     kv_dtype_layer: Vec<String>,
+    /// Store FP8/MX cache rows as they are, not centered on the key and
+    /// value offsets measured at load (centering costs a calibration pass
+    /// of about 1,300 tokens at load and cuts the formats' rounding).
+    #[arg(long)]
+    no_kv_centering: bool,
 }
 
 /// Parses `--kv-dtype-layer` specs (`L=FMT` or `A-B=FMT`).
@@ -160,6 +165,7 @@ fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--kv-dtype {}: {e}", args.kv_dtype))?,
             kv_layer_formats: parse_kv_layers(&args.kv_dtype_layer)?,
+            kv_centering: !args.no_kv_centering,
             ..Default::default()
         },
     )

@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// `FIRST-LAST=FORMAT` (repeatable).
     #[arg(long)]
     kv_dtype_layer: Vec<String>,
+    /// Store FP8/MX cache rows as they are, not centered on the key and
+    /// value offsets measured at load (centering costs a calibration pass
+    /// of about 1,300 tokens at load and cuts the formats' rounding).
+    #[arg(long)]
+    no_kv_centering: bool,
     /// Memory of the KV cache pool, MiB (shared by all requests).
     #[arg(long, default_value_t = 256)]
     kv_cache_mib: usize,
@@ -139,6 +144,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         max_tokens: args.ctx,
         kv_format,
         kv_layer_formats: super::model::parse_kv_layers(&args.kv_dtype_layer)?,
+        kv_centering: !args.no_kv_centering,
         ..Default::default()
     };
     let config = exodus_model::ModelConfig::from_gguf(&file)?;

@@ -15,6 +15,7 @@
 
 use exodus_numerics::cpu::SimdLevel;
 
+use super::centering::KvCentering;
 use super::format::KvFormat;
 use crate::error::Result;
 use crate::ops::check;
@@ -168,7 +169,8 @@ impl<P: AsRef<[u8]>> PagedKvCache<P> {
     }
 
     /// Decode the `part` row of `head` at position `pos` of the sequence
-    /// with `block_table` into `out` (`[head_dim]`).
+    /// with `block_table` into `out` (`[head_dim]`): the row as stored,
+    /// without adding back a centering it was written with.
     pub fn read_row(
         &self,
         block_table: &[u32],
@@ -204,6 +206,21 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> PagedKvCache<P> {
         v: &[f32],
         n_tokens: usize,
     ) -> Result<()> {
+        self.write_centered(block_table, start_pos, k, v, n_tokens, None)
+    }
+
+    /// [`write`](Self::write), storing each row minus its `centering`
+    /// offset (see [`KvCentering`]); attention must then be given the same
+    /// centering to add it back.
+    pub fn write_centered(
+        &mut self,
+        block_table: &[u32],
+        start_pos: usize,
+        k: &[f32],
+        v: &[f32],
+        n_tokens: usize,
+        centering: Option<&KvCentering<'_>>,
+    ) -> Result<()> {
         const K: &str = "kv_cache.write";
         let l = self.layout;
         let n = check::product(K, &[n_tokens, l.n_kv_heads, l.head_dim])?;
@@ -215,19 +232,31 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> PagedKvCache<P> {
         let end = start_pos
             .checked_add(n_tokens)
             .ok_or_else(|| check::bad_shape(K, "start_pos + n_tokens overflows"))?;
+        if let Some(c) = centering {
+            c.check_end(K, end)?;
+        }
         let view = self.view();
         for logical in start_pos / l.block_size..end.div_ceil(l.block_size) {
             view.block_id(K, block_table, logical)?;
         }
         let row = l.n_kv_heads * l.head_dim;
         let pool = self.pool.as_mut();
+        let mut centered = vec![0f32; if centering.is_some() { l.head_dim } else { 0 }];
         for t in 0..n_tokens {
             let pos = start_pos + t;
             let block = block_table[pos / l.block_size] as usize;
             for (part, src) in [(KvPart::Key, k), (KvPart::Value, v)] {
                 for h in 0..l.n_kv_heads {
                     let at = l.offset(block, part, h, pos % l.block_size);
-                    let values = &src[t * row + h * l.head_dim..][..l.head_dim];
+                    let mut values = &src[t * row + h * l.head_dim..][..l.head_dim];
+                    if let Some(c) = centering {
+                        centered.copy_from_slice(values);
+                        match part {
+                            KvPart::Key => c.shift_keys(h, pos, &mut centered, -1.0),
+                            KvPart::Value => c.shift_values(h, &mut centered, -1.0),
+                        }
+                        values = &centered;
+                    }
                     l.format.encode(values, &mut pool[at..at + l.row_bytes])?;
                 }
             }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use exodus_numerics::cpu::{self, SimdLevel};
 
 use super::cache::PagedKvCache;
+use super::centering::KvCentering;
 use super::online::Task;
 use crate::error::{FirstError, Result};
 use crate::ops::check;
@@ -113,6 +114,24 @@ pub fn paged_attention_with<P: AsRef<[u8]>>(
     out: &mut [f32],
     params: &AttentionParams,
 ) -> Result<()> {
+    paged_attention_centered(level, pool, cache, None, seqs, q, out, params)
+}
+
+/// [`paged_attention_with`] over a cache whose rows were written with
+/// `centering` ([`PagedKvCache::write_centered`]): each K row read gets its
+/// offset back before its scores, and each output its heads' V offset
+/// (the softmax weights sum to 1).
+#[allow(clippy::too_many_arguments)]
+pub fn paged_attention_centered<P: AsRef<[u8]>>(
+    level: SimdLevel,
+    pool: &ThreadPool,
+    cache: &PagedKvCache<P>,
+    centering: Option<&KvCentering<'_>>,
+    seqs: &[SeqSpan<'_>],
+    q: &[f32],
+    out: &mut [f32],
+    params: &AttentionParams,
+) -> Result<()> {
     const K: &str = "attention";
     let view = cache.view();
     let layout = view.layout;
@@ -143,6 +162,9 @@ pub fn paged_attention_with<P: AsRef<[u8]>>(
         for logical in 0..end.div_ceil(layout.block_size()) {
             view.block_id(K, s.block_table, logical)?;
         }
+        if let Some(c) = centering {
+            c.check_end(K, end)?;
+        }
     }
     let row = n_heads * d;
     let n = check::product(K, &[tokens, row])?;
@@ -167,6 +189,7 @@ pub fn paged_attention_with<P: AsRef<[u8]>>(
             for kv_head in 0..n_kv {
                 tasks.push(Task {
                     view,
+                    centering,
                     level,
                     block_table: s.block_table,
                     start_pos: s.start_pos + q0,

@@ -5,6 +5,8 @@
 //! - [`KvLayout`] / [`PagedKvCache`]: blocks of `block_size` tokens in a
 //!   pool, addressed through per-sequence block tables, with
 //!   [`PagedKvCache::write`] to quantize new K/V rows in;
+//! - [`KvCentering`]: rows stored relative to per-head offsets (the key's
+//!   turned by RoPE), which a coarse format rounds far less;
 //! - [`paged_attention`] (a batch of sequences, each a decode token or a
 //!   prefill chunk), [`attention_decode`], [`attention_prefill`]: one pass
 //!   over each sequence's keys with an online softmax (running max and
@@ -15,6 +17,7 @@
 //! against a naive f64 attention in `tests/attention*.rs`.
 
 mod cache;
+mod centering;
 mod format;
 mod kernel;
 #[cfg(target_arch = "aarch64")]
@@ -24,8 +27,9 @@ mod online;
 mod x86;
 
 pub use cache::{KvLayout, KvPart, PagedKvCache};
+pub use centering::{rope_table, KvCentering};
 pub use format::KvFormat;
 pub use kernel::{
-    attention_decode, attention_prefill, paged_attention, paged_attention_with, AttentionParams,
-    SeqSpan,
+    attention_decode, attention_prefill, paged_attention, paged_attention_centered,
+    paged_attention_with, AttentionParams, SeqSpan,
 };

@@ -11,6 +11,7 @@
 use exodus_numerics::cpu::SimdLevel;
 
 use super::cache::{KvPart, KvView};
+use super::centering::KvCentering;
 use crate::error::Result;
 use crate::ops::dispatch::{path, Path};
 
@@ -76,6 +77,8 @@ const FOLD_BLOCKS: usize = 4;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Task<'a> {
     pub(crate) view: KvView<'a>,
+    /// The offsets the rows were stored relative to, if any.
+    pub(crate) centering: Option<&'a KvCentering<'a>>,
     pub(crate) level: SimdLevel,
     pub(crate) block_table: &'a [u32],
     pub(crate) start_pos: usize,
@@ -141,6 +144,10 @@ impl Task<'_> {
                         &mut buf[n * d..(n + rows) * d],
                     )?;
                 }
+                if let Some(c) = self.centering {
+                    let keys = &mut kbuf[n * d..(n + rows) * d];
+                    c.shift_keys(self.kv_head, logical * bs, keys, 1.0);
+                }
                 n += rows;
             }
             // Queries before `first` see nothing of these blocks.
@@ -163,11 +170,12 @@ impl Task<'_> {
             for g in 0..group {
                 let s = i * group + g;
                 let inv = 1.0 / states[s].l;
-                for (y, &a) in o[g * d..(g + 1) * d]
-                    .iter_mut()
-                    .zip(&acc[s * d..(s + 1) * d])
-                {
+                let y = &mut o[g * d..(g + 1) * d];
+                for (y, &a) in y.iter_mut().zip(&acc[s * d..(s + 1) * d]) {
                     *y = a * inv;
+                }
+                if let Some(c) = self.centering {
+                    c.shift_values(self.kv_head, y, 1.0);
                 }
             }
         }
