@@ -12,7 +12,7 @@ use exodus_graph::{
 };
 use exodus_numerics::{ElementFormat, Format};
 
-use crate::centering::{calibrate, is_coarse};
+use crate::centering::{is_coarse, load_or_calibrate};
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::llama::{self, Cache, ModelGraph, SeqInputs, WeightPart, KV_BLOCK_TOKENS};
@@ -247,7 +247,7 @@ impl Model {
         }
         let coarse = (0..config.layers).any(|l| is_coarse(opts.kv_format_of(l)));
         let offsets = if opts.kv_centering && coarse {
-            Some(calibrate(file, &config, opts)?)
+            Some(load_or_calibrate(file, &config, opts)?)
         } else {
             None
         };

@@ -5,7 +5,7 @@ mod common;
 
 use exodus_gguf::GgufFile;
 use exodus_graph::KvFormat;
-use exodus_model::centering::calibrate;
+use exodus_model::centering::{calibrate, offsets_key, read_offsets, write_offsets, KvOffsets};
 use exodus_model::{LoadOptions, Model, ModelConfig, Tokenizer};
 
 #[test]
@@ -139,4 +139,70 @@ fn centering_brings_coarse_caches_closer_to_f16() {
             "{format}: centered {centered} vs plain {plain}"
         );
     }
+}
+
+#[test]
+fn cached_offsets_round_trip_and_bad_files_are_refused() {
+    let file = GgufFile::open(common::default_model_path()).unwrap();
+    let config = ModelConfig::from_gguf(&file).unwrap();
+    let width = config.kv_heads * config.head_dim;
+    let offsets = KvOffsets {
+        k_mean: (0..config.layers)
+            .map(|l| {
+                (0..width)
+                    .map(|i| (l * width + i) as f32 * 0.5 - 7.0)
+                    .collect()
+            })
+            .collect(),
+        v_mean: (0..config.layers)
+            .map(|l| (0..width).map(|i| (l + i) as f32 / 64.0).collect())
+            .collect(),
+        tokens: 1234,
+    };
+    let dir = std::env::temp_dir().join(format!("exodus-kv-offsets-{}", std::process::id()));
+    let path = dir.join("nested").join("offsets.bin");
+    write_offsets(&path, &offsets).unwrap();
+    assert_eq!(read_offsets(&path, &config).unwrap(), offsets);
+
+    let good = std::fs::read(&path).unwrap();
+    let mut nan = good.clone();
+    nan[20..24].copy_from_slice(&f32::NAN.to_le_bytes());
+    let mut magic = good.clone();
+    magic[0] ^= 1;
+    let other_shape = ModelConfig {
+        layers: config.layers + 1,
+        ..config.clone()
+    };
+    for (what, bytes, config) in [
+        ("truncated", good[..good.len() - 4].to_vec(), &config),
+        ("a NaN", nan, &config),
+        ("a wrong magic", magic, &config),
+        ("another model's shape", good.clone(), &other_shape),
+    ] {
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read_offsets(&path, config).is_err(), "{what} was read");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        read_offsets(&path, &config).is_err(),
+        "a missing file was read"
+    );
+}
+
+#[test]
+fn the_offsets_key_follows_the_weights() {
+    let bytes = std::fs::read(common::default_model_path()).unwrap();
+    let file = exodus_gguf::Gguf::parse(bytes.clone()).unwrap();
+    let key = offsets_key(&file);
+    assert_eq!(key.len(), 64);
+    assert_eq!(
+        key,
+        offsets_key(&exodus_gguf::Gguf::parse(bytes.clone()).unwrap())
+    );
+    // One changed byte at the start of a layer's key weights.
+    let t = file.require_tensor("blk.7.attn_k.weight").unwrap();
+    let mut changed = bytes;
+    changed[t.file_offset() as usize] ^= 0x10;
+    let other = exodus_gguf::Gguf::parse(changed).unwrap();
+    assert_ne!(key, offsets_key(&other));
 }

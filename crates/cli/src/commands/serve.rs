@@ -266,9 +266,14 @@ fn serve_model<M: Served>(
             1 => String::new(),
             n => format!(", split over {n} ranks"),
         };
+        let centered = if !args.no_kv_centering && exodus_model::centering::is_coarse(kv_format) {
+            " (centered)"
+        } else {
+            ""
+        };
         writeln!(
             out,
-            "exodus serve: listening on http://{addr} ({name}: {} mode{split}, context {context}, KV {} in {blocks} blocks of {KV_BLOCK_TOKENS} = {} tokens, {:.0} tokens/GiB; batch-invariant: {invariant}; ready in {:.1} s)",
+            "exodus serve: listening on http://{addr} ({name}: {} mode{split}, context {context}, KV {}{centered} in {blocks} blocks of {KV_BLOCK_TOKENS} = {} tokens, {:.0} tokens/GiB; batch-invariant: {invariant}; ready in {:.1} s)",
             args.mode,
             kv_format.name(),
             blocks * KV_BLOCK_TOKENS,
