@@ -504,7 +504,7 @@ pub(crate) fn check_constant(name: &str, shape: &Shape, len: usize) -> Result<()
 
 /// The values an attention op centers its cache rows on (see
 /// [`KvCentered`]): `k_mean`, `v_mean` (`f32[kv_heads * head_dim]`) and
-/// the `rope` table (`f32[positions, head_dim]`).
+/// the `rope` table (`f32[positions, 2 * head_dim]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttentionCentering {
     /// Key offsets, before RoPE.

@@ -429,7 +429,7 @@ fn attention(
 
 /// A centered attention's extra operands (`extra`, after its own):
 /// `k_mean`, `v_mean` `f32[kv_heads * head_dim]` and the RoPE table
-/// `f32[positions, head_dim]`.
+/// `f32[positions, 2 * head_dim]`.
 fn centering(
     centered: &Option<KvCentered>,
     extra: &[Operand<'_>],
@@ -455,9 +455,10 @@ fn centering(
         }
     }
     let (dtype, shape) = extra[2];
-    if *dtype != DType::F32 || shape.rank() != 2 || shape.0[1] != Dim::Fixed(hd) {
+    if *dtype != DType::F32 || shape.rank() != 2 || shape.0[1] != Dim::Fixed(2 * hd) {
         return Err(format!(
-            "the RoPE table must be f32[positions, {hd}], is {dtype}{}",
+            "the RoPE table must be f32[positions, {}], is {dtype}{}",
+            2 * hd,
             show(shape)
         ));
     }

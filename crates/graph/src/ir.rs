@@ -317,8 +317,9 @@ pub enum Op {
 /// (exodus-kernels' `KvCentering`: a coarse cache format then rounds only
 /// how a row differs from the usual one). The op takes three more inputs
 /// after its own: `k_mean` and `v_mean` (`f32[kv_heads * head_dim]`, the
-/// key offset before RoPE) and `rope` (`f32[positions, head_dim]`, the
-/// cosines and sines of `exodus_kernels::attention::rope_table`), and
+/// key offset before RoPE) and `rope` (`f32[positions, 2 * head_dim]`,
+/// the cosines and sines of [`rope_table`](crate::rope_table) in the
+/// model's pair style), and
 /// writes and reads the cache through them; its result is the uncentered
 /// attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,6 +49,8 @@ pub use error::GraphError;
 pub use exec::{ExecError, Session, Tensor};
 /// The KV cache types a graph's state values use (from exodus-kernels).
 pub use exodus_kernels::attention::{rope_table, KvFormat, KvLayout, KvPart};
+/// The RoPE pair layouts (from exodus-kernels), as [`rope_table`] takes them.
+pub use exodus_kernels::ops::RopeStyle;
 pub use ir::{
     Binary, Def, Epilogue, Graph, KvCentered, Linear, Node, NodeId, Op, Program, Step, Unary,
     ValueId, ValueInfo,

@@ -39,7 +39,11 @@ fn layout() -> KvLayout {
 fn offsets() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let k_mean = normal(KV * HD, 91).iter().map(|x| x * 5.0).collect();
     let v_mean = normal(KV * HD, 92);
-    (k_mean, v_mean, rope_table(10000.0, HD, BLOCKS * BLOCK))
+    (
+        k_mean,
+        v_mean,
+        rope_table(10000.0, HD, BLOCKS * BLOCK, RopeStyle::Interleaved),
+    )
 }
 
 /// The attention graph, centered or not, and the centered one's weights.
@@ -58,7 +62,7 @@ fn graph(centered: bool) -> (Graph, Ids, Vec<(ValueId, Tensor)>) {
         let c = AttentionCentering {
             k_mean: b.weight("k_mean", DType::F32, (KV * HD,)),
             v_mean: b.weight("v_mean", DType::F32, (KV * HD,)),
-            rope: b.weight("rope", DType::F32, (BLOCKS * BLOCK, HD)),
+            rope: b.weight("rope", DType::F32, (BLOCKS * BLOCK, 2 * HD)),
             how: KvCentered { neox: false },
         };
         weights = vec![
@@ -207,7 +211,7 @@ fn attention_misuse_is_refused() {
     assert!(msg.contains("input 3 must be a KV cache"), "{msg}");
     // A centering whose offsets do not fit the cache's heads.
     let short = b.weight("short", DType::F32, (KV * HD - 1,));
-    let rope = b.weight("rope", DType::F32, (BLOCKS * BLOCK, HD));
+    let rope = b.weight("rope", DType::F32, (BLOCKS * BLOCK, 2 * HD));
     let cache = b.state("kv2", DType::KvCache(layout()), (BLOCKS,));
     let centering = AttentionCentering {
         k_mean: short,

@@ -118,7 +118,7 @@ fn centered_cache_gives_the_uncentered_attention_and_rounds_less() {
         let (k, v, k_mean, v_mean) = offset_rows(&mut rng, len, n_kv, d, style);
         let q = normal(&mut rng, n_q * n_heads * d, 0.3);
         let exact = naive(&q, &k, &v, len - n_q, (n_heads, n_kv, d), 1.0 / 8.0);
-        let rope = rope_table(THETA, d, len);
+        let rope = rope_table(THETA, d, len, style);
         for (format, bound, share) in cases {
             let layout = KvLayout::new(16, n_kv, d, format).unwrap();
             let centering = KvCentering::new(&layout, &k_mean, &v_mean, &rope, style).unwrap();
@@ -144,7 +144,7 @@ fn centered_cache_gives_the_uncentered_attention_and_rounds_less() {
 fn positions_past_the_rope_table_are_typed_errors() {
     let layout = KvLayout::new(16, 1, 32, KvFormat::Fp8E4M3).unwrap();
     let zeros = vec![0f32; 32];
-    let rope = rope_table(THETA, 32, 20);
+    let rope = rope_table(THETA, 32, 20, RopeStyle::NeoX);
     let c = KvCentering::new(&layout, &zeros, &zeros, &rope, RopeStyle::NeoX).unwrap();
     let mut cache = PagedKvCache::zeroed(layout, 2).unwrap();
     let row = vec![1f32; 32];

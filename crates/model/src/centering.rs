@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use exodus_gguf::Gguf;
-use exodus_graph::{rope_table, KvFormat, KvLayout, KvPart};
+use exodus_graph::{rope_table, KvFormat, KvLayout, KvPart, RopeStyle};
 use exodus_numerics::{bulk, ElementFormat};
 use sha2::{Digest, Sha256};
 
@@ -96,7 +96,9 @@ pub fn calibrate<B: AsRef<[u8]>>(
     let (kv_heads, d) = (config.kv_heads, config.head_dim);
     let layout = KvLayout::new(KV_BLOCK_TOKENS, kv_heads, d, KvFormat::F16)
         .map_err(|e| ModelError::Unsupported(e.to_string()))?;
-    let rope = rope_table(config.rope_theta, d, n);
+    // The table's own pair style does not matter here: only the angle of
+    // each lane is read.
+    let rope = rope_table(config.rope_theta, d, n, RopeStyle::Interleaved);
     let mut offsets = KvOffsets {
         k_mean: Vec::with_capacity(config.layers),
         v_mean: Vec::with_capacity(config.layers),
@@ -129,13 +131,14 @@ pub fn calibrate<B: AsRef<[u8]>>(
         let (mut k_sum, mut v_sum) = (vec![0f64; kv_heads * d], vec![0f64; kv_heads * d]);
         let mut row = vec![0f32; d];
         for pos in 1..n {
-            let cs = &rope[pos * d..(pos + 1) * d];
+            let (cos, sin) = rope[pos * 2 * d..(pos + 1) * 2 * d].split_at(d);
             for h in 0..kv_heads {
                 read(pos, KvPart::Key, h, &mut row)?;
                 let sum = &mut k_sum[h * d..(h + 1) * d];
                 for p in 0..d / 2 {
                     let (i0, i1) = pair(config.rope_neox, d, p);
-                    let (c, s) = (cs[2 * p] as f64, cs[2 * p + 1] as f64);
+                    // The angle of pair p, from the interleaved table.
+                    let (c, s) = (cos[2 * p] as f64, sin[2 * p] as f64);
                     let (a, b) = (row[i0] as f64, row[i1] as f64);
                     // The inverse rotation: R(-pos) * (a, b).
                     sum[i0] += a * c + b * s;

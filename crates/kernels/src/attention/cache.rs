@@ -13,7 +13,7 @@
 //! so the rows of one head in one block are contiguous and decode in one
 //! call. `row_bytes` is [`KvFormat::row_bytes`]`(head_dim)`.
 
-use exodus_numerics::cpu::SimdLevel;
+use exodus_numerics::cpu::{self, SimdLevel};
 
 use super::centering::KvCentering;
 use super::format::KvFormat;
@@ -252,7 +252,7 @@ impl<P: AsRef<[u8]> + AsMut<[u8]>> PagedKvCache<P> {
                     if let Some(c) = centering {
                         centered.copy_from_slice(values);
                         match part {
-                            KvPart::Key => c.shift_keys(h, pos, &mut centered, -1.0),
+                            KvPart::Key => c.shift_keys(cpu::active(), h, pos, &mut centered, -1.0),
                             KvPart::Value => c.shift_values(h, &mut centered, -1.0),
                         }
                         values = &centered;

@@ -146,7 +146,7 @@ impl Task<'_> {
                 }
                 if let Some(c) = self.centering {
                     let keys = &mut kbuf[n * d..(n + rows) * d];
-                    c.shift_keys(self.kv_head, logical * bs, keys, 1.0);
+                    c.shift_keys(self.level, self.kv_head, logical * bs, keys, 1.0);
                 }
                 n += rows;
             }
