@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use exodus_kernels::ops::RopeStyle;
+
 use crate::types::{DType, Shape};
 
 /// A value of a graph (an index into its value table).
@@ -330,6 +332,15 @@ pub struct KvCentered {
 }
 
 impl KvCentered {
+    /// The RoPE pair layout, as the kernels name it.
+    pub fn style(&self) -> RopeStyle {
+        if self.neox {
+            RopeStyle::NeoX
+        } else {
+            RopeStyle::Interleaved
+        }
+    }
+
     /// Extra inputs an attention op with `centered` takes.
     pub fn inputs(centered: &Option<KvCentered>) -> usize {
         if centered.is_some() {

@@ -95,19 +95,18 @@ impl Attend {
                 a.f32_in(k, at)?,
                 a.f32_in(k, at + 1)?,
                 a.f32_in(k, at + 2)?,
-                how,
+                how.style(),
             )),
             None => None,
         };
         let centering = match &offsets {
-            Some((k_mean, v_mean, rope, how)) => {
-                let style = if how.neox {
-                    RopeStyle::NeoX
-                } else {
-                    RopeStyle::Interleaved
-                };
-                Some(KvCentering::new(&self.layout, k_mean, v_mean, rope, style)?)
-            }
+            Some((k_mean, v_mean, rope, style)) => Some(KvCentering::new(
+                &self.layout,
+                k_mean,
+                v_mean,
+                rope,
+                *style,
+            )?),
             None => None,
         };
         let kv_width = self.layout.n_kv_heads() * self.layout.head_dim();

@@ -19,7 +19,7 @@
 use exodus_gguf::{Gguf, TensorInfo};
 use exodus_graph::{
     rope_table, AttentionCentering, DType, Dim, Graph, GraphBuilder, KvCentered, KvFormat,
-    KvLayout, RopeStyle, ValueId,
+    KvLayout, ValueId,
 };
 use exodus_numerics::{ElementFormat, Format};
 
@@ -340,22 +340,19 @@ pub fn build<B: AsRef<[u8]>>(
                 };
                 let k_mean = mean(p("kv_centering.k_mean"), &o.k_mean)?;
                 let v_mean = mean(p("kv_centering.v_mean"), &o.v_mean)?;
+                let how = KvCentered { neox: rope_neox };
                 let rope = *rope.get_or_insert_with(|| {
                     let shape = (seq_positions, 2 * head_dim);
                     let v = m.b.weight("kv_centering.rope", DType::F32, shape);
-                    let style = if rope_neox {
-                        RopeStyle::NeoX
-                    } else {
-                        RopeStyle::Interleaved
-                    };
-                    computed.push((v, rope_table(rope_theta, head_dim, seq_positions, style)));
+                    let table = rope_table(rope_theta, head_dim, seq_positions, how.style());
+                    computed.push((v, table));
                     v
                 });
                 Some(AttentionCentering {
                     k_mean,
                     v_mean,
                     rope,
-                    how: KvCentered { neox: rope_neox },
+                    how,
                 })
             }
             _ => None,
