@@ -274,7 +274,7 @@ pub(crate) fn infer(
             scale,
             centered,
         } => {
-            centering(centered, &inputs[6..], inputs, &show)?;
+            centering(centered, inputs, &show)?;
             attention(*heads, *scale, inputs, &show)
         }
         Op::AttentionBatch {
@@ -282,7 +282,7 @@ pub(crate) fn infer(
             scale,
             centered,
         } => {
-            centering(centered, &inputs[7..], inputs, &show)?;
+            centering(centered, inputs, &show)?;
             attention_batch(*heads, *scale, inputs, &show)
         }
         Op::Linear(l) => linear(l, inputs, &show),
@@ -427,18 +427,18 @@ fn attention(
     Ok(vec![(DType::F32, q.clone())])
 }
 
-/// A centered attention's extra operands (`extra`, after its own):
+/// A centered attention's extra operands (the last three):
 /// `k_mean`, `v_mean` `f32[kv_heads * head_dim]` and the RoPE table
 /// `f32[positions, 2 * head_dim]`.
 fn centering(
     centered: &Option<KvCentered>,
-    extra: &[Operand<'_>],
     inputs: &[Operand<'_>],
     show: &dyn Fn(&Shape) -> String,
 ) -> Result<(), String> {
     if centered.is_none() {
         return Ok(());
     }
+    let extra = &inputs[inputs.len() - KvCentered::inputs(centered)..];
     let DType::KvCache(layout) = inputs[3].0 else {
         return Err(format!("input 3 must be a KV cache, is {}", inputs[3].0));
     };

@@ -48,7 +48,7 @@ pub use collective::Collective;
 pub use error::GraphError;
 pub use exec::{ExecError, Session, Tensor};
 /// The KV cache types a graph's state values use (from exodus-kernels).
-pub use exodus_kernels::attention::{rope_table, KvFormat, KvLayout, KvPart};
+pub use exodus_kernels::attention::{rope_table, KvFormat, KvLayout, KvPart, PagedKvCache};
 /// The RoPE pair layouts (from exodus-kernels), as [`rope_table`] takes them.
 pub use exodus_kernels::ops::RopeStyle;
 pub use ir::{

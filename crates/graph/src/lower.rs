@@ -619,18 +619,15 @@ impl Session {
                 else {
                     return Err(unsupported("the KV cache must be a launch buffer"));
                 };
-                let own_inputs = if matches!(node.op, Op::Attention { .. }) {
-                    6
-                } else {
-                    7
-                };
+                // A centered op's three extra inputs come last.
+                let extra = KvCentered::inputs(centered);
                 let attend = Attend {
                     layout,
                     params: AttentionParams {
                         n_heads: *heads,
                         scale: *scale,
                     },
-                    centering_at: centered.map(|c| (own_inputs, c)),
+                    centering_at: centered.map(|c| (node.inputs.len() - extra, c)),
                     cache_at,
                     tokens: out_dims[0],
                 };

@@ -25,8 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use exodus_gguf::Gguf;
-use exodus_graph::{rope_table, KvFormat, KvLayout, KvPart, RopeStyle};
-use exodus_numerics::{bulk, ElementFormat};
+use exodus_graph::{rope_table, KvCentered, KvFormat, KvLayout, KvPart, PagedKvCache, RopeStyle};
 use sha2::{Digest, Sha256};
 
 use crate::config::ModelConfig;
@@ -104,29 +103,26 @@ pub fn calibrate<B: AsRef<[u8]>>(
         v_mean: Vec::with_capacity(config.layers),
         tokens: n - 1,
     };
-    let row_bytes = layout.row_bytes();
+    // Cache::One's block table is 0, 1, 2, ...
+    let table: Vec<u32> = (0..n.div_ceil(KV_BLOCK_TOKENS) as u32).collect();
+    let style = KvCentered {
+        neox: config.rope_neox,
+    }
+    .style();
     for l in 0..config.layers {
         let name = format!("blk.{l}.kv_cache");
+        let bad = |reason: String| ModelError::Tensor {
+            name: name.clone(),
+            reason,
+        };
         let bytes = model
             .session_state(&name)
-            .ok_or_else(|| ModelError::Tensor {
-                name: name.clone(),
-                reason: "the calibration model has no such cache".into(),
-            })?;
-        // Cache::One's block table is 0, 1, 2, ...: position `pos` is in
-        // block `pos / KV_BLOCK_TOKENS`.
+            .ok_or_else(|| bad("the calibration model has no such cache".into()))?;
+        let cache = PagedKvCache::new(layout, bytes).map_err(|e| bad(e.to_string()))?;
         let read = |pos: usize, part: KvPart, h: usize, row: &mut [f32]| {
-            let at = layout.offset(pos / KV_BLOCK_TOKENS, part, h, pos % KV_BLOCK_TOKENS);
-            let src = bytes
-                .get(at..at + row_bytes)
-                .ok_or_else(|| ModelError::Tensor {
-                    name: name.clone(),
-                    reason: format!("position {pos} is past the cache"),
-                })?;
-            bulk::decode(ElementFormat::F16, src, row).map_err(|e| ModelError::Tensor {
-                name: name.clone(),
-                reason: e.to_string(),
-            })
+            cache
+                .read_row(&table, pos, part, h, row)
+                .map_err(|e| bad(e.to_string()))
         };
         let (mut k_sum, mut v_sum) = (vec![0f64; kv_heads * d], vec![0f64; kv_heads * d]);
         let mut row = vec![0f32; d];
@@ -136,7 +132,7 @@ pub fn calibrate<B: AsRef<[u8]>>(
                 read(pos, KvPart::Key, h, &mut row)?;
                 let sum = &mut k_sum[h * d..(h + 1) * d];
                 for p in 0..d / 2 {
-                    let (i0, i1) = pair(config.rope_neox, d, p);
+                    let (i0, i1) = style.pair(d, p);
                     // The angle of pair p, from the interleaved table.
                     let (c, s) = (cos[2 * p] as f64, sin[2 * p] as f64);
                     let (a, b) = (row[i0] as f64, row[i1] as f64);
@@ -155,15 +151,6 @@ pub fn calibrate<B: AsRef<[u8]>>(
         offsets.v_mean.push(mean(v_sum));
     }
     Ok(offsets)
-}
-
-/// The elements of rotated pair `p` of a head of `d` values.
-fn pair(neox: bool, d: usize, p: usize) -> (usize, usize) {
-    if neox {
-        (p, p + d / 2)
-    } else {
-        (2 * p, 2 * p + 1)
-    }
 }
 
 /// The model's offsets from the cache directory when they were measured

@@ -95,7 +95,7 @@ impl<'a> KvCentering<'a> {
         let mut k_partner = vec![0f32; width];
         for (mean, partner) in k_mean.chunks_exact(d).zip(k_partner.chunks_exact_mut(d)) {
             for p in 0..d / 2 {
-                let (i0, i1) = pair(style, d, p);
+                let (i0, i1) = style.pair(d, p);
                 partner[i0] = -mean[i1];
                 partner[i1] = mean[i0];
             }
@@ -236,14 +236,6 @@ fn shift_keys_rows(o: &KeyOffsets<'_>, first_pos: usize, keys: &mut [f32], sign:
     }
 }
 
-/// The elements of rotated pair `p` of a head of `d` values.
-fn pair(style: RopeStyle, d: usize, p: usize) -> (usize, usize) {
-    match style {
-        RopeStyle::Interleaved => (2 * p, 2 * p + 1),
-        RopeStyle::NeoX => (p, p + d / 2),
-    }
-}
-
 /// RoPE's cosines and sines for positions `0 .. positions`, per lane of a
 /// head: `[positions, 2, head_dim]`, the cosines of the row's lanes then
 /// their sines, both lanes of a pair holding its angle. Pair `i` (in
@@ -258,7 +250,7 @@ pub fn rope_table(theta: f32, head_dim: usize, positions: usize, style: RopeStyl
         for p in 0..d / 2 {
             let freq = (theta as f64).powf(-2.0 * p as f64 / d as f64);
             let (s, c) = (pos as f64 * freq).sin_cos();
-            let (i0, i1) = pair(style, d, p);
+            let (i0, i1) = style.pair(d, p);
             (cos[i0], cos[i1]) = (c as f32, c as f32);
             (sin[i0], sin[i1]) = (s as f32, s as f32);
         }

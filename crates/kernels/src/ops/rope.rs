@@ -24,6 +24,17 @@ pub enum RopeStyle {
     NeoX,
 }
 
+impl RopeStyle {
+    /// The two elements of rotated pair `i` of a head whose first
+    /// `rotary_dim` values are rotated.
+    pub fn pair(self, rotary_dim: usize, i: usize) -> (usize, usize) {
+        match self {
+            RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+            RopeStyle::NeoX => (i, i + rotary_dim / 2),
+        }
+    }
+}
+
 /// Options of [`rope`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RopeParams {
@@ -131,13 +142,10 @@ pub(crate) struct RopeRow<'a> {
 
 /// Rotate every head of one row (`[n_heads, head_dim]`).
 pub(crate) fn rope_row_scalar(t: &RopeRow<'_>, x: &mut [f32]) {
-    let half = t.cos.len();
+    let rot = 2 * t.cos.len();
     for head in x.chunks_exact_mut(t.head_dim) {
         for (i, (&c, &s)) in t.cos.iter().zip(t.sin).enumerate() {
-            let (ia, ib) = match t.style {
-                RopeStyle::Interleaved => (2 * i, 2 * i + 1),
-                RopeStyle::NeoX => (i, i + half),
-            };
+            let (ia, ib) = t.style.pair(rot, i);
             let (a, b) = (head[ia], head[ib]);
             head[ia] = a * c - b * s;
             head[ib] = a * s + b * c;
