@@ -67,8 +67,10 @@ fn greedy_continuations_match_llama_cpp() {
             );
             // Our logits are within 0.3 of llama.cpp's (see the logits
             // test): a divergence is explained where its top two were
-            // closer than twice that. (The issue asks for 1e-3; locating
-            // the 0.3 is open.)
+            // closer than twice that. (The issue asks for 1e-3. The 0.3 is
+            // int8 activation codes flipping on one-ulp differences: two
+            // equally correct RMSNorm roundings move llama.cpp's own
+            // arithmetic by 0.43, bench/golden/int8_sensitivity.py.)
             assert!(
                 margin < 0.6,
                 "{:?} diverges at {same} where llama.cpp's margin was {margin}",
