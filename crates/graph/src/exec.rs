@@ -17,7 +17,7 @@ use crate::collective::Collective;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use exodus_kernels::matmul::{tiling_for, PackedWeights, Weights};
+use exodus_kernels::matmul::{tiling_for, DecodePack, PackedWeights, Weights};
 use exodus_kernels::pool;
 use exodus_kernels::tiling::CacheSizes;
 use exodus_kernels::{Regime, Tiling};
@@ -158,6 +158,9 @@ pub struct Session {
     /// Weights packed for the prefill regime (graph mode), by weight and
     /// the tiling's panel sizes `(kc, nc)`, shared by every bucket.
     packs: Mutex<HashMap<(ValueId, usize, usize), Arc<PackedWeights>>>,
+    /// Weights re-laid for the decode dots (graph mode), by weight; `None`
+    /// where the CPU's dots read the weight as it is.
+    decode_packs: Mutex<HashMap<ValueId, Option<Arc<DecodePack>>>>,
     /// What [`Op::AllReduce`] nodes call (none: a job of one rank).
     collective: Option<Arc<dyn Collective>>,
 }
@@ -324,6 +327,7 @@ impl Session {
             weight_bytes,
             buckets: Mutex::new(Buckets::default()),
             packs: Mutex::new(HashMap::new()),
+            decode_packs: Mutex::new(HashMap::new()),
             collective: None,
         })
     }
@@ -898,6 +902,39 @@ impl Session {
             out.push((tiling, pack));
         }
         Ok(Some(out))
+    }
+
+    /// The weights `w_ids` re-laid for the decode dots, one entry per
+    /// weight (`None` where the CPU's dots read the weight as it is); made
+    /// once per weight, then shared.
+    pub(crate) fn decode_packs_for(
+        &self,
+        w_ids: &[ValueId],
+        weights: &[(Format, usize)],
+        k: usize,
+    ) -> Result<Vec<Option<Arc<DecodePack>>>, ExecError> {
+        let mut packs = self
+            .decode_packs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::with_capacity(w_ids.len());
+        for (&id, &(format, n)) in w_ids.iter().zip(weights) {
+            if let Some(p) = packs.get(&id) {
+                out.push(p.clone());
+                continue;
+            }
+            let pack = match self.weight_as_bytes(id) {
+                Some(buf) if DecodePack::takes(format) => {
+                    let bytes = buf.to_host();
+                    let w = Weights::new(format, &bytes, n, k)?;
+                    DecodePack::new(cpu::active(), &w).map(Arc::new)
+                }
+                _ => None,
+            };
+            packs.insert(id, pack.clone());
+            out.push(pack);
+        }
+        Ok(out)
     }
 
     /// A bound weight as bytes (encoded weights as they are, f32 weights in

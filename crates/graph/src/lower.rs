@@ -709,6 +709,12 @@ impl Session {
             Mode::Graph => self.packs_for(w_ids, &weights, rows, k)?,
             Mode::Eager => None,
         };
+        // The decode dots of one row read re-laid weights where the CPU has
+        // a kernel for them (the same bits, see `DecodePack`).
+        let decode_packs = match (mode, &packed) {
+            (Mode::Graph, None) if rows == 1 => self.decode_packs_for(w_ids, &weights, k)?,
+            _ => Vec::new(),
+        };
         let residual_in_place =
             spec.epilogue == Epilogue::Residual && args.aliased(first + spec.weights, 0);
         let run = LinearLaunch {
@@ -718,6 +724,7 @@ impl Session {
             weights,
             args,
             packed,
+            decode_packs,
             residual_in_place,
         };
         let workspace = run.workspace_bytes();

@@ -164,6 +164,23 @@ impl Ctx<'_> {
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if let (Simd::Avx512(t), Some(q)) = (self.simd, self.qx) {
+            if let Some(pack) = self.w.decode_pack() {
+                // The pack's groups start at multiples of four rows: the
+                // columns before the first whole group run one by one.
+                let lead = ((avx512::ROWS - j0 % avx512::ROWS) % avx512::ROWS).min(outs.len());
+                for (i, o) in outs[..lead].iter_mut().enumerate() {
+                    self.column(j0 + i, std::slice::from_mut(o))?;
+                }
+                done = lead;
+                for group in outs[lead..].chunks_exact_mut(avx512::ROWS) {
+                    let g = (j0 + done) / avx512::ROWS;
+                    if g >= pack.groups() {
+                        break;
+                    }
+                    group.copy_from_slice(&avx512::packed_q4_rows(t, pack, g, q.row(0)));
+                    done += avx512::ROWS;
+                }
+            }
             let rows_kernel = match self.kernel {
                 RowKernel::Q8_0 => Some(avx512::q8_0_rows as MultiRowKernel),
                 RowKernel::Q4_0 => Some(avx512::q4_0_rows as MultiRowKernel),
@@ -171,7 +188,7 @@ impl Ctx<'_> {
                 _ => None,
             };
             if let Some(rows_kernel) = rows_kernel {
-                for group in outs.chunks_exact_mut(avx512::ROWS) {
+                for group in outs[done..].chunks_exact_mut(avx512::ROWS) {
                     let Some((w, row_len)) = self.w.encoded_rows(j0 + done, avx512::ROWS) else {
                         break;
                     };

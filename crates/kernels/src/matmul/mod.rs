@@ -42,6 +42,7 @@
 //! The tests assert both the per-output bound and a 1 % RMS budget.
 
 mod decode;
+mod decode_pack;
 mod dot_scalar;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 mod int8_prefill;
@@ -61,6 +62,7 @@ mod x86;
 use exodus_numerics::cpu::{self, SimdLevel};
 use exodus_numerics::Format;
 
+pub use decode_pack::DecodePack;
 pub use packed::{matmul_prepacked, PackedWeights};
 pub use reference::matmul_reference;
 pub use weights::Weights;

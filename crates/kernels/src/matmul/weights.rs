@@ -18,6 +18,7 @@ use exodus_numerics::cpu::SimdLevel;
 use exodus_numerics::fp8_block::{BlockFp8, Scales};
 use exodus_numerics::{bulk, e8m0, gguf, ElementFormat, Format};
 
+use super::decode_pack::DecodePack;
 use crate::error::{KernelError, Result};
 
 const KERNEL: &str = "matmul weights";
@@ -87,6 +88,8 @@ pub struct Weights<'a> {
     n: usize,
     k: usize,
     data: WeightData<'a>,
+    /// The same weight re-laid for the decode dots, if attached.
+    decode_pack: Option<&'a DecodePack>,
 }
 
 fn bad_shape(reason: String) -> KernelError {
@@ -134,6 +137,7 @@ impl<'a> Weights<'a> {
                 bytes,
                 row_bytes,
             },
+            decode_pack: None,
         })
     }
 
@@ -147,6 +151,7 @@ impl<'a> Weights<'a> {
             n,
             k,
             data: WeightData::Fp8Row { codes, scales },
+            decode_pack: None,
         })
     }
 
@@ -175,6 +180,7 @@ impl<'a> Weights<'a> {
                 tile_rows: m.tile_rows,
                 tile_cols: m.tile_cols,
             },
+            decode_pack: None,
         })
     }
 
@@ -221,6 +227,39 @@ impl<'a> Weights<'a> {
             WeightData::Encoded { format, .. } => format.block_elems(),
             _ => 1,
         }
+    }
+
+    /// The same weight with `pack` attached: the decode dots of one row of
+    /// x then read the pack where it covers the rows (same results, see
+    /// [`DecodePack`]).
+    ///
+    /// Errors: [`KernelError::BadShape`] if the pack was made from a
+    /// weight of another format or shape.
+    pub fn with_decode_pack(self, pack: &'a DecodePack) -> Result<Self> {
+        let format = match self.data {
+            WeightData::Encoded { format, .. } => Some(format),
+            _ => None,
+        };
+        if format != Some(pack.format()) || (pack.n(), pack.k()) != (self.n, self.k) {
+            return Err(bad_shape(format!(
+                "a decode pack of a {} [{}, {}] weight attached to a {} [{}, {}] one",
+                pack.format().name(),
+                pack.n(),
+                pack.k(),
+                self.format_name(),
+                self.n,
+                self.k
+            )));
+        }
+        Ok(Weights {
+            decode_pack: Some(pack),
+            ..self
+        })
+    }
+
+    /// The attached decode pack.
+    pub(crate) fn decode_pack(&self) -> Option<&'a DecodePack> {
+        self.decode_pack
     }
 
     pub(crate) fn data(&self) -> WeightData<'a> {

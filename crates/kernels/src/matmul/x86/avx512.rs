@@ -29,6 +29,7 @@ use exodus_numerics::cpu::SimdLevel;
 
 use super::fdot::prefetch_next_row;
 use super::{fdot, Avx2};
+use crate::matmul::decode_pack::{DecodePack, PackKind};
 use crate::matmul::int8_prefill::{block_step, canonical_dot, Int8Kind};
 use crate::matmul::quant_x::XRow;
 use crate::tiling::{MR, NR};
@@ -381,6 +382,70 @@ pub(crate) fn q4_1_rows(t: Avx512, w: &[u8], row_len: usize, x: XRow) -> [f32; R
     assert_eq!(w.len(), ROWS * row_len, "q4_1_rows: {ROWS} rows");
     // SAFETY: as in `q8_0_rows`.
     unsafe { legacy_rows::<Q4_1>(RowGroup { rows: w, row_len }, x) }
+}
+
+/// [`legacy_rows`] over one group of a [`DecodePack`] (four rows, every
+/// pair of blocks; `x` from block 0): a pair's eight scales (and mins) come
+/// from one load and two rows' codes from one 64-byte load and two masks,
+/// and the canonical steps are the same, so each result is the bits
+/// `legacy_rows` gives on the GGUF bytes.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn packed_rows<const KIND: u8>(group: &[u8], x: XRow) -> [f32; ROWS] {
+    let pair_bytes = if KIND == Q4_1 { 32 + 128 } else { 16 + 128 };
+    let codes_at = pair_bytes - 128;
+    let low = _mm512_set1_epi8(0x0F);
+    let mut f = _mm_setzero_ps();
+    for (pair, (xq, (xd, xs))) in group.chunks_exact(pair_bytes).zip(
+        x.q.chunks_exact(64)
+            .zip(x.d.chunks_exact(2).zip(x.sums.chunks_exact(2))),
+    ) {
+        let xv = load64_i8(xq);
+        let s = _mm256_cvtph_ps(fdot::load16(pair));
+        let o = if KIND == Q4_1 {
+            _mm256_cvtph_ps(fdot::load16(&pair[16..]))
+        } else {
+            _mm256_mul_ps(s, _mm256_set1_ps(-8.0))
+        };
+        let (v01, v23) = (load64(&pair[codes_at..]), load64(&pair[codes_at + 64..]));
+        let z = _mm512_setzero_si512();
+        let dots = [
+            _mm512_dpbusd_epi32(z, _mm512_and_si512(v01, low), xv),
+            _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16::<4>(v01), low), xv),
+            _mm512_dpbusd_epi32(z, _mm512_and_si512(v23, low), xv),
+            _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16::<4>(v23), low), xv),
+        ];
+        let sums = block_sums4(dots);
+        let halves = |v: __m256| [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)];
+        let (s, o) = (halves(s), halves(o));
+        for h in 0..2 {
+            let ds = xd[h] * xs[h] as f32;
+            let sd = _mm_mul_ps(s[h], _mm_set1_ps(xd[h]));
+            f = _mm_fmadd_ps(_mm_cvtepi32_ps(sums[h]), sd, f);
+            f = _mm_fmadd_ps(o[h], _mm_set1_ps(ds), f);
+        }
+    }
+    let mut lanes = [0f32; ROWS];
+    // SAFETY: `lanes` holds 4 floats; the store is unaligned.
+    unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), f) };
+    lanes
+}
+
+/// The four rows of group `g` of `pack` · `x`: the bits
+/// [`q4_0_rows`] / [`q4_1_rows`] give on the same rows' GGUF bytes.
+pub(crate) fn packed_q4_rows(t: Avx512, pack: &DecodePack, g: usize, x: XRow) -> [f32; ROWS] {
+    let _ = t;
+    let group = pack.group(g);
+    assert_eq!(
+        group.len() / pack.kind().pair_bytes() * 64,
+        x.q.len(),
+        "packed_q4_rows: k"
+    );
+    match pack.kind() {
+        // SAFETY: the token proves AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA, F16C.
+        PackKind::Q4_0 => unsafe { packed_rows::<Q4_0>(group, x) },
+        // SAFETY: as above.
+        PackKind::Q4_1 => unsafe { packed_rows::<Q4_1>(group, x) },
+    }
 }
 
 /// 64 E4M3 codes to four vectors of 16 f32 (columns `0..16`, `16..32`,
@@ -781,7 +846,9 @@ mod tests {
     use super::*;
     use crate::matmul::dot_scalar;
     use crate::matmul::quant_x::QuantX;
-    use exodus_numerics::{bulk, ElementFormat};
+    use crate::matmul::Weights;
+    use exodus_numerics::gguf::GgufBlockType;
+    use exodus_numerics::{bulk, ElementFormat, Format};
 
     #[test]
     fn e4m3x64_decodes_every_non_nan_code_in_column_order() {
@@ -863,6 +930,56 @@ mod tests {
                     // Both are the scalar canonical definition, bit for bit.
                     let scalar = canonical_dot(kind, row, xr, 0.0);
                     assert_eq!(want.to_bits(), scalar.to_bits(), "{name} vs canonical");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_dots_are_the_gguf_dots_bit_for_bit() {
+        let Some(t) = Avx512::new(SimdLevel::Avx512) else {
+            return;
+        };
+        for (blocks, n) in [(2usize, 4usize), (18, 9), (48, 8)] {
+            let k = 32 * blocks;
+            let x: Vec<f32> = (0..k)
+                .map(|i| match i % 89 {
+                    7 => -450.0,
+                    _ => ((i * 41) % 103) as f32 * 0.011 - 0.5,
+                })
+                .collect();
+            let q = QuantX::new(&x, 1, k, 32, 32);
+            let xr = q.row(0);
+            type Many = fn(Avx512, &[u8], usize, XRow) -> [f32; ROWS];
+            let cases: [(GgufBlockType, usize, Many); 2] = [
+                (GgufBlockType::Q4_0, 18, q4_0_rows),
+                (GgufBlockType::Q4_1, 20, q4_1_rows),
+            ];
+            for (format, block_bytes, gguf_rows) in cases {
+                let row_len = blocks * block_bytes;
+                let mut w: Vec<u8> = (0..n * row_len)
+                    .map(|i| ((i * 89 + 5) % 253) as u8)
+                    .collect();
+                for (b, block) in w.chunks_exact_mut(block_bytes).enumerate() {
+                    block[..2].copy_from_slice(&(0x2100u16 + 29 * b as u16).to_le_bytes());
+                    if format == GgufBlockType::Q4_1 {
+                        block[2..4].copy_from_slice(&(0xb700u16 + 3 * b as u16).to_le_bytes());
+                    }
+                }
+                let weights = Weights::new(Format::Gguf(format), &w, n, k).unwrap();
+                let pack = DecodePack::new(SimdLevel::Avx512, &weights).expect("a pack");
+                assert_eq!(pack.groups(), n / ROWS);
+                for g in 0..pack.groups() {
+                    let got = packed_q4_rows(t, &pack, g, xr);
+                    let rows = &w[g * ROWS * row_len..(g + 1) * ROWS * row_len];
+                    let want = gguf_rows(t, rows, row_len, xr);
+                    for r in 0..ROWS {
+                        assert_eq!(
+                            got[r].to_bits(),
+                            want[r].to_bits(),
+                            "{format:?}, {blocks} blocks, group {g}, row {r}"
+                        );
+                    }
                 }
             }
         }
