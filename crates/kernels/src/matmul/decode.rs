@@ -172,12 +172,13 @@ impl Ctx<'_> {
                     self.column(j0 + i, std::slice::from_mut(o))?;
                 }
                 done = lead;
+                let xr = q.row(0);
                 for group in outs[lead..].chunks_exact_mut(avx512::ROWS) {
                     let g = (j0 + done) / avx512::ROWS;
                     if g >= pack.groups() {
                         break;
                     }
-                    group.copy_from_slice(&avx512::packed_q4_rows(t, pack, g, q.row(0)));
+                    group.copy_from_slice(&avx512::packed_q4_rows(t, pack, g, xr));
                     done += avx512::ROWS;
                 }
             }
@@ -188,11 +189,12 @@ impl Ctx<'_> {
                 _ => None,
             };
             if let Some(rows_kernel) = rows_kernel {
+                let xr = q.row(0);
                 for group in outs[done..].chunks_exact_mut(avx512::ROWS) {
                     let Some((w, row_len)) = self.w.encoded_rows(j0 + done, avx512::ROWS) else {
                         break;
                     };
-                    group.copy_from_slice(&rows_kernel(t, w, row_len, q.row(0)));
+                    group.copy_from_slice(&rows_kernel(t, w, row_len, xr));
                     done += avx512::ROWS;
                 }
             }
@@ -364,7 +366,7 @@ pub(crate) fn decode(
 /// float kernels).
 fn quantize_x(simd: Simd, kernel: RowKernel, x: &[f32], rows: usize, k: usize) -> Option<QuantX> {
     kernel.int8_x().map(|(block, group)| {
-        let q = QuantX::new(x, rows, k, block, group);
+        let q = QuantX::new_at(simd, x, rows, k, block, group);
         match (simd, kernel) {
             // The AVX2 MXFP4 dot takes x in packed-nibble order.
             #[cfg(target_arch = "x86_64")]

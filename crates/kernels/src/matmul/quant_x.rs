@@ -9,6 +9,10 @@
 //! and offsets multiply these sums). Each value is off by at most `d / 2`,
 //! which is where the int8 paths' error budget comes from.
 
+#[cfg(target_arch = "x86_64")]
+use super::x86::quant;
+use super::Simd;
+
 /// Quantized activations `[rows, k]`.
 #[derive(Debug, Clone)]
 pub(crate) struct QuantX {
@@ -73,6 +77,37 @@ impl QuantX {
         }
     }
 
+    /// [`new`](Self::new) with the SIMD loop of `simd` where there is one
+    /// (AVX2: `x86/quant.rs`): the same bits.
+    pub fn new_at(
+        simd: Simd,
+        x: &[f32],
+        rows: usize,
+        k: usize,
+        block: usize,
+        group: usize,
+    ) -> QuantX {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = simd.avx2() {
+            if block.is_multiple_of(32) && group.is_multiple_of(8) {
+                let mut q = vec![0i8; rows * k];
+                let mut d = vec![0f32; rows * k / block];
+                let mut sums = vec![0i32; rows * k / group];
+                quant::quantize_blocks(t, &x[..rows * k], block, group, &mut q, &mut d, &mut sums);
+                return QuantX {
+                    block,
+                    group,
+                    k,
+                    q,
+                    d,
+                    sums,
+                };
+            }
+        }
+        let _ = simd;
+        QuantX::new(x, rows, k, block, group)
+    }
+
     /// The same codes with each block of 32 reordered to the MXFP4 nibble
     /// order: the even elements (the low nibbles of the 16 packed bytes)
     /// first, then the odd ones (the high nibbles), so the AVX2 MXFP4 dot
@@ -110,9 +145,11 @@ impl QuantX {
 /// compiles to two additions instead of a libm call. NaN stays NaN.
 #[inline]
 fn round_small(v: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0;
-    (v + MAGIC) - MAGIC
+    (v + ROUND_MAGIC) - ROUND_MAGIC
 }
+
+/// `1.5 * 2^23`, the constant of [`round_small`].
+pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
 
 #[cfg(test)]
 mod tests {
@@ -136,6 +173,34 @@ mod tests {
         let zeros = QuantX::new(&[0.0; 32], 1, 32, 32, 32);
         assert_eq!(zeros.d[0], 0.0);
         assert!(zeros.q.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn the_simd_loops_give_the_scalar_bits() {
+        let mut x: Vec<f32> = (0..2048)
+            .map(|i| match i % 331 {
+                3 => 650.0,
+                9 => -0.0,
+                _ => ((i * 7919) % 2003) as f32 * 1e-3 - 1.0,
+            })
+            .collect();
+        // A zero block, a NaN, an infinity, values on rounding ties.
+        x[64..96].fill(0.0);
+        x[300] = f32::NAN;
+        x[700] = f32::INFINITY;
+        for (i, v) in x[1024..1056].iter_mut().enumerate() {
+            *v = i as f32 * 0.5 - 7.5;
+        }
+        for level in exodus_numerics::cpu::SimdLevel::supported() {
+            for (block, group) in [(32, 32), (256, 16)] {
+                let want = QuantX::new(&x, 4, 512, block, group);
+                let got = QuantX::new_at(Simd::new(level), &x, 4, 512, block, group);
+                assert_eq!(got.q, want.q, "{level:?} {block}");
+                assert_eq!(got.sums, want.sums, "{level:?} {block}");
+                let bits = |d: &[f32]| d.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got.d), bits(&want.d), "{level:?} {block}");
+            }
+        }
     }
 
     #[test]

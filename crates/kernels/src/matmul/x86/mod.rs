@@ -13,6 +13,7 @@ pub(crate) mod avx512;
 pub(crate) mod fdot;
 pub(crate) mod gemm;
 pub(crate) mod idot;
+pub(crate) mod quant;
 
 use exodus_numerics::cpu::SimdLevel;
 
