@@ -3,6 +3,7 @@
 //! against a serial reference, in a real multi-process job, with optional
 //! injected faults).
 
+use std::ops::Range;
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -208,11 +209,13 @@ struct BenchArgs {
     timeout: f64,
     /// The collectives to run, comma-separated (all_reduce,
     /// all_reduce_shared, all_gather, reduce_scatter, all_to_all,
-    /// broadcast, reduce).
+    /// broadcast, reduce), and `all_reduce_floor`: no transfer at all, only
+    /// the memory passes an in-place AllReduce of private buffers needs on
+    /// each rank (see `all_reduce_floor`), the floor for any library.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "all_reduce,all_reduce_shared,all_gather,reduce_scatter,all_to_all,broadcast,reduce"
+        default_value = "all_reduce,all_reduce_floor,all_reduce_shared,all_gather,reduce_scatter,all_to_all,broadcast,reduce"
     )]
     ops: Vec<String>,
     /// Where rank 0 writes the JSON results.
@@ -565,11 +568,30 @@ fn transport_of(comm: &Communicator) -> &'static str {
     }
 }
 
+/// The memory passes that an in-place AllReduce (sum) of private buffers
+/// needs on one rank at the least, with the transfers left out: every peer's
+/// values for this rank's `share` (`peers`, local copies standing for the
+/// peers' buffers) are added into `buf`, then the other shares' results
+/// (`result`) are copied in. For 2 ranks that is the reduction of half the
+/// buffer (read two halves, write one) and a copy of the other half, which
+/// any implementation must do, whoever's core does it (a CMA copy runs on
+/// the calling core too). The local copies may sit in this core's cache
+/// where a real peer's buffer would not, so the floor errs low.
+fn all_reduce_floor(buf: &mut [f32], peers: &[&[f32]], result: &[f32], share: Range<usize>) {
+    for peer in peers {
+        for (b, v) in buf[share.clone()].iter_mut().zip(&peer[share.clone()]) {
+            *b += v;
+        }
+    }
+    buf[..share.start].copy_from_slice(&result[..share.start]);
+    buf[share.end..].copy_from_slice(&result[share.end..]);
+}
+
 /// nccl-tests' bus bandwidth factor of a collective on `n` ranks.
 fn bus_factor(op: &str, n: usize) -> f64 {
     let n = n as f64;
     match op {
-        "all_reduce" | "all_reduce_shared" => 2.0 * (n - 1.0) / n,
+        "all_reduce" | "all_reduce_floor" | "all_reduce_shared" => 2.0 * (n - 1.0) / n,
         "all_gather" | "reduce_scatter" | "all_to_all" => (n - 1.0) / n,
         _ => 1.0,
     }
@@ -633,8 +655,9 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         "--factor >= 2, --iters >= 1, --min-bytes >= 4"
     );
     let transport = transport_of(&comm);
-    const OPS: [&str; 7] = [
+    const OPS: [&str; 8] = [
         "all_reduce",
+        "all_reduce_floor",
         "all_reduce_shared",
         "all_gather",
         "reduce_scatter",
@@ -697,7 +720,7 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                 range.map(|i| all.iter().map(|v| v[i]).sum()).collect()
             };
             let want: Vec<f32> = match op {
-                "all_reduce" | "all_reduce_shared" => sum(0..count),
+                "all_reduce" | "all_reduce_floor" | "all_reduce_shared" => sum(0..count),
                 "all_gather" => all.concat(),
                 "reduce_scatter" => sum(rank * count..(rank + 1) * count),
                 "all_to_all" => (0..n)
@@ -731,6 +754,25 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                         (&|b| b.as_slice(), &want),
                     )?),
                 ),
+                "all_reduce_floor" => {
+                    let share = rank * count / n..(rank + 1) * count / n;
+                    let peers: Vec<&[f32]> = (0..n)
+                        .filter(|&r| r != rank)
+                        .map(|r| all[r].as_slice())
+                        .collect();
+                    let timing = time_collective(
+                        &mut comm,
+                        a.iters,
+                        &mut buf,
+                        &|buf| buf.copy_from_slice(&mine),
+                        &|_, buf| {
+                            all_reduce_floor(buf, &peers, &want, share.clone());
+                            Ok(())
+                        },
+                        (&|b| b.as_slice(), &want),
+                    )?;
+                    (None, Some(timing))
+                }
                 "all_reduce_shared" => {
                     // The input stands for values computed straight into
                     // the shared buffer: it is written outside the timing.
@@ -842,6 +884,7 @@ fn bench(a: &BenchArgs) -> anyhow::Result<ExitCode> {
                 "all_reduce" => comm.select_all_reduce(moved).name(),
                 "all_reduce_shared" if moved <= 8 << 10 => comm.select_all_reduce(moved).name(),
                 "all_reduce_shared" => "shared",
+                "all_reduce_floor" => "none (local passes)",
                 "all_to_all" => "pairwise",
                 "reduce" => "tree",
                 "broadcast" => match BroadcastAlgo::select(n) {
