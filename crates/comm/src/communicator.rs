@@ -109,6 +109,16 @@ pub struct Communicator {
     /// Whether AllReduce fixes its reduction order (rank order) whatever
     /// the algorithm.
     deterministic: bool,
+    /// `EXODUS_COMM_ALGO`'s AllReduce choice, read once at connect (as
+    /// every setting of the job is).
+    forced_all_reduce: Option<AllReduceAlgo>,
+    /// The job spans several hosts and some host has more than one rank
+    /// (then bandwidth AllReduces go hierarchical).
+    layered: bool,
+    /// Receive buffers of the small-message AllReduce, kept between calls
+    /// so that the latency path allocates nothing (16-byte units: aligned
+    /// for every element type).
+    scratch: Vec<u128>,
 }
 
 impl Communicator {
@@ -134,7 +144,12 @@ impl Communicator {
             },
             cost: CostModel::SHARED_MEMORY,
             deterministic: std::env::var("EXODUS_COMM_DETERMINISTIC").is_ok_and(|v| v == "1"),
+            forced_all_reduce: AllReduceAlgo::forced(),
+            layered: false,
+            scratch: Vec::new(),
         };
+        let hosts = comm.hosts();
+        comm.layered = hosts.len() > 1 && hosts.iter().any(|h| h.len() > 1);
         comm.cost = match std::env::var_os("EXODUS_COMM_CALIBRATION") {
             Some(path) => {
                 let text = std::fs::read_to_string(&path).map_err(|e| {

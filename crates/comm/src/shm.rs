@@ -15,6 +15,28 @@
 //! both checked on arrival), and each frame starts on a 16-byte boundary,
 //! so a payload is aligned for any element type.
 //!
+//! # Small frames: the slot
+//!
+//! A ring frame takes two cache-line transfers to be seen: the consumer
+//! first sees the new `tail`, then fetches the line the frame is in. For
+//! the smallest messages (AllReduce of a few values, barriers, flags) that
+//! is most of the latency, so each direction also has a slot: one cache
+//! line in the control page holding a stamp (the frame's sequence number
+//! plus one; 0 is empty), the length and up to [`SLOT_PAYLOAD`] bytes. The
+//! producer writes length and payload, then the stamp (release); the
+//! consumer, which polls the slot first, sees the whole frame in one
+//! transfer, takes it, and stores the stamp in the slot's `ack` word (on a
+//! line of its own), which frees the slot for the producer's next small
+//! frame. A small frame goes to the ring instead when the slot is still
+//! taken. Frames are taken in sequence order whichever way they came: the
+//! consumer only takes a slot frame whose stamp is the next sequence
+//! number, and a ring frame must carry that number as before. Before it
+//! takes a ring frame's first bytes it looks in the slot once more: the
+//! producer filled the slot before it published any later ring frame, so
+//! an earlier slot frame is visible by then. The slot is
+//! never written with anything but slot frames, so stale bytes there can
+//! only be an older stamp, never a forged one.
+//!
 //! # Progress
 //!
 //! Nothing here blocks or waits: [`ShmTx::push`] writes as much of an
@@ -67,9 +89,16 @@ const MAGIC: u64 = u64::from_le_bytes(*b"exodusSM");
 const MAGIC_AT: usize = 0;
 const COOKIE_AT: usize = 8;
 /// Offsets in a ring's control page (128 bytes apart: separate cache
-/// lines, and no adjacent-line prefetch pairing them).
+/// lines, and no adjacent-line prefetch pairing them): the ring's counters,
+/// the slot (stamp, length, payload: one 64-byte line) and its ack.
 const TAIL_AT: usize = 0;
 const HEAD_AT: usize = 128;
+const SLOT_AT: usize = 256;
+const SLOT_LEN_AT: usize = SLOT_AT + 8;
+const SLOT_DATA_AT: usize = SLOT_AT + 16;
+const SLOT_ACK_AT: usize = 384;
+/// Most payload bytes a slot frame carries.
+pub(crate) const SLOT_PAYLOAD: usize = 48;
 /// The payload of a link's segment: two rings, each a control page and
 /// its data area.
 pub(crate) const LINK_BYTES: usize = 2 * (PAGE + RING_BYTES);
@@ -172,6 +201,14 @@ impl Segment {
         self.map.as_mut_ptr().wrapping_add(ring_base(ring) + PAGE)
     }
 
+    /// The slot payload of ring `ring` (of a link's segment).
+    fn slot_data(&self, ring: usize) -> *mut u8 {
+        debug_assert!(self.bytes >= PAGE + LINK_BYTES);
+        self.map
+            .as_mut_ptr()
+            .wrapping_add(ring_base(ring) + SLOT_DATA_AT)
+    }
+
     /// The first byte of the payload (page-aligned), and its length.
     pub(crate) fn payload(&self) -> (*mut u8, usize) {
         (self.map.as_mut_ptr().wrapping_add(PAGE), self.bytes - PAGE)
@@ -190,6 +227,8 @@ pub(crate) fn halves(segment: Segment, lower: bool) -> (ShmTx, ShmRx) {
             tail: 0,
             head_seen: 0,
             seq: 0,
+            slot_stamp: 0,
+            slot_ack_seen: 0,
         },
         ShmRx {
             segment,
@@ -212,6 +251,10 @@ pub(crate) struct ShmTx {
     head_seen: u64,
     /// Sequence number of the next frame.
     seq: u64,
+    /// Stamp of the last frame put in the slot (0: none yet).
+    slot_stamp: u64,
+    /// The consumer's slot ack as last read.
+    slot_ack_seen: u64,
 }
 
 /// The receiving half: consumer of the other ring.
@@ -352,6 +395,11 @@ impl ShmTx {
     /// Moves what fits of `out` into the ring (at most about [`PIECE`]
     /// bytes); whether anything moved.
     pub(crate) fn push(&mut self, out: &mut Outgoing<'_>) -> bool {
+        if out.pos == 0 && self.put_in_slot(out.data) {
+            out.pos = out.total();
+            self.seq += 1;
+            return true;
+        }
         let mut moved = 0;
         if out.pos == 0 {
             out.header[..8].copy_from_slice(&self.seq.to_le_bytes());
@@ -396,7 +444,88 @@ impl ShmTx {
     }
 }
 
+impl ShmTx {
+    /// Puts `data` in the slot as the frame of the current sequence number,
+    /// if it fits and the consumer has taken the slot's last frame.
+    fn put_in_slot(&mut self, data: &[u8]) -> bool {
+        if data.len() > SLOT_PAYLOAD {
+            return false;
+        }
+        let ring = ring_base(self.ring);
+        if self.slot_ack_seen != self.slot_stamp {
+            self.slot_ack_seen = self
+                .segment
+                .word(ring + SLOT_ACK_AT)
+                .load(Ordering::Acquire);
+            if self.slot_ack_seen != self.slot_stamp {
+                return false;
+            }
+        }
+        let stamp = self.seq + 1;
+        self.segment
+            .word(ring + SLOT_LEN_AT)
+            .store(data.len() as u64, Ordering::Relaxed);
+        // SAFETY: `data.len() <= SLOT_PAYLOAD`, the slot's payload area
+        // inside this ring's control page; the consumer has acknowledged
+        // the slot's last frame (acquire above) and reads the slot again
+        // only after the stamp below is published.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.segment.slot_data(self.ring),
+                data.len(),
+            )
+        };
+        self.segment
+            .word(ring + SLOT_AT)
+            .store(stamp, Ordering::Release);
+        self.slot_stamp = stamp;
+        true
+    }
+}
+
 impl ShmRx {
+    /// Takes the next frame from the slot if it is there: `Ok(true)` with
+    /// the payload handed to `take`, `Ok(false)` when the slot holds no
+    /// frame of this sequence number, `Err` when it holds one of another
+    /// length than `inc` expects.
+    fn take_from_slot(
+        &mut self,
+        inc: &mut Incoming,
+        take: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<bool, BadFrame> {
+        let ring = ring_base(self.ring);
+        let stamp = self.seq + 1;
+        if self.segment.word(ring + SLOT_AT).load(Ordering::Acquire) != stamp {
+            return Ok(false);
+        }
+        let len = self
+            .segment
+            .word(ring + SLOT_LEN_AT)
+            .load(Ordering::Relaxed);
+        // A slot frame longer than the slot only comes from a broken peer.
+        if len != inc.len as u64 || inc.len > SLOT_PAYLOAD {
+            return Err(BadFrame {
+                want_seq: self.seq,
+                got_seq: self.seq,
+                got_len: len,
+            });
+        }
+        // SAFETY: `inc.len <= SLOT_PAYLOAD` (checked above): inside the
+        // slot's payload area. The producer wrote it before the stamp
+        // (acquire above) and does not write the slot again until the ack
+        // below.
+        let payload =
+            unsafe { std::slice::from_raw_parts(self.segment.slot_data(self.ring), inc.len) };
+        take(0, payload);
+        self.segment
+            .word(ring + SLOT_ACK_AT)
+            .store(stamp, Ordering::Release);
+        inc.pos = inc.total();
+        self.seq += 1;
+        Ok(true)
+    }
+
     fn tail_word(&self) -> &AtomicU64 {
         self.segment.word(ring_base(self.ring) + TAIL_AT)
     }
@@ -457,6 +586,19 @@ impl ShmRx {
                 inc.skip -= n;
                 moved += n;
                 continue;
+            }
+            if inc.pos == 0 {
+                // The header bytes visible now were published after every
+                // slot frame that precedes their frame: look in the slot
+                // after seeing them and before taking them, so a frame of
+                // this sequence number in the slot comes first.
+                let visible = self.peek(FRAME_HEADER).len();
+                if self.take_from_slot(inc, take)? {
+                    return Ok(true);
+                }
+                if visible == 0 {
+                    break;
+                }
             }
             let n = if inc.pos < FRAME_HEADER {
                 let piece = self.peek(FRAME_HEADER - inc.pos);
@@ -634,6 +776,125 @@ mod tests {
             .unwrap();
         }
         assert_eq!(got, values);
+    }
+
+    #[test]
+    fn small_frames_take_the_slot_and_keep_their_order_with_ring_frames() {
+        let ((mut tx, _), (_, mut rx)) = pair();
+        // A small frame goes to the slot; while the consumer has not taken
+        // it, the next small one goes to the ring; large ones always do.
+        let small = |k: u8| vec![k; 8];
+        let one = small(1);
+        let mut first_out = Outgoing::new(&one);
+        assert!(tx.push(&mut first_out) && first_out.done());
+        assert_eq!(tx.tail, 0, "the first small frame is in the slot");
+        let two = small(2);
+        let mut second = Outgoing::new(&two);
+        assert!(tx.push(&mut second) && second.done());
+        assert_eq!(tx.tail, 32, "the slot was taken: the ring carries it");
+        let big = vec![3u8; 1000];
+        let mut third = Outgoing::new(&big);
+        assert!(tx.push(&mut third) && third.done());
+        let mut got = Vec::new();
+        for len in [8, 8, 1000] {
+            let mut inc = Incoming::new(len, 1);
+            let mut buf = vec![0u8; len];
+            while !inc.done() {
+                rx.pull(&mut inc, &mut |off, piece| {
+                    buf[off..off + piece.len()].copy_from_slice(piece)
+                })
+                .unwrap();
+            }
+            got.push(buf);
+        }
+        assert_eq!(got, vec![small(1), small(2), big]);
+        // The slot was taken back: the next small frame uses it again.
+        let four = small(4);
+        let mut fourth = Outgoing::new(&four);
+        let tail = tx.tail;
+        assert!(tx.push(&mut fourth) && fourth.done());
+        assert_eq!(tx.tail, tail);
+        let mut inc = Incoming::new(8, 4);
+        let mut buf = vec![0u8; 8];
+        assert!(rx
+            .pull(&mut inc, &mut |off, piece| {
+                assert_eq!(piece.as_ptr() as usize % 16, 0, "slot payloads are aligned");
+                buf[off..off + piece.len()].copy_from_slice(piece)
+            })
+            .unwrap());
+        assert!(inc.done());
+        assert_eq!(buf, small(4));
+    }
+
+    #[test]
+    fn slot_and_ring_frames_keep_their_order_between_two_threads() {
+        use std::sync::atomic::AtomicUsize;
+        let ((mut tx, _), (_, mut rx)) = pair();
+        // One thread sends frames in pairs, each pair once the other
+        // thread, polling, has taken the frames before it: the first of a
+        // pair lands in the slot and the second, while the slot is still
+        // taken, in the ring, right as the consumer looks. Small frames
+        // mostly, some larger ones; every frame must arrive whole and in
+        // order.
+        const SIZES: [usize; 8] = [8, 8, 0, 48, 49, 100, 3000, 4];
+        fn message(k: usize) -> Vec<u8> {
+            let len = SIZES[(k * 7 + k / 5) % SIZES.len()];
+            (0..len).map(|i| (i * 13 + k) as u8).collect()
+        }
+        const COUNT: usize = 100_000;
+        let taken = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&taken);
+        let producer = std::thread::spawn(move || {
+            for k in 0..COUNT {
+                if k % 2 == 0 {
+                    while seen.load(Ordering::Acquire) < k {
+                        std::hint::spin_loop();
+                    }
+                }
+                let m = message(k);
+                let mut out = Outgoing::new(&m);
+                while !out.done() {
+                    if !tx.push(&mut out) {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        });
+        for k in 0..COUNT {
+            let want = message(k);
+            let mut inc = Incoming::new(want.len(), 1);
+            let mut got = vec![0u8; want.len()];
+            while !inc.done() {
+                let moved = rx
+                    .pull(&mut inc, &mut |off, piece| {
+                        got[off..off + piece.len()].copy_from_slice(piece)
+                    })
+                    .unwrap_or_else(|e| panic!("message {k}: {e:?}"));
+                if !moved {
+                    std::hint::spin_loop();
+                }
+            }
+            assert_eq!(got, want, "message {k}");
+            taken.store(k + 1, Ordering::Release);
+        }
+        producer.join().unwrap();
+    }
+
+    #[test]
+    fn a_slot_frame_of_another_length_is_refused_and_a_stale_one_ignored() {
+        let ((mut tx, _), (_, mut rx)) = pair();
+        let mut out = Outgoing::new(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(tx.push(&mut out) && out.done());
+        let mut inc = Incoming::new(4, 4);
+        let err = rx.pull(&mut inc, &mut |_, _| {}).unwrap_err();
+        assert_eq!((err.want_seq, err.got_seq, err.got_len), (0, 0, 8));
+        // Taken with the right length, the frame is gone: the slot's stamp
+        // is now an old one, which the next frame's pull does not take.
+        let mut inc = Incoming::new(8, 1);
+        assert!(rx.pull(&mut inc, &mut |_, _| {}).unwrap() && inc.done());
+        let mut next = Incoming::new(8, 1);
+        assert!(!rx.pull(&mut next, &mut |_, _| {}).unwrap());
+        assert!(!next.done());
     }
 
     #[test]

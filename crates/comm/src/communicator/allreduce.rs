@@ -85,14 +85,14 @@ impl Communicator {
     /// Halving). Every rank holds the same model and topology, so every
     /// rank picks the same.
     pub fn select_all_reduce(&self, bytes: usize) -> AllReduceAlgo {
-        if let Some(algo) = AllReduceAlgo::forced() {
+        if let Some(algo) = self.forced_all_reduce {
             return algo;
         }
         let flat = self.cost.best_all_reduce(bytes, self.size);
-        let hosts = self.hosts();
-        let layered = hosts.len() > 1 && hosts.iter().any(|h| h.len() > 1);
         match flat {
-            AllReduceAlgo::Ring | AllReduceAlgo::Halving if layered => AllReduceAlgo::Hierarchical,
+            AllReduceAlgo::Ring | AllReduceAlgo::Halving if self.layered => {
+                AllReduceAlgo::Hierarchical
+            }
             other => other,
         }
     }
@@ -171,8 +171,29 @@ impl Communicator {
         buf: &mut [T],
         op: ReduceOp,
     ) -> Result<(), CommError> {
-        let (n, me) = (self.size, self.rank);
-        let mut all: Vec<Vec<T>> = vec![buf.to_vec(); n];
+        // Every rank's buffer, this one's included, side by side in the
+        // kept scratch (taken out of `self` while the exchanges borrow it).
+        let units = (self.size * buf.len() * T::BYTES).div_ceil(16);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if scratch.len() < units {
+            scratch.resize(units, 0);
+        }
+        let all = &mut bytemuck::cast_slice_mut::<u128, T>(&mut scratch)[..self.size * buf.len()];
+        let result = self.mesh_exchange_and_fold(buf, op, all);
+        self.scratch = scratch;
+        result
+    }
+
+    /// [`mesh_all_reduce`](Self::mesh_all_reduce) with `all` (`n` buffers'
+    /// room) to receive into.
+    fn mesh_exchange_and_fold<T: Element>(
+        &mut self,
+        buf: &mut [T],
+        op: ReduceOp,
+        all: &mut [T],
+    ) -> Result<(), CommError> {
+        let (n, me, len) = (self.size, self.rank, buf.len());
+        all[me * len..(me + 1) * len].copy_from_slice(buf);
         // In round s rank r sends to r + s while it receives from r - s:
         // each send meets its receive in the same round.
         for s in 1..n {
@@ -184,11 +205,12 @@ impl Communicator {
                 peer: to,
             };
             let out = bytemuck::cast_slice(&*buf);
-            self.exchange(at, to, out, from, Sink::copy(&mut all[from]))?;
+            let into = &mut all[from * len..(from + 1) * len];
+            self.exchange(at, to, out, from, Sink::copy(into))?;
         }
         // acc = op(all[r], acc) for r = 1, 2, ...: rank order.
-        buf.copy_from_slice(&all[0]);
-        for v in &all[1..] {
+        buf.copy_from_slice(&all[..len]);
+        for v in all[len..].chunks_exact(len) {
             op.apply(buf, v);
         }
         Ok(())
