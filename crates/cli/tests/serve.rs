@@ -451,11 +451,10 @@ fn greedy_tokens(addr: &str, prompt: &str, max_tokens: usize) -> Vec<(String, Ve
 
 #[test]
 fn tensor_parallel_serving_over_2_and_3_ranks_answers_like_one_rank() {
-    // Ranks split the attention heads and the MLP and AllReduce after each
-    // block. The int8-quantized activations of Q4_1 matmuls can round a
-    // value on a code boundary the other way when a sum is split, so a
-    // greedy answer may part from the single rank's where the single
-    // rank's two best tokens were nearly tied; never elsewhere.
+    // Ranks split the attention heads and the MLP; each gathers the
+    // others' parts and computes its rows of the projections that follow
+    // over the whole width, so every output is the single rank's dot: the
+    // answers are the single rank's, token for token.
     let one = Server::start(&[]);
     let prompts = [
         "The capital of France is",
@@ -469,30 +468,12 @@ fn tensor_parallel_serving_over_2_and_3_ranks_answers_like_one_rank() {
         .collect();
     for tp in ["2", "3"] {
         let split = Server::start(&["--tp", tp]);
-        let mut identical = 0;
         for (p, want) in prompts.iter().zip(&reference) {
             let got = greedy_tokens(&split.addr, p, 32);
-            match want.iter().zip(&got).position(|(a, b)| a.0 != b.0) {
-                None => {
-                    assert_eq!(got.len(), want.len(), "--tp {tp}, {p:?}");
-                    identical += 1;
-                }
-                Some(i) => {
-                    let lead = want[i].1[0] - want[i].1.get(1).copied().unwrap_or(f64::MIN);
-                    assert!(
-                        lead < 0.5,
-                        "--tp {tp}, {p:?}: token {i} is {:?}, not {:?}, whose lead was {lead}",
-                        got[i].0,
-                        want[i].0
-                    );
-                    eprintln!("--tp {tp}, {p:?}: parts at token {i}, a near tie ({lead:.3})");
-                }
-            }
+            let tokens =
+                |v: &[(String, Vec<f64>)]| v.iter().map(|t| t.0.clone()).collect::<Vec<_>>();
+            assert_eq!(tokens(&got), tokens(want), "--tp {tp}, {p:?}");
         }
-        assert!(
-            identical >= prompts.len() / 2,
-            "--tp {tp}: {identical} answers identical"
-        );
     }
 }
 
@@ -533,10 +514,11 @@ fn a_tensor_parallel_trace_shows_every_ranks_collectives() {
             .spans_in("comm")
             .filter(|s| s.name == "all_reduce")
             .count();
-        // Two per layer per step: 30 layers, the warm-up's 2 steps and the
+        // Four per layer per step (the AllGathers run as AllReduces of
+        // zero-padded parts): 30 layers, the warm-up's 2 steps and the
         // request's prefill and 7 decode steps.
         assert!(
-            reduces >= 60 * 10,
+            reduces >= 120 * 10,
             "{}: {reduces} all_reduce spans",
             file.display()
         );

@@ -2,7 +2,8 @@
 //! shards of every rank of a job.
 //!
 //! Each rank holds its shard of the model (see `exodus_model::shard`),
-//! whose AllReduces go through exodus-comm ([`CommCollective`]). Rank 0
+//! whose collectives (its gathers, each an AllReduce of its part among
+//! zeros) go through exodus-comm ([`CommCollective`]). Rank 0
 //! runs the scheduler and the server; its [`TensorParallel`] model sends
 //! every step (the tokens, positions and block tables of its work) to the
 //! other ranks by Broadcast before running its own shard, and each of them

@@ -443,6 +443,19 @@ impl GraphBuilder {
         self.node(name, Op::AllReduce, &[x])
     }
 
+    /// Every rank's columns side by side: `x` holds this rank's columns
+    /// `offset ..` of a result `total` columns wide (see
+    /// [`Op::AllGather`]).
+    pub fn all_gather(
+        &mut self,
+        name: impl Into<String>,
+        x: ValueId,
+        offset: usize,
+        total: usize,
+    ) -> Result<ValueId, GraphError> {
+        self.node(name, Op::AllGather { offset, total }, &[x])
+    }
+
     /// Index of the largest value along the last axis.
     pub fn argmax(&mut self, name: impl Into<String>, x: ValueId) -> Result<ValueId, GraphError> {
         self.node(name, Op::Argmax, &[x])

@@ -1,4 +1,5 @@
-//! What a graph's [`Op::AllReduce`](crate::Op::AllReduce) nodes call: the
+//! What a graph's [`Op::AllReduce`](crate::Op::AllReduce) and
+//! [`Op::AllGather`](crate::Op::AllGather) nodes call: the
 //! collective of the job a sharded model runs in (tensor parallelism). The
 //! graph crate knows no transport; whoever runs the session (the engine,
 //! over exodus-comm) gives it one with

@@ -71,6 +71,7 @@ fn attributes(op: &Op, symbols: &[String]) -> String {
         Op::Reshape(shape) => format!(" shape={}", shape.display(symbols)),
         Op::Transpose(perm) => format!(" perm={perm:?}"),
         Op::Slice { axis, start, end } => format!(" axis={axis} range={start}..{end}"),
+        Op::AllGather { offset, total } => format!(" from={offset} of={total}"),
         Op::Concat { axis } => format!(" axis={axis}"),
         Op::TopK { k } => format!(" k={k}"),
         Op::Split { axis, sizes } => format!(" axis={axis} sizes={sizes:?}"),

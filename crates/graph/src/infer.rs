@@ -157,6 +157,21 @@ pub(crate) fn infer(
             let x = f32_input(0)?;
             Ok(vec![(DType::F32, x.clone())])
         }
+        Op::AllGather { offset, total } => {
+            let x = f32_input(0)?;
+            min_rank(0, x, 1)?;
+            let mut dims = x.0.clone();
+            let last = dims.len() - 1;
+            let fits = matches!(dims[last], Dim::Fixed(w) if offset + w <= *total);
+            if !fits {
+                return Err(format!(
+                    "columns {offset}.. of {} do not fit in {total}",
+                    show(x)
+                ));
+            }
+            dims[last] = Dim::Fixed(*total);
+            Ok(vec![(DType::F32, Shape(dims))])
+        }
         Op::Argmax => {
             let x = f32_input(0)?;
             min_rank(0, x, 1)?;

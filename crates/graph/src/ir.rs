@@ -313,6 +313,18 @@ pub enum Op {
     /// runs its shard of the model), by the session's
     /// [`Collective`](crate::Collective); the identity without one.
     AllReduce,
+    /// Every rank's columns of one tensor, side by side: `x` (`[.., w]`) is
+    /// this rank's columns `offset .. offset + w` of a `[.., total]`
+    /// result, and the other ranks hold the rest. It runs as an AllReduce
+    /// of `x` placed among zeros, which adds nothing but zeros to any value
+    /// (a value keeps its bits, up to the sign of a zero). Without a
+    /// collective (a job of one rank) the other columns stay zero.
+    AllGather {
+        /// The first column this rank holds.
+        offset: usize,
+        /// Columns of the result.
+        total: usize,
+    },
 }
 
 /// An attention op whose KV cache stores rows relative to fixed offsets
@@ -384,6 +396,7 @@ impl Op {
             Op::AttentionBatch { .. } => "attention_batch",
             Op::Linear(_) => "linear",
             Op::AllReduce => "all_reduce",
+            Op::AllGather { .. } => "all_gather",
         }
     }
 
@@ -394,7 +407,7 @@ impl Op {
         // the same ones, in the same order.
         matches!(
             self,
-            Op::Attention { .. } | Op::AttentionBatch { .. } | Op::AllReduce
+            Op::Attention { .. } | Op::AttentionBatch { .. } | Op::AllReduce | Op::AllGather { .. }
         )
     }
 
@@ -411,7 +424,8 @@ impl Op {
             | Op::Transpose(_)
             | Op::Slice { .. }
             | Op::Reduce { .. }
-            | Op::AllReduce => Some(1),
+            | Op::AllReduce
+            | Op::AllGather { .. } => Some(1),
             Op::LayerNorm { .. } => Some(3),
             Op::Attention { centered, .. } => Some(6 + KvCentered::inputs(centered)),
             Op::AttentionBatch { centered, .. } => Some(7 + KvCentered::inputs(centered)),

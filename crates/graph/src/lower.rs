@@ -662,6 +662,26 @@ impl Session {
                     Ok(())
                 }))
             }
+            Op::AllGather { offset, total } => {
+                let (offset, total) = (*offset, *total);
+                let in_dims = dims(node.inputs[0]);
+                let width = in_dims.last().copied().unwrap_or(0);
+                let collective = self.collective();
+                launch(Box::new(move |k, a| {
+                    let x = a.f32_in(k, 0)?;
+                    let mut out = a.f32_out(k, 0)?;
+                    out.fill(0.0);
+                    if width > 0 {
+                        for (row, part) in out.chunks_exact_mut(total).zip(x.chunks_exact(width)) {
+                            row[offset..offset + width].copy_from_slice(part);
+                        }
+                    }
+                    if let Some(c) = &collective {
+                        c.all_reduce_sum(&mut out)?;
+                    }
+                    Ok(())
+                }))
+            }
             Op::Argmax => {
                 let in_dims = dims(node.inputs[0]);
                 let cols = in_dims.last().copied().unwrap_or(1).max(1);

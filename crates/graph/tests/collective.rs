@@ -1,4 +1,5 @@
-//! `Op::AllReduce` calls the session's collective once per run, in eager
+//! `Op::AllReduce` (and `Op::AllGather`, this rank's columns among the
+//! others') calls the session's collective once per run, in eager
 //! and in graph mode (after the passes, which keep it and fuse nothing
 //! across it), and is the identity without one.
 
@@ -77,4 +78,52 @@ fn all_reduce_sums_through_the_collective_in_both_modes() {
         assert_eq!(got, want, "eager: {eager}");
         assert_eq!(copies.calls.load(Ordering::SeqCst), 1, "eager: {eager}");
     }
+}
+
+/// A job whose other ranks hold the columns `2..5` of a 5-wide result, as
+/// `10 * row + column`.
+struct OtherColumns;
+
+impl Collective for OtherColumns {
+    fn all_reduce_sum(&self, values: &mut [f32]) -> Result<(), String> {
+        for (r, row) in values.chunks_exact_mut(5).enumerate() {
+            for (c, v) in row.iter_mut().enumerate().skip(2) {
+                *v += (10 * r + c) as f32;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn all_gather_places_this_ranks_columns_among_the_others() {
+    for eager in [true, false] {
+        let mut b = GraphBuilder::new("gathered");
+        let t = b.symbol("tokens");
+        let x = b.input("x", DType::F32, (t, 2));
+        let g = b.all_gather("x.all_gather", x, 0, 5).unwrap();
+        b.output(g).unwrap();
+        let mut graph = b.finish().unwrap();
+        if !eager {
+            run_passes(&mut graph, &default_passes()).unwrap();
+        }
+        let dump = graph.dump();
+        assert!(dump.contains("all_gather(%0) from=0 of=5"), "{dump}");
+        let xid = graph.values().iter().position(|v| v.name == "x").unwrap();
+        let mut s = Session::new(graph, []).unwrap();
+        s.set_collective(Arc::new(OtherColumns));
+        let x = vec![-0.5f32, 1.5, 2.5, -3.5];
+        let inputs = [(exodus_graph::ValueId(xid as u32), Tensor::F32(x))];
+        let out = if eager {
+            s.run_eager(&[("tokens", 2)], &inputs).unwrap()
+        } else {
+            s.run_graph(&[("tokens", 2)], &inputs).unwrap()
+        };
+        let want = vec![-0.5, 1.5, 2.0, 3.0, 4.0, 2.5, -3.5, 12.0, 13.0, 14.0];
+        assert_eq!(out, vec![Tensor::F32(want)], "eager: {eager}");
+    }
+    // Columns that do not fit are refused when the graph is built.
+    let mut b = GraphBuilder::new("misfit");
+    let x = b.input("x", DType::F32, (1, 3));
+    assert!(b.all_gather("x.all_gather", x, 3, 5).is_err());
 }

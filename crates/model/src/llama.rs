@@ -251,6 +251,15 @@ pub fn build<B: AsRef<[u8]>>(
         my_q.start * head_dim..my_q.end * head_dim,
         my_kv.start * head_dim..my_kv.end * head_dim,
     );
+    // This rank's hidden features: its rows of `attn_output` and
+    // `ffn_down` (in groups of 16 rows where they divide, whole groups of
+    // the decode kernels' row tiles).
+    let hidden_unit = if hidden.is_multiple_of(16) && hidden / 16 >= shard.ranks {
+        16
+    } else {
+        1
+    };
+    let my_hidden = shard.part(hidden, hidden_unit, "hidden features")?;
     let layout = |l: usize| {
         KvLayout::new(KV_BLOCK_TOKENS, my_kv.len(), head_dim, kv_format(l))
             .map_err(|e| ModelError::Unsupported(format!("KV cache layout of layer {l}: {e}")))
@@ -386,15 +395,25 @@ pub fn build<B: AsRef<[u8]>>(
                 centering,
             )?,
         };
+        // A split model gathers the heads' outputs, and each rank computes
+        // its rows of `attn_output` (its part of the hidden features) over
+        // all of them: every output is the whole model's dot, so the
+        // gathered result is the whole model's bits.
+        let a = if shard.is_split() {
+            m.b.all_gather(p("attention.all_gather"), a, q_rows.start, q_width)?
+        } else {
+            a
+        };
         let wo = m.weight_part(
             &p("attn_output.weight"),
             &[hidden, q_width],
-            0..hidden,
-            q_rows.clone(),
+            my_hidden.clone(),
+            0..q_width,
         )?;
         let mut o = m.b.matmul(p("attn_output"), a, wo)?;
         if shard.is_split() {
-            o = m.b.all_reduce(p("attn_output.all_reduce"), o)?;
+            o =
+                m.b.all_gather(p("attn_output.all_gather"), o, my_hidden.start, hidden)?;
         }
         x = m.b.add(p("attn_residual"), x, o)?;
         let norm = m.weight(&p("ffn_norm.weight"), &[hidden])?;
@@ -418,13 +437,23 @@ pub fn build<B: AsRef<[u8]>>(
             units.clone(),
             0..hidden,
         )?;
-        let wd = m.weight_part(&p("ffn_down.weight"), &[hidden, ffn], 0..hidden, units)?;
         let gate = m.b.matmul(p("ffn_gate"), h, wg)?;
         let up = m.b.matmul(p("ffn_up"), h, wu)?;
-        let act = m.b.swiglu(p("ffn_swiglu"), gate, up)?;
+        let mut act = m.b.swiglu(p("ffn_swiglu"), gate, up)?;
+        if shard.is_split() {
+            act =
+                m.b.all_gather(p("ffn_swiglu.all_gather"), act, units.start, ffn)?;
+        }
+        let wd = m.weight_part(
+            &p("ffn_down.weight"),
+            &[hidden, ffn],
+            my_hidden.clone(),
+            0..ffn,
+        )?;
         let mut down = m.b.matmul(p("ffn_down"), act, wd)?;
         if shard.is_split() {
-            down = m.b.all_reduce(p("ffn_down.all_reduce"), down)?;
+            down =
+                m.b.all_gather(p("ffn_down.all_gather"), down, my_hidden.start, hidden)?;
         }
         x = m.b.add(p("ffn_residual"), x, down)?;
     }

@@ -2,12 +2,18 @@
 //!
 //! Attention is split by KV heads (each rank keeps whole groups of query
 //! heads with their KV head, so no head straddles two ranks): the rows of
-//! `attn_q/k/v` and the matching columns of `attn_output`. The MLP is
-//! split by its hidden units: rows of `ffn_gate/up`, the matching columns
-//! of `ffn_down`. Each rank's `attn_output` and `ffn_down` then hold a
-//! partial sum of the block's output, and an AllReduce after each block
-//! completes it; embeddings, norms and the output projection stay whole
-//! on every rank, so every rank ends with the same logits.
+//! `attn_q/k/v`. The MLP is split by its hidden units: the rows of
+//! `ffn_gate/up`. What those produce is gathered from every rank
+//! (`Op::AllGather`), and `attn_output` and `ffn_down` are split by their
+//! rows instead (the hidden features each rank computes, over the whole
+//! width), then gathered too. So every value is the dot the whole model
+//! computes, in the same order: a split model gives the whole model's
+//! bits. (Splitting `attn_output` and `ffn_down` by their columns, with
+//! an AllReduce of partial sums, moves half the data but sums in another
+//! order, and the int8 activation codes of quantized matmuls turn that
+//! last-bit difference into different greedy tokens at near ties.)
+//! Embeddings, norms and the output projection stay whole on every rank,
+//! so every rank ends with the same logits.
 
 use std::ops::Range;
 

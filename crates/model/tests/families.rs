@@ -4,8 +4,8 @@
 //! reference of the same model written here from the architectures'
 //! definitions, in eager and graph mode, prefill then decode steps; and
 //! the same models split over 2 ranks (tensor parallelism: KV heads with
-//! their query heads, MLP units, an AllReduce after each block), which
-//! must meet the same reference.
+//! their query heads, MLP units, the rows of the output projections, and
+//! gathers between them), which must meet the same reference.
 
 mod common;
 
