@@ -77,6 +77,10 @@ impl AllReduceAlgo {
 /// and 1-2 MiB slices were slower (docs/benchmarks.md).
 const RING_SLICE_BYTES: usize = 256 << 10;
 
+/// The most scratch bytes the Mesh AllReduce keeps between calls (the
+/// cost model picks it for small messages only).
+const MESH_SCRATCH_KEPT: usize = 1 << 20;
+
 impl Communicator {
     /// Every rank gets the element-wise reduction of every rank's `buf`
     /// (`buf` must be as long on every rank), by the algorithm
@@ -195,7 +199,11 @@ impl Communicator {
         }
         let all = &mut bytemuck::cast_slice_mut::<u128, T>(&mut scratch)[..self.size * buf.len()];
         let result = self.mesh_exchange_and_fold(buf, op, all);
-        self.scratch = scratch;
+        // Kept for the next call unless a forced Mesh on a large buffer
+        // grew it.
+        if scratch.len() * 16 <= MESH_SCRATCH_KEPT {
+            self.scratch = scratch;
+        }
         result
     }
 

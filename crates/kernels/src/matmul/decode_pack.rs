@@ -53,6 +53,7 @@ impl PackKind {
     }
 
     /// Bytes of one pair of blocks of one group in the pack.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 kernel
     pub(crate) fn pair_bytes(self) -> usize {
         match self {
             PackKind::Q4_0 => 16 + 128,
@@ -151,6 +152,7 @@ impl DecodePack {
     }
 
     /// The format it was made from.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 kernel
     pub(crate) fn kind(&self) -> PackKind {
         self.kind
     }
@@ -164,12 +166,14 @@ impl DecodePack {
     }
 
     /// Whole groups of four rows in the pack.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 kernel
     pub(crate) fn groups(&self) -> usize {
         self.n / GROUP_ROWS
     }
 
     /// The bytes of group `g` (rows `4g .. 4g + 4`): every pair of blocks,
     /// in order.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 kernel
     pub(crate) fn group(&self, g: usize) -> &[u8] {
         let len = self.k / 64 * self.kind.pair_bytes();
         &self.bytes[g * len..(g + 1) * len]

@@ -258,6 +258,7 @@ impl<'a> Weights<'a> {
     }
 
     /// The attached decode pack.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 kernel
     pub(crate) fn decode_pack(&self) -> Option<&'a DecodePack> {
         self.decode_pack
     }
