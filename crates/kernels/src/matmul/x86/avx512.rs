@@ -305,6 +305,31 @@ fn block_sums4(dots: [__m512i; ROWS]) -> [__m128i; 2] {
     ]
 }
 
+/// The canonical steps of one pair of blocks on four rows' lanes
+/// ([`block_step`] per lane): `f += sum * (s * dx)`, then `f += o * (dx *
+/// S)`, block 0 then block 1. `sums` are [`block_sums4`]'s, `(s, o)` the
+/// eight scales and offsets (block 0 of rows `0..4`, then block 1), `xd`
+/// and `xs` the two blocks' x scales and code sums.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn pair_steps(
+    mut f: __m128,
+    sums: [__m128i; 2],
+    (s, o): (__m256, __m256),
+    xd: &[f32],
+    xs: &[i32],
+) -> __m128 {
+    let halves = |v: __m256| [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)];
+    let (s, o) = (halves(s), halves(o));
+    for h in 0..2 {
+        let ds = xd[h] * xs[h] as f32;
+        let sd = _mm_mul_ps(s[h], _mm_set1_ps(xd[h]));
+        f = _mm_fmadd_ps(_mm_cvtepi32_ps(sums[h]), sd, f);
+        f = _mm_fmadd_ps(o[h], _mm_set1_ps(ds), f);
+    }
+    f
+}
+
 /// Prefetches the place `at` of every row of the next group.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
@@ -336,16 +361,8 @@ fn legacy_rows<const KIND: u8>(g: RowGroup, x: XRow) -> [f32; ROWS] {
             let codes = pair_codes::<KIND>(&g.row(r)[at..at + 2 * bb]);
             _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes, xv)
         });
-        let sums = block_sums4(dots);
-        let (s, o) = scales_offsets::<KIND>(g.pair_headers(at, bb));
-        let halves = |v: __m256| [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)];
-        let (s, o) = (halves(s), halves(o));
-        for h in 0..2 {
-            let ds = xd[h] * xs[h] as f32;
-            let sd = _mm_mul_ps(s[h], _mm_set1_ps(xd[h]));
-            f = _mm_fmadd_ps(_mm_cvtepi32_ps(sums[h]), sd, f);
-            f = _mm_fmadd_ps(o[h], _mm_set1_ps(ds), f);
-        }
+        let so = scales_offsets::<KIND>(g.pair_headers(at, bb));
+        f = pair_steps(f, block_sums4(dots), so, xd, xs);
     }
     let mut lanes = [0f32; ROWS];
     // SAFETY: `lanes` holds 4 floats; the store is unaligned.
@@ -414,15 +431,7 @@ fn packed_rows<const KIND: u8>(group: &[u8], x: XRow) -> [f32; ROWS] {
             _mm512_dpbusd_epi32(z, _mm512_and_si512(v23, low), xv),
             _mm512_dpbusd_epi32(z, _mm512_and_si512(_mm512_srli_epi16::<4>(v23), low), xv),
         ];
-        let sums = block_sums4(dots);
-        let halves = |v: __m256| [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)];
-        let (s, o) = (halves(s), halves(o));
-        for h in 0..2 {
-            let ds = xd[h] * xs[h] as f32;
-            let sd = _mm_mul_ps(s[h], _mm_set1_ps(xd[h]));
-            f = _mm_fmadd_ps(_mm_cvtepi32_ps(sums[h]), sd, f);
-            f = _mm_fmadd_ps(o[h], _mm_set1_ps(ds), f);
-        }
+        f = pair_steps(f, block_sums4(dots), (s, o), xd, xs);
     }
     let mut lanes = [0f32; ROWS];
     // SAFETY: `lanes` holds 4 floats; the store is unaligned.
