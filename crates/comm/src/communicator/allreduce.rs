@@ -74,7 +74,7 @@ impl AllReduceAlgo {
 /// rank has just reduced in its cache for the all-gather's send. Measured
 /// on 2 ranks against one pass over the whole buffer: 256 KiB took 8.2 ms
 /// to 6.5 ms at 32 MiB and 360 us to 300 us at 2 MiB (in place); 64 KiB
-/// and 1-2 MiB slices were slower (docs/benchmarks.md).
+/// and 1-2 MiB slices were slower (bench/results/comm-ring-slice.txt).
 const RING_SLICE_BYTES: usize = 256 << 10;
 
 /// The most scratch bytes the Mesh AllReduce keeps between calls (the
