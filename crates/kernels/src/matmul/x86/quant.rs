@@ -13,6 +13,7 @@ use std::arch::x86_64::*;
 
 use super::Avx2;
 use crate::matmul::quant_x::ROUND_MAGIC;
+use crate::ops::x86::vmath;
 
 /// Quantizes `x` (a whole number of `block`s) into `q`, one scale per
 /// block into `d` and one code sum per `group` into `sums`; `block` and
@@ -55,9 +56,9 @@ fn quantize_blocks_avx2(
         // by the scalar `f32::max`.
         let mut acc = _mm256_setzero_ps();
         for v in xb.chunks_exact(8) {
-            acc = _mm256_max_ps(_mm256_andnot_ps(sign, load8(v)), acc);
+            acc = _mm256_max_ps(_mm256_andnot_ps(sign, vmath::load(v)), acc);
         }
-        let amax = hmax(acc);
+        let amax = vmath::hmax(acc);
         let scale = amax / 127.0;
         let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
         *db = if amax.is_finite() { scale } else { f32::NAN };
@@ -67,7 +68,10 @@ fn quantize_blocks_avx2(
         let mut lanes = [_mm256_setzero_si256(); 4];
         let mut group_sum = _mm256_setzero_si256();
         for (i, v) in xb.chunks_exact(8).enumerate() {
-            let r = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(load8(v), inv), magic), magic);
+            let r = _mm256_sub_ps(
+                _mm256_add_ps(_mm256_mul_ps(vmath::load(v), inv), magic),
+                magic,
+            );
             let r = _mm256_and_ps(r, _mm256_cmp_ps::<_CMP_ORD_Q>(r, r));
             let codes = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
             group_sum = _mm256_add_epi32(group_sum, codes);
@@ -81,25 +85,6 @@ fn quantize_blocks_avx2(
             }
         }
     }
-}
-
-/// 8 f32 from `v[..8]`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load8(v: &[f32]) -> __m256 {
-    let v = &v[..8];
-    // SAFETY: `v` holds 8 floats; the load is unaligned.
-    unsafe { _mm256_loadu_ps(v.as_ptr()) }
-}
-
-/// The largest of 8 lanes (none NaN).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hmax(v: __m256) -> f32 {
-    let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    let m = _mm_max_ss(m, _mm_shuffle_ps::<0b01>(m, m));
-    _mm_cvtss_f32(m)
 }
 
 /// The sum of 8 i32 lanes.
