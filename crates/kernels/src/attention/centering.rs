@@ -23,7 +23,9 @@ use exodus_numerics::cpu::SimdLevel;
 
 use crate::error::Result;
 use crate::ops::check;
-use crate::ops::dispatch::{path, Path};
+use crate::ops::dispatch::path;
+#[cfg(target_arch = "x86_64")]
+use crate::ops::dispatch::Path;
 use crate::ops::RopeStyle;
 
 use super::cache::KvLayout;

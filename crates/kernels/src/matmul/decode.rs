@@ -161,6 +161,8 @@ impl Ctx<'_> {
     /// where there is one (the same bits as [`column`](Self::column) on
     /// each), the rest column by column.
     fn columns_of_one_row(&self, j0: usize, outs: &mut [f32]) -> Result<()> {
+        // Only x86 has multi-row kernels to advance it.
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if let (Simd::Avx512(t), Some(q)) = (self.simd, self.qx) {

@@ -279,6 +279,7 @@ impl<'a> Weights<'a> {
 
     /// The encoded bytes of rows `j..j + count` and the bytes of one row
     /// (only for [`WeightData::Encoded`]).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 kernels
     pub(crate) fn encoded_rows(&self, j: usize, count: usize) -> Option<(&'a [u8], usize)> {
         match self.data {
             WeightData::Encoded {
